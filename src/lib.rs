@@ -1,1 +1,11 @@
+//! Kiroku (記録): an event-sourced ledger of staff training and HR records.
+//!
+//! Data flows one way: HTTP/CLI → command → aggregate (`kiroku-domain`) → events → log
+//! (`storage`) → projector → read models (`kiroku-projections`) → responses and reports.
 
+pub mod app;
+pub mod cli;
+pub mod http;
+pub mod ledger;
+pub mod projector;
+pub mod storage;

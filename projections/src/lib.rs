@@ -1,1 +1,73 @@
+//! Kiroku's read models: pure folds from the log to what people look at. No IO lives here;
+//! the application feeds events in position order and reads the result.
 
+pub mod history;
+
+use kiroku_domain::incident::{ComplianceIncident, IncidentEvent};
+use kiroku_domain::plan::{PlanEvent, PlanItem};
+use kiroku_domain::session::{SessionEvent, TrainingSession};
+use kiroku_domain::staff::{Staff, StaffEvent};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A typed event of any aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerEvent {
+    Staff(StaffEvent),
+    Session(SessionEvent),
+    Incident(IncidentEvent),
+    Plan(PlanEvent),
+}
+
+/// Why a stored event could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEvent(pub String);
+
+impl std::fmt::Display for UnknownEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnknownEvent {}
+
+fn parse<T: DeserializeOwned>(payload: &Value) -> Result<T, UnknownEvent> {
+    serde_json::from_value(payload.clone()).map_err(|e| UnknownEvent(e.to_string()))
+}
+
+impl LedgerEvent {
+    /// Reads a stored payload by the aggregate type it was written for.
+    pub fn parse(aggregate_type: &str, payload: &Value) -> Result<LedgerEvent, UnknownEvent> {
+        use cqrs_es_types::*;
+        match aggregate_type {
+            STAFF => parse(payload).map(LedgerEvent::Staff),
+            SESSION => parse(payload).map(LedgerEvent::Session),
+            INCIDENT => parse(payload).map(LedgerEvent::Incident),
+            PLAN => parse(payload).map(LedgerEvent::Plan),
+            other => Err(UnknownEvent(format!("unknown aggregate type {other}"))),
+        }
+    }
+}
+
+/// The aggregate type names as the log stores them.
+pub mod cqrs_es_types {
+    use super::*;
+    use cqrs_es::Aggregate;
+
+    pub const STAFF: &str = <Staff as Aggregate>::TYPE;
+    pub const SESSION: &str = <TrainingSession as Aggregate>::TYPE;
+    pub const INCIDENT: &str = <ComplianceIncident as Aggregate>::TYPE;
+    pub const PLAN: &str = <PlanItem as Aggregate>::TYPE;
+}
+
+/// An event with what the log knows about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub position: i64,
+    /// Milliseconds since the Unix epoch (UTC).
+    pub recorded_at: i64,
+    pub aggregate_id: String,
+    pub actor: Option<String>,
+    pub reason: Option<String>,
+    pub event: LedgerEvent,
+}

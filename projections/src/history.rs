@@ -1,0 +1,488 @@
+//! Staff histories and session rosters: who a person is, their grades, departments,
+//! trainings, interviews and evaluations; who holds which place in a session.
+//! Personal text stays sealed here; the application opens it for readers who may see it.
+
+use crate::{LedgerEvent, Recorded};
+use kiroku_domain::incident::IncidentEvent;
+use kiroku_domain::plan::PlanEvent;
+use kiroku_domain::session::{Schedule, SessionEvent};
+use kiroku_domain::staff::{StaffEvent, STAFF_NAMESPACE};
+use kiroku_domain::values::*;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GradeEntry {
+    pub grade: Grade,
+    pub effective_on: Date,
+    pub reason: Option<GradeChangeReason>,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepartmentEntry {
+    pub department: Text,
+    pub department_kind: DepartmentKind,
+    pub effective_on: Date,
+    pub kind: Option<TransferKind>,
+    pub position: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceEntry {
+    pub started_on: Date,
+    pub employment: Employment,
+    pub separated_on: Option<Date>,
+    pub separation_reason: Option<SeparationReason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InterviewEntry {
+    pub interview_id: Uuid,
+    pub kind: InterviewKind,
+    pub held_on: Date,
+    pub interviewer_id: Uuid,
+    pub note: Sealed,
+    pub withdrawn: bool,
+    pub corrections: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationEntry {
+    pub evaluation_id: Uuid,
+    pub fiscal_year: FiscalYear,
+    pub period: EvaluationPeriod,
+    pub evaluator_id: Uuid,
+    pub overall: OverallRating,
+    pub competencies: BTreeMap<String, u8>,
+    pub comment: Option<Sealed>,
+    pub dispute: Option<Sealed>,
+    pub dispute_outcome: Option<String>,
+    pub corrections: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingEntry {
+    pub session_id: Uuid,
+    pub status: EnrolmentStatus,
+    pub completed_on: Option<Date>,
+    pub understanding: Option<Understanding>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaffRecord {
+    pub staff_id: Uuid,
+    pub employee_no: EmployeeNo,
+    pub name: Sealed,
+    pub name_kana: Option<Sealed>,
+    pub gender: Gender,
+    pub job_type: JobType,
+    pub service: Vec<ServiceEntry>,
+    pub grades: Vec<GradeEntry>,
+    pub departments: Vec<DepartmentEntry>,
+    pub interviews: Vec<InterviewEntry>,
+    pub evaluations: Vec<EvaluationEntry>,
+    pub trainings: Vec<TrainingEntry>,
+}
+
+impl StaffRecord {
+    /// The latest entry effective on or before `date` (SPEC §4), else the earliest one.
+    fn effective<'a, T>(entries: &'a [T], date: Date, on: impl Fn(&T) -> Date) -> Option<&'a T> {
+        let mut best: Option<&T> = None;
+        for entry in entries {
+            if on(entry) <= date && best.is_none_or(|b| on(b) <= on(entry)) {
+                best = Some(entry);
+            }
+        }
+        best.or_else(|| entries.first())
+    }
+
+    pub fn department_on(&self, date: Date) -> Option<&DepartmentEntry> {
+        Self::effective(&self.departments, date, |d| d.effective_on)
+    }
+
+    pub fn grade_on(&self, date: Date) -> Option<Grade> {
+        Self::effective(&self.grades, date, |g| g.effective_on).map(|g| g.grade)
+    }
+
+    pub fn in_service_on(&self, date: Date) -> bool {
+        self.service
+            .iter()
+            .any(|s| s.started_on <= date && s.separated_on.is_none_or(|end| date < end))
+    }
+
+    fn training(&mut self, session_id: Uuid) -> Option<&mut TrainingEntry> {
+        self.trainings
+            .iter_mut()
+            .rev()
+            .find(|t| t.session_id == session_id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompletionEntry {
+    pub staff_id: Uuid,
+    pub completed_on: Date,
+    pub understanding: Option<Understanding>,
+    pub revoked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionRecord {
+    pub session_id: Uuid,
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    pub enrolled: Vec<Uuid>,
+    pub waitlisted: Vec<Uuid>,
+    pub completions: Vec<CompletionEntry>,
+}
+
+/// Staff records and session rosters, folded from the log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Histories {
+    pub staff: BTreeMap<Uuid, StaffRecord>,
+    pub sessions: BTreeMap<Uuid, SessionRecord>,
+}
+
+fn uuid_of(aggregate_id: &str) -> Uuid {
+    // Aggregate ids are UUIDs written by the application; anything else gets a stable stand-in.
+    Uuid::parse_str(aggregate_id)
+        .unwrap_or_else(|_| Uuid::new_v5(&STAFF_NAMESPACE, aggregate_id.as_bytes()))
+}
+
+impl Histories {
+    pub fn apply(&mut self, recorded: &Recorded) {
+        let id = uuid_of(&recorded.aggregate_id);
+        match &recorded.event {
+            LedgerEvent::Staff(event) => self.apply_staff(id, recorded, event),
+            LedgerEvent::Session(event) => self.apply_session(id, event),
+            LedgerEvent::Incident(
+                IncidentEvent::ComplianceIncidentRecorded { .. }
+                | IncidentEvent::ComplianceIncidentWithdrawn { .. },
+            ) => {}
+            LedgerEvent::Plan(
+                PlanEvent::PlanItemDefined(_)
+                | PlanEvent::IndicatorDefined(_)
+                | PlanEvent::TargetSet { .. }
+                | PlanEvent::ActualReported { .. }
+                | PlanEvent::ActualCorrected { .. }
+                | PlanEvent::ActivityRecorded { .. }
+                | PlanEvent::SelfEvaluated { .. }
+                | PlanEvent::ExternalEvaluated { .. }
+                | PlanEvent::SheetPublished { .. },
+            ) => {}
+        }
+    }
+
+    fn apply_staff(&mut self, id: Uuid, recorded: &Recorded, event: &StaffEvent) {
+        let position = recorded.position;
+        if let StaffEvent::StaffRegistered(r) = event {
+            self.staff.insert(
+                id,
+                StaffRecord {
+                    staff_id: id,
+                    employee_no: r.employee_no.clone(),
+                    name: r.name.clone(),
+                    name_kana: r.name_kana.clone(),
+                    gender: r.gender,
+                    job_type: r.job_type,
+                    service: vec![ServiceEntry {
+                        started_on: r.hired_on,
+                        employment: r.employment,
+                        separated_on: None,
+                        separation_reason: None,
+                    }],
+                    grades: vec![GradeEntry {
+                        grade: r.grade,
+                        effective_on: r.hired_on,
+                        reason: None,
+                        position,
+                    }],
+                    departments: vec![DepartmentEntry {
+                        department: r.department.clone(),
+                        department_kind: r.department_kind,
+                        effective_on: r.hired_on,
+                        kind: None,
+                        position,
+                    }],
+                    interviews: Vec::new(),
+                    evaluations: Vec::new(),
+                    trainings: Vec::new(),
+                },
+            );
+            return;
+        }
+        let Some(staff) = self.staff.get_mut(&id) else {
+            return;
+        };
+        let reason = recorded.reason.clone().unwrap_or_default();
+        match event {
+            StaffEvent::StaffRegistered(_) => {}
+            StaffEvent::GradeChanged {
+                grade,
+                effective_on,
+                reason,
+            } => staff.grades.push(GradeEntry {
+                grade: *grade,
+                effective_on: *effective_on,
+                reason: Some(*reason),
+                position,
+            }),
+            StaffEvent::StaffTransferred {
+                to_department,
+                department_kind,
+                effective_on,
+                kind,
+            } => staff.departments.push(DepartmentEntry {
+                department: to_department.clone(),
+                department_kind: *department_kind,
+                effective_on: *effective_on,
+                kind: Some(*kind),
+                position,
+            }),
+            StaffEvent::StaffSeparated {
+                effective_on,
+                reason,
+            } => {
+                if let Some(service) = staff.service.last_mut() {
+                    service.separated_on = Some(*effective_on);
+                    service.separation_reason = Some(*reason);
+                }
+            }
+            StaffEvent::StaffRehired(r) => {
+                staff.service.push(ServiceEntry {
+                    started_on: r.effective_on,
+                    employment: r.employment,
+                    separated_on: None,
+                    separation_reason: None,
+                });
+                staff.grades.push(GradeEntry {
+                    grade: r.grade,
+                    effective_on: r.effective_on,
+                    reason: None,
+                    position,
+                });
+                staff.departments.push(DepartmentEntry {
+                    department: r.department.clone(),
+                    department_kind: r.department_kind,
+                    effective_on: r.effective_on,
+                    kind: None,
+                    position,
+                });
+            }
+            StaffEvent::InterviewRecorded(i) => staff.interviews.push(InterviewEntry {
+                interview_id: i.interview_id,
+                kind: i.kind,
+                held_on: i.held_on,
+                interviewer_id: i.interviewer_id,
+                note: i.note.clone(),
+                withdrawn: false,
+                corrections: Vec::new(),
+            }),
+            StaffEvent::InterviewCorrected {
+                interview_id,
+                kind,
+                held_on,
+                note,
+                reason,
+            } => {
+                if let Some(i) = staff
+                    .interviews
+                    .iter_mut()
+                    .find(|i| i.interview_id == *interview_id)
+                {
+                    if let Some(kind) = kind {
+                        i.kind = *kind;
+                    }
+                    if let Some(held_on) = held_on {
+                        i.held_on = *held_on;
+                    }
+                    if let Some(note) = note {
+                        i.note = note.clone();
+                    }
+                    i.corrections.push(reason.to_string());
+                }
+            }
+            StaffEvent::InterviewWithdrawn { interview_id, .. } => {
+                if let Some(i) = staff
+                    .interviews
+                    .iter_mut()
+                    .find(|i| i.interview_id == *interview_id)
+                {
+                    i.withdrawn = true;
+                    i.corrections.push(reason);
+                }
+            }
+            StaffEvent::EvaluationRecorded(e) => staff.evaluations.push(EvaluationEntry {
+                evaluation_id: e.evaluation_id,
+                fiscal_year: e.fiscal_year,
+                period: e.period,
+                evaluator_id: e.evaluator_id,
+                overall: e.overall,
+                competencies: e.competencies.clone(),
+                comment: e.comment.clone(),
+                dispute: None,
+                dispute_outcome: None,
+                corrections: Vec::new(),
+            }),
+            StaffEvent::EvaluationCorrected {
+                evaluation_id,
+                overall,
+                competencies,
+                comment,
+                reason,
+            } => {
+                if let Some(e) = staff.evaluation(*evaluation_id) {
+                    if let Some(overall) = overall {
+                        e.overall = *overall;
+                    }
+                    if let Some(competencies) = competencies {
+                        e.competencies = competencies.clone();
+                    }
+                    if let Some(comment) = comment {
+                        e.comment = Some(comment.clone());
+                    }
+                    e.corrections.push(reason.to_string());
+                }
+            }
+            StaffEvent::EvaluationDisputed {
+                evaluation_id,
+                text,
+            } => {
+                if let Some(e) = staff.evaluation(*evaluation_id) {
+                    e.dispute = Some(text.clone());
+                    e.dispute_outcome = None;
+                }
+            }
+            StaffEvent::DisputeResolved {
+                evaluation_id,
+                outcome,
+                ..
+            } => {
+                if let Some(e) = staff.evaluation(*evaluation_id) {
+                    e.dispute_outcome = Some(outcome.to_string());
+                }
+            }
+        }
+    }
+
+    fn apply_session(&mut self, id: Uuid, event: &SessionEvent) {
+        if let SessionEvent::SessionScheduled(schedule) = event {
+            self.sessions.insert(
+                id,
+                SessionRecord {
+                    session_id: id,
+                    schedule: schedule.clone(),
+                    enrolled: Vec::new(),
+                    waitlisted: Vec::new(),
+                    completions: Vec::new(),
+                },
+            );
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        match event {
+            SessionEvent::SessionScheduled(_) => {}
+            SessionEvent::StaffEnrolled { staff_id, status } => {
+                match status {
+                    EnrolmentStatus::Enrolled => session.enrolled.push(*staff_id),
+                    EnrolmentStatus::Waitlisted => session.waitlisted.push(*staff_id),
+                }
+                if let Some(staff) = self.staff.get_mut(staff_id) {
+                    staff.trainings.push(TrainingEntry {
+                        session_id: id,
+                        status: *status,
+                        completed_on: None,
+                        understanding: None,
+                        revoked: false,
+                    });
+                }
+            }
+            SessionEvent::EnrolmentCancelled { staff_id, .. } => {
+                session.enrolled.retain(|s| s != staff_id);
+                session.waitlisted.retain(|s| s != staff_id);
+                if let Some(staff) = self.staff.get_mut(staff_id) {
+                    staff
+                        .trainings
+                        .retain(|t| !(t.session_id == id && t.completed_on.is_none()));
+                }
+            }
+            SessionEvent::WaitlistPromoted { staff_id } => {
+                session.waitlisted.retain(|s| s != staff_id);
+                session.enrolled.push(*staff_id);
+                if let Some(t) = self.staff.get_mut(staff_id).and_then(|s| s.training(id)) {
+                    t.status = EnrolmentStatus::Enrolled;
+                }
+            }
+            SessionEvent::TrainingCompleted {
+                staff_id,
+                completed_on,
+                understanding,
+            } => {
+                session.completions.retain(|c| c.staff_id != *staff_id);
+                session.completions.push(CompletionEntry {
+                    staff_id: *staff_id,
+                    completed_on: *completed_on,
+                    understanding: *understanding,
+                    revoked: false,
+                });
+                if let Some(t) = self.staff.get_mut(staff_id).and_then(|s| s.training(id)) {
+                    t.completed_on = Some(*completed_on);
+                    t.understanding = *understanding;
+                    t.revoked = false;
+                }
+            }
+            SessionEvent::CompletionCorrected {
+                staff_id,
+                completed_on,
+                understanding,
+                ..
+            } => {
+                if let Some(c) = session
+                    .completions
+                    .iter_mut()
+                    .find(|c| c.staff_id == *staff_id)
+                {
+                    if let Some(d) = completed_on {
+                        c.completed_on = *d;
+                    }
+                    if understanding.is_some() {
+                        c.understanding = *understanding;
+                    }
+                }
+                if let Some(t) = self.staff.get_mut(staff_id).and_then(|s| s.training(id)) {
+                    if completed_on.is_some() {
+                        t.completed_on = *completed_on;
+                    }
+                    if understanding.is_some() {
+                        t.understanding = *understanding;
+                    }
+                }
+            }
+            SessionEvent::CompletionRevoked { staff_id, .. } => {
+                if let Some(c) = session
+                    .completions
+                    .iter_mut()
+                    .find(|c| c.staff_id == *staff_id)
+                {
+                    c.revoked = true;
+                }
+                if let Some(t) = self.staff.get_mut(staff_id).and_then(|s| s.training(id)) {
+                    t.revoked = true;
+                }
+            }
+        }
+    }
+}
+
+impl StaffRecord {
+    fn evaluation(&mut self, evaluation_id: Uuid) -> Option<&mut EvaluationEntry> {
+        self.evaluations
+            .iter_mut()
+            .find(|e| e.evaluation_id == evaluation_id)
+    }
+}

@@ -1,0 +1,66 @@
+//! Start-up that tests can drive: build the application on any address (port 0 for tests),
+//! read its port, run it until stopped. Background tasks keep the projector and the hash
+//! chain up to date with writes made by other processes (the CLI, a second server).
+
+use crate::http::router;
+use crate::ledger::Ledger;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub struct Application {
+    listener: TcpListener,
+    ledger: Arc<Ledger>,
+}
+
+impl Application {
+    /// Opens the ledger at `database_url` and binds `addr`.
+    pub async fn build(database_url: &str, addr: SocketAddr) -> Result<Self, StartError> {
+        let ledger = Ledger::open(database_url).await?;
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Application { listener, ledger })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let ledger = self.ledger.clone();
+        let follower = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Err(error) = ledger.sealer.seal().await {
+                    tracing::warn!(%error, "sealing failed");
+                }
+                if let Err(error) = ledger.projector.catch_up().await {
+                    tracing::error!(%error, "projector stopped on an unreadable event");
+                }
+            }
+        });
+        let result = axum::serve(self.listener, router(self.ledger))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        follower.abort();
+        result
+    }
+}
+
+/// Anything that prevents serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,174 @@
+//! The `kiroku` command line (SPEC §8): one typed configuration, read from flags and the
+//! environment.
+
+use crate::app::Application;
+use crate::ledger::Ledger;
+use crate::storage::chain::{verify, Verdict};
+use crate::storage::tokens::{self, Role};
+use clap::{Parser, Subcommand};
+use kiroku_domain::staff::staff_id_of;
+use kiroku_domain::values::EmployeeNo;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+pub const DEFAULT_DATABASE: &str = "sqlite://kiroku.db";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiroku",
+    version,
+    about = "Kiroku (記録): the event-sourced ledger of staff training and HR records"
+)]
+pub struct Cli {
+    /// The ledger: sqlite://FILE (embedded, the default) or postgres://…
+    #[arg(long, env = "DATABASE_URL", global = true, default_value = DEFAULT_DATABASE)]
+    pub database: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Runs the server.
+    Serve {
+        #[arg(long, env = "KIROKU_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Manages API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Checks the append-only hash chain; exits 1 and names the first bad position.
+    Verify,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Creates a token and prints it on stdout (only its hash is stored).
+    Create {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Who holds the token; recorded as the actor of every event it writes.
+        #[arg(long)]
+        name: String,
+        /// The holder's employee number (required for manager and staff tokens).
+        #[arg(long)]
+        staff: Option<String>,
+    },
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match execute(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("kiroku: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Serve { addr } => {
+            let app = Application::build(&cli.database, addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(port = app.port(), database = %redact(&cli.database), "kiroku is serving");
+            app.run_until(shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command: TokenCommand::Create { role, name, staff },
+        } => {
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let staff_id = match staff {
+                Some(no) => {
+                    let no = EmployeeNo::parse(&no).map_err(|e| e.to_string())?;
+                    let id = staff_id_of(&no);
+                    let known = ledger
+                        .projector
+                        .read(|h| h.staff.contains_key(&id))
+                        .map_err(|e| e.to_string())?;
+                    if !known {
+                        return Err(format!(
+                            "no staff member with employee number {}",
+                            no.as_str()
+                        ));
+                    }
+                    Some(id)
+                }
+                None if matches!(role, Role::Manager | Role::Staff) => {
+                    return Err("manager and staff tokens need --staff EMPLOYEE_NO".into())
+                }
+                None => None,
+            };
+            let token = tokens::create(&ledger.backend, role, &name, staff_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify => {
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            match verify(&ledger.backend).await.map_err(|e| e.to_string())? {
+                Verdict::Intact {
+                    events,
+                    unsealed,
+                    head,
+                } => {
+                    println!("ok: {events} events, hash chain intact (head {head})");
+                    if unsealed > 0 {
+                        println!("note: {unsealed} newest events are not sealed yet");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verdict::Broken { position, problem } => {
+                    println!("TAMPERED at position {position}: {problem}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+/// Hides a password in a database URL for logs.
+fn redact(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, rest)) if credentials.contains(':') && url.starts_with("postgres") => {
+            let scheme_end = credentials.find("://").map(|i| i + 3).unwrap_or(0);
+            let user = credentials[scheme_end..].split(':').next().unwrap_or("");
+            format!("{}{}:***@{}", &credentials[..scheme_end], user, rest)
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,124 @@
+//! The one API error type: every refusal becomes `application/problem+json` with a stable
+//! machine `code`; database and unexpected failures become a 500 that is logged, never leaked.
+
+use crate::ledger::CommandError;
+use crate::storage::StorageError;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kiroku_domain::Refusal;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn validation(detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", detail)
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+    }
+
+    pub fn forbidden() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "your role may not do this",
+        )
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, detail)
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the ledger could not complete the request; nothing was recorded unless a response said so",
+        )
+    }
+
+    fn title(&self) -> &'static str {
+        match self.status {
+            StatusCode::BAD_REQUEST => "入力内容に誤りがあります",
+            StatusCode::UNAUTHORIZED => "認証が必要です",
+            StatusCode::FORBIDDEN => "この操作は許可されていません",
+            StatusCode::NOT_FOUND => "対象が見つかりません",
+            StatusCode::CONFLICT => "現在の記録と矛盾します",
+            StatusCode::PAYLOAD_TOO_LARGE => "送信データが大きすぎます",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "データ形式が対応していません",
+            StatusCode::UNPROCESSABLE_ENTITY => "処理できない要求です",
+            _ => "サーバーで問題が発生しました",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "type": format!("urn:kiroku:problem:{}", self.code),
+            "title": self.title(),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Refused {
+                code,
+                refusal,
+                message,
+            } => {
+                let status = match refusal {
+                    Refusal::Invalid => StatusCode::BAD_REQUEST,
+                    Refusal::NotFound => StatusCode::NOT_FOUND,
+                    Refusal::Conflict => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, code, message)
+            }
+            CommandError::Contended => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "contended",
+                "too many simultaneous changes to the same record; nothing was recorded, try again",
+            ),
+            CommandError::Storage(error) => ApiError::internal(error),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        ApiError::internal(error)
+    }
+}

@@ -1,0 +1,111 @@
+//! The HTTP API (SPEC §7), base path `/api/v1`: one router per resource, problem+json errors,
+//! bearer tokens, idempotency keys and a body size limit.
+
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod idempotency;
+pub mod plans;
+pub mod sessions;
+pub mod staff;
+
+use crate::ledger::{Appended, Ledger};
+use crate::storage::log;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// Commands and queries are small; attendance imports get their own, larger limit.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub ledger: Arc<Ledger>,
+}
+
+pub fn router(ledger: Arc<Ledger>) -> Router {
+    let state = AppState { ledger };
+    let api = Router::new()
+        .merge(staff::routes())
+        .merge(sessions::routes())
+        .merge(plans::routes())
+        .merge(events::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::replay_repeated_commands,
+        ))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("not_found", "no such endpoint")
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match log::head(&state.ledger.backend).await {
+        Ok(head) => Json(json!({
+            "status": "ok",
+            "backend": state.ledger.backend.name(),
+            "position": head,
+            "projected": state.ledger.projector.position(),
+        }))
+        .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "detail": error.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let head = log::head(&state.ledger.backend).await.unwrap_or(-1);
+    let events = log::count(&state.ledger.backend).await.unwrap_or(-1);
+    let body = format!(
+        "# HELP kiroku_log_position Last position in the event log.\n\
+         # TYPE kiroku_log_position gauge\nkiroku_log_position {head}\n\
+         # HELP kiroku_log_events Events in the log.\n\
+         # TYPE kiroku_log_events gauge\nkiroku_log_events {events}\n\
+         # HELP kiroku_projected_position Last position folded into the read models.\n\
+         # TYPE kiroku_projected_position gauge\nkiroku_projected_position {}\n",
+        state.ledger.projector.position()
+    );
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// RFC 3339 in UTC with milliseconds, the API's timestamp form.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// A command's response: `{"id", "recorded_at", …extra}` with the given status.
+pub fn accepted(
+    status: StatusCode,
+    id: impl Into<Value>,
+    appended: &Appended,
+    extra: Value,
+) -> Response {
+    let mut body = json!({
+        "id": id.into(),
+        "recorded_at": rfc3339_ms(appended.recorded_at()),
+        "position": appended.events.last().map(|e| e.position),
+    });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (status, Json(body)).into_response()
+}

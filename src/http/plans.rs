@@ -1,0 +1,439 @@
+//! `/plan-items` (definitions, targets, manual actuals, activities, evaluations) and
+//! `/compliance-incidents`.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::{accepted, AppState};
+use crate::ledger::Meta;
+use crate::storage::tokens::Role;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use kiroku_domain::incident::IncidentCommand;
+use kiroku_domain::plan::*;
+use kiroku_domain::values::*;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/plan-items", post(define))
+        .route("/plan-items/{code}/indicators", post(define_indicator))
+        .route("/plan-items/{code}/targets", post(set_target))
+        .route("/plan-items/{code}/actuals", post(report_actual))
+        .route(
+            "/plan-items/{code}/actual-corrections",
+            post(correct_actual),
+        )
+        .route("/plan-items/{code}/activities", post(record_activity))
+        .route("/plan-items/{code}/self-evaluations", post(self_evaluate))
+        .route(
+            "/plan-items/{code}/external-evaluations",
+            post(evaluate_externally),
+        )
+        .route("/compliance-incidents", post(record_incident))
+        .route(
+            "/compliance-incidents/{id}/withdrawal",
+            post(withdraw_incident),
+        )
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &str,
+    code: &str,
+    command: PlanCommand,
+    reason: Option<&str>,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let code =
+        Code::parse(code).map_err(|e| ApiError::not_found("plan_item_not_found", e.to_string()))?;
+    let mut meta = Meta::new(principal, request_id);
+    if let Some(reason) = reason {
+        meta = meta.with_reason(reason);
+    }
+    let ledger = &state.ledger;
+    let appended = ledger
+        .execute(&ledger.plans, code.as_str(), command, &meta)
+        .await?;
+    Ok(accepted(status, code.as_str(), &appended, json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndicatorBody {
+    indicator_code: Code,
+    name: Text,
+    description: Option<Text>,
+    kind: IndicatorKind,
+    unit: Unit,
+    source: IndicatorSource,
+    baseline: Option<Baseline>,
+    #[serde(default)]
+    targets: BTreeMap<FiscalYear, Target>,
+}
+
+impl From<IndicatorBody> for IndicatorPlan {
+    fn from(body: IndicatorBody) -> Self {
+        IndicatorPlan {
+            definition: IndicatorDefinition {
+                indicator_code: body.indicator_code,
+                name: body.name,
+                description: body.description,
+                kind: body.kind,
+                unit: body.unit,
+                source: body.source,
+                baseline: body.baseline,
+            },
+            targets: body.targets,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefineBody {
+    code: Code,
+    title: Text,
+    pillar: Text,
+    parent_code: Option<Code>,
+    lead_department: Text,
+    status: ItemStatus,
+    aim: Option<Text>,
+    related_plans: Option<Text>,
+    from_fiscal_year: FiscalYear,
+    to_fiscal_year: FiscalYear,
+    #[serde(default)]
+    indicators: Vec<IndicatorBody>,
+}
+
+async fn define(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppJson(body): AppJson<DefineBody>,
+) -> ApiResult<Response> {
+    let code = body.code.clone();
+    let command = PlanCommand::Define {
+        item: PlanItemDefinition {
+            code: body.code,
+            title: body.title,
+            pillar: body.pillar,
+            parent_code: body.parent_code,
+            lead_department: body.lead_department,
+            status: body.status,
+            aim: body.aim,
+            related_plans: body.related_plans,
+            from_fiscal_year: body.from_fiscal_year,
+            to_fiscal_year: body.to_fiscal_year,
+        },
+        indicators: body
+            .indicators
+            .into_iter()
+            .map(IndicatorPlan::from)
+            .collect(),
+    };
+    let status = StatusCode::CREATED;
+    run(
+        &state,
+        &caller,
+        &request_id,
+        code.as_str(),
+        command,
+        None,
+        status,
+    )
+    .await
+}
+
+async fn define_indicator(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<IndicatorBody>,
+) -> ApiResult<Response> {
+    let command = PlanCommand::DefineIndicator(body.into());
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetBody {
+    indicator_code: Code,
+    fiscal_year: FiscalYear,
+    op: TargetOp,
+    value: f64,
+    reason: Option<Text>,
+}
+
+async fn set_target(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<TargetBody>,
+) -> ApiResult<Response> {
+    let reason = body.reason.as_ref().map(|r| r.as_str().to_string());
+    let command = PlanCommand::SetTarget {
+        indicator_code: body.indicator_code,
+        fiscal_year: body.fiscal_year,
+        target: Target {
+            op: body.op,
+            value: body.value,
+        },
+    };
+    let reason = reason.as_deref();
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        reason,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActualBody {
+    indicator_code: Code,
+    fiscal_year: FiscalYear,
+    value: f64,
+    status: ActualStatus,
+    note: Option<Text>,
+}
+
+async fn report_actual(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<ActualBody>,
+) -> ApiResult<Response> {
+    let command = PlanCommand::ReportActual {
+        indicator_code: body.indicator_code,
+        fiscal_year: body.fiscal_year,
+        value: body.value,
+        status: body.status,
+        note: body.note,
+    };
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActualCorrectionBody {
+    indicator_code: Code,
+    fiscal_year: FiscalYear,
+    value: f64,
+    reason: Text,
+}
+
+async fn correct_actual(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<ActualCorrectionBody>,
+) -> ApiResult<Response> {
+    let reason = body.reason.as_str().to_string();
+    let command = PlanCommand::CorrectActual {
+        indicator_code: body.indicator_code,
+        fiscal_year: body.fiscal_year,
+        value: body.value,
+        reason: body.reason,
+    };
+    let reason = Some(reason.as_str());
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        reason,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivityBody {
+    fiscal_year: FiscalYear,
+    planned: Option<Text>,
+    result: Option<Text>,
+}
+
+async fn record_activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<ActivityBody>,
+) -> ApiResult<Response> {
+    let command = PlanCommand::RecordActivity {
+        fiscal_year: body.fiscal_year,
+        planned: body.planned,
+        result: body.result,
+    };
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelfEvaluationBody {
+    fiscal_year: FiscalYear,
+    grade: SelfGrade,
+    reason: Text,
+    next_step: NextStep,
+    direction: Option<Text>,
+}
+
+async fn self_evaluate(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<SelfEvaluationBody>,
+) -> ApiResult<Response> {
+    let command = PlanCommand::SelfEvaluate {
+        fiscal_year: body.fiscal_year,
+        grade: body.grade,
+        reason: body.reason,
+        next_step: body.next_step,
+        direction: body.direction,
+    };
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExternalEvaluationBody {
+    fiscal_year: FiscalYear,
+    text: Text,
+}
+
+async fn evaluate_externally(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<ExternalEvaluationBody>,
+) -> ApiResult<Response> {
+    let command = PlanCommand::EvaluateExternally {
+        fiscal_year: body.fiscal_year,
+        text: body.text,
+    };
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentBody {
+    occurred_on: Date,
+    department: Text,
+    summary: Text,
+}
+
+async fn record_incident(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppJson(body): AppJson<IncidentBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let incident_id = Uuid::new_v4();
+    let command = IncidentCommand::Record {
+        incident_id,
+        occurred_on: body.occurred_on,
+        department: body.department,
+        summary: body.summary,
+    };
+    let meta = Meta::new(principal, &request_id);
+    let ledger = &state.ledger;
+    let id = incident_id.to_string();
+    let appended = ledger
+        .execute(&ledger.incidents, &id, command, &meta)
+        .await?;
+    Ok(accepted(StatusCode::CREATED, id, &appended, json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawalBody {
+    reason: Text,
+}
+
+async fn withdraw_incident(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(incident_id): AppPath<Uuid>,
+    AppJson(body): AppJson<WithdrawalBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
+    let command = IncidentCommand::Withdraw {
+        reason: body.reason,
+    };
+    let ledger = &state.ledger;
+    let id = incident_id.to_string();
+    let appended = ledger
+        .execute(&ledger.incidents, &id, command, &meta)
+        .await?;
+    Ok(accepted(StatusCode::OK, id, &appended, json!({})))
+}

@@ -1,0 +1,229 @@
+//! `/sessions`: scheduling, enrolment with a waitlist, completions, corrections and
+//! revocations; and the roster of a session.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::staff::is_registered;
+use super::{accepted, AppState};
+use crate::ledger::Meta;
+use crate::storage::tokens::Role;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kiroku_domain::session::*;
+use kiroku_domain::values::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(schedule))
+        .route("/sessions/{id}", get(show))
+        .route("/sessions/{id}/enrolments", post(enrol))
+        .route(
+            "/sessions/{id}/enrolments/{staff_id}/cancellation",
+            post(cancel),
+        )
+        .route("/sessions/{id}/completions", post(complete))
+        .route(
+            "/sessions/{id}/completions/{staff_id}/corrections",
+            post(correct),
+        )
+        .route(
+            "/sessions/{id}/completions/{staff_id}/revocation",
+            post(revoke),
+        )
+}
+
+async fn run(
+    state: &AppState,
+    session_id: Uuid,
+    command: SessionCommand,
+    meta: Meta,
+    status: StatusCode,
+) -> ApiResult<Response> {
+    let ledger = &state.ledger;
+    let appended = ledger
+        .execute(&ledger.sessions, &session_id.to_string(), command, &meta)
+        .await?;
+    let enrolment = appended
+        .find("StaffEnrolled")
+        .and_then(|e| e.payload.get("StaffEnrolled"))
+        .and_then(|p| p.get("status"))
+        .cloned();
+    let extra = match enrolment {
+        Some(status) => json!({ "status": status }),
+        None => json!({}),
+    };
+    Ok(accepted(status, session_id.to_string(), &appended, extra))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleBody {
+    course_code: Text,
+    title: Text,
+    category: TrainingCategory,
+    provider: Text,
+    delivery: Delivery,
+    starts_on: Date,
+    ends_on: Date,
+    capacity: u32,
+}
+
+async fn schedule(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppJson(body): AppJson<ScheduleBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let command = SessionCommand::Schedule(Schedule {
+        course_code: body.course_code,
+        title: body.title,
+        category: body.category,
+        provider: body.provider,
+        delivery: body.delivery,
+        starts_on: body.starts_on,
+        ends_on: body.ends_on,
+        capacity: body.capacity,
+    });
+    let meta = Meta::new(principal, &request_id);
+    run(&state, Uuid::new_v4(), command, meta, StatusCode::CREATED).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    staff_id: Uuid,
+}
+
+async fn enrol(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(session_id): AppPath<Uuid>,
+    AppJson(body): AppJson<EnrolBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let command = SessionCommand::Enrol {
+        staff_id: body.staff_id,
+        staff_registered: is_registered(&state.ledger, body.staff_id)?,
+    };
+    let meta = Meta::new(principal, &request_id);
+    run(&state, session_id, command, meta, StatusCode::CREATED).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Text,
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<ReasonBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
+    let command = SessionCommand::CancelEnrolment {
+        staff_id,
+        reason: body.reason,
+    };
+    run(&state, session_id, command, meta, StatusCode::OK).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompletionBody {
+    staff_id: Uuid,
+    completed_on: Date,
+    understanding: Option<Understanding>,
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(session_id): AppPath<Uuid>,
+    AppJson(body): AppJson<CompletionBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let command = SessionCommand::Complete {
+        staff_id: body.staff_id,
+        completed_on: body.completed_on,
+        understanding: body.understanding,
+    };
+    let meta = Meta::new(principal, &request_id);
+    run(&state, session_id, command, meta, StatusCode::CREATED).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectionBody {
+    completed_on: Option<Date>,
+    understanding: Option<Understanding>,
+    reason: Text,
+}
+
+async fn correct(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<CorrectionBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
+    let command = SessionCommand::CorrectCompletion {
+        staff_id,
+        completed_on: body.completed_on,
+        understanding: body.understanding,
+        reason: body.reason,
+    };
+    run(&state, session_id, command, meta, StatusCode::OK).await
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(body): AppJson<ReasonBody>,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
+    let command = SessionCommand::RevokeCompletion {
+        staff_id,
+        reason: body.reason,
+    };
+    run(&state, session_id, command, meta, StatusCode::OK).await
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(session_id): AppPath<Uuid>,
+) -> ApiResult<Json<Value>> {
+    caller.require(&[Role::HrAdmin, Role::Auditor])?;
+    let session = state
+        .ledger
+        .projector
+        .read(|h| h.sessions.get(&session_id).cloned())?
+        .ok_or_else(|| ApiError::not_found("session_not_found", "no session with this id"))?;
+    let mut body = serde_json::to_value(&session).map_err(ApiError::internal)?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("id".into(), json!(session_id));
+        object.insert(
+            "category_label".into(),
+            json!(session.schedule.category.label_ja()),
+        );
+    }
+    Ok(Json(body))
+}

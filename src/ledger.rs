@@ -1,0 +1,208 @@
+//! The ledger as the application uses it: one cqrs-es framework per aggregate over the chosen
+//! event repository, the personal key store, the sealer and the projector — and the one way
+//! commands are executed (bounded retries on optimistic-lock conflicts, metadata on every
+//! event, the appended events read back for the response).
+
+use crate::projector::Projector;
+use crate::storage::chain::Sealer;
+use crate::storage::keys::KeyStore;
+use crate::storage::log::{read_request, LogEvent};
+use crate::storage::repository::LedgerRepository;
+use crate::storage::tokens::Principal;
+use crate::storage::{Backend, StorageError};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use kiroku_domain::incident::ComplianceIncident;
+use kiroku_domain::plan::PlanItem;
+use kiroku_domain::session::TrainingSession;
+use kiroku_domain::staff::Staff;
+use kiroku_domain::{DomainError, Refusal};
+use rand::Rng;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+pub type Cqrs<A> = CqrsFramework<A, PersistedEventStore<LedgerRepository, A>>;
+
+/// Aggregates keep a snapshot every this many events, so a career-long staff record or a
+/// session with hundreds of attendees loads in constant time.
+const SNAPSHOT_EVERY: usize = 100;
+/// How often a command is retried when another writer committed to the same aggregate first.
+const MAX_ATTEMPTS: u32 = 30;
+const LOCK_STRIPES: usize = 256;
+
+/// Who asked for a command, and why: written into every event's metadata.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub actor: String,
+    pub role: String,
+    pub request_id: String,
+    pub reason: Option<String>,
+}
+
+impl Meta {
+    pub fn new(principal: &Principal, request_id: &str) -> Self {
+        Meta {
+            actor: principal.name.clone(),
+            role: principal.role.to_string(),
+            request_id: request_id.to_string(),
+            reason: None,
+        }
+    }
+
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self
+    }
+
+    fn to_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::from([
+            ("actor".to_string(), self.actor.clone()),
+            ("role".to_string(), self.role.clone()),
+            ("request_id".to_string(), self.request_id.clone()),
+        ]);
+        if let Some(reason) = &self.reason {
+            map.insert("reason".to_string(), reason.clone());
+        }
+        map
+    }
+}
+
+/// What a command appended.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub events: Vec<LogEvent>,
+}
+
+impl Appended {
+    /// Transaction time of the command (its last event), ms since the epoch.
+    pub fn recorded_at(&self) -> i64 {
+        self.events
+            .last()
+            .map(|e| e.recorded_at)
+            .unwrap_or_else(crate::storage::now_ms)
+    }
+
+    pub fn find(&self, event_type: &str) -> Option<&LogEvent> {
+        self.events.iter().find(|e| e.event_type == event_type)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{message}")]
+    Refused {
+        code: &'static str,
+        refusal: Refusal,
+        message: String,
+    },
+    #[error("the aggregate stayed contended after {MAX_ATTEMPTS} attempts")]
+    Contended,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<StorageError> for CommandError {
+    fn from(error: StorageError) -> Self {
+        CommandError::Storage(error.to_string())
+    }
+}
+
+pub struct Ledger {
+    pub backend: Backend,
+    pub staff: Cqrs<Staff>,
+    pub sessions: Cqrs<TrainingSession>,
+    pub incidents: Cqrs<ComplianceIncident>,
+    pub plans: Cqrs<PlanItem>,
+    pub keys: KeyStore,
+    pub sealer: Arc<Sealer>,
+    pub projector: Projector,
+    /// Commands on the same aggregate queue here instead of racing in the database.
+    locks: Vec<Mutex<()>>,
+}
+
+fn framework<A: Aggregate>(backend: &Backend, sealer: &Arc<Sealer>) -> Cqrs<A>
+where
+    A::Services: Default,
+{
+    let repo = LedgerRepository::new(backend, sealer.clone());
+    let store = PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
+    CqrsFramework::new(store, vec![], A::Services::default())
+}
+
+impl Ledger {
+    /// Opens the ledger at `url`, migrating the schema and catching the projector up.
+    pub async fn open(url: &str) -> Result<Arc<Ledger>, StorageError> {
+        let backend = Backend::connect(url).await?;
+        let sealer = Arc::new(Sealer::new(backend.clone()));
+        sealer.seal().await?;
+        let ledger = Ledger {
+            staff: framework(&backend, &sealer),
+            sessions: framework(&backend, &sealer),
+            incidents: framework(&backend, &sealer),
+            plans: framework(&backend, &sealer),
+            keys: KeyStore::new(backend.clone()),
+            projector: Projector::new(backend.clone()),
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            sealer,
+            backend,
+        };
+        ledger.projector.catch_up().await?;
+        Ok(Arc::new(ledger))
+    }
+
+    fn stripe(&self, aggregate_type: &str, id: &str) -> &Mutex<()> {
+        let mut hasher = DefaultHasher::new();
+        (aggregate_type, id).hash(&mut hasher);
+        &self.locks[(hasher.finish() as usize) % LOCK_STRIPES]
+    }
+
+    /// Executes `command` on aggregate `id`, retrying optimistic-lock conflicts a bounded
+    /// number of times, and returns the events it appended (possibly none).
+    pub async fn execute<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        id: &str,
+        command: A::Command,
+        meta: &Meta,
+    ) -> Result<Appended, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        A::Error: DomainError,
+    {
+        let metadata = meta.to_map();
+        {
+            let _turn = self.stripe(A::TYPE, id).lock().await;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match cqrs
+                    .execute_with_metadata(id, command.clone(), metadata.clone())
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(AggregateError::UserError(error)) => {
+                        return Err(CommandError::Refused {
+                            code: error.code(),
+                            refusal: error.refusal(),
+                            message: error.to_string(),
+                        })
+                    }
+                    Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                        // Another process wrote to this aggregate first: reload and decide again.
+                        let pause = rand::thread_rng().gen_range(1..=(2 * attempt as u64));
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
+                    Err(other) => return Err(CommandError::Storage(other.to_string())),
+                }
+            }
+        }
+        let events = read_request(&self.backend, A::TYPE, id, &meta.request_id).await?;
+        self.projector.catch_up().await?;
+        Ok(Appended { events })
+    }
+}

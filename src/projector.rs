@@ -1,0 +1,83 @@
+//! The projector: reads the log by position and folds every event, exactly once and in
+//! order, into the read models of `kiroku-projections`. It runs after each command (so a
+//! caller reads its own writes) and on a timer (to pick up writes from other processes).
+
+use crate::storage::log::{read_after, LogEvent};
+use crate::storage::{Backend, StorageError};
+use kiroku_projections::history::Histories;
+use kiroku_projections::{LedgerEvent, Recorded};
+use std::sync::RwLock;
+use tokio::sync::Mutex;
+
+const PAGE: i64 = 5000;
+
+#[derive(Default)]
+struct State {
+    position: i64,
+    histories: Histories,
+}
+
+pub struct Projector {
+    backend: Backend,
+    state: RwLock<State>,
+    catching_up: Mutex<()>,
+}
+
+/// Turns a stored event into the typed form projections read.
+pub fn recorded(event: &LogEvent) -> Result<Recorded, StorageError> {
+    let parsed = LedgerEvent::parse(&event.aggregate_type, &event.payload)
+        .map_err(|e| StorageError::Corrupt(format!("event at position {}: {e}", event.position)))?;
+    Ok(Recorded {
+        position: event.position,
+        recorded_at: event.recorded_at,
+        aggregate_id: event.aggregate_id.clone(),
+        actor: event.metadata_str("actor").map(str::to_string),
+        reason: event.metadata_str("reason").map(str::to_string),
+        event: parsed,
+    })
+}
+
+impl Projector {
+    pub fn new(backend: Backend) -> Self {
+        Projector {
+            backend,
+            state: RwLock::new(State::default()),
+            catching_up: Mutex::new(()),
+        }
+    }
+
+    pub fn position(&self) -> i64 {
+        self.state.read().map(|s| s.position).unwrap_or(0)
+    }
+
+    /// Applies every event committed since the last call. An event that cannot be read stops
+    /// the projector with an error instead of being skipped.
+    pub async fn catch_up(&self) -> Result<i64, StorageError> {
+        let _only_one = self.catching_up.lock().await;
+        loop {
+            let after = self.position();
+            let page = read_after(&self.backend, after, PAGE).await?;
+            if page.is_empty() {
+                return Ok(after);
+            }
+            let typed: Vec<Recorded> = page.iter().map(recorded).collect::<Result<_, _>>()?;
+            let mut state = self
+                .state
+                .write()
+                .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
+            for event in &typed {
+                state.histories.apply(event);
+                state.position = event.position;
+            }
+        }
+    }
+
+    /// Reads the histories under a shared lock.
+    pub fn read<R>(&self, f: impl FnOnce(&Histories) -> R) -> Result<R, StorageError> {
+        let state = self
+            .state
+            .read()
+            .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
+        Ok(f(&state.histories))
+    }
+}

@@ -1,0 +1,134 @@
+//! Reading the log in position order: the one way projections, the sealer, `verify`,
+//! `GET /events` and command responses see events. Reads go in bounded pages by keyset
+//! (`position > after`), never one long transaction.
+
+use super::{Backend, StorageError};
+use crate::with_pool;
+use serde_json::Value;
+use sqlx::Row;
+
+/// One event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEvent {
+    pub position: i64,
+    /// Transaction time, milliseconds since the Unix epoch (UTC).
+    pub recorded_at: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    /// The hash chain's entry for this event, once sealed.
+    pub hash: Option<String>,
+}
+
+impl LogEvent {
+    pub fn metadata_str(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+}
+
+const COLUMNS_SQLITE: &str = "e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, \
+     e.sequence, e.event_type, e.event_version, e.payload, e.metadata, c.hash";
+const COLUMNS_POSTGRES: &str = "e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, \
+     e.sequence, e.event_type, e.event_version, e.payload::text, e.metadata::text, c.hash";
+
+fn columns(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite(_) => COLUMNS_SQLITE,
+        Backend::Postgres(_) => COLUMNS_POSTGRES,
+    }
+}
+
+fn parse_json(text: &str, position: i64) -> Result<Value, StorageError> {
+    serde_json::from_str(text)
+        .map_err(|e| StorageError::Corrupt(format!("event at position {position}: {e}")))
+}
+
+fn decode<R: Row>(row: &R) -> Result<LogEvent, StorageError>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    let position: i64 = row.try_get(0)?;
+    let payload: String = row.try_get(7)?;
+    let metadata: String = row.try_get(8)?;
+    Ok(LogEvent {
+        position,
+        recorded_at: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: row.try_get(6)?,
+        payload: parse_json(&payload, position)?,
+        metadata: parse_json(&metadata, position)?,
+        hash: row.try_get(9)?,
+    })
+}
+
+/// Up to `limit` events with `position > after`, in position order.
+pub async fn read_after(
+    backend: &Backend,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogEvent>, StorageError> {
+    let sql = format!(
+        "SELECT {} FROM events e LEFT JOIN event_chain c ON c.position = e.position \
+         WHERE e.position > $1 ORDER BY e.position LIMIT $2",
+        columns(backend)
+    );
+    with_pool!(backend, pool => {
+        let rows = sqlx::query(&sql).bind(after).bind(limit).fetch_all(pool).await?;
+        rows.iter().map(decode).collect()
+    })
+}
+
+/// The events one request appended to one aggregate, in position order.
+pub async fn read_request(
+    backend: &Backend,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    request_id: &str,
+) -> Result<Vec<LogEvent>, StorageError> {
+    let filter = match backend {
+        Backend::Sqlite(_) => "json_extract(e.metadata, '$.request_id') = $3",
+        Backend::Postgres(_) => "e.metadata->>'request_id' = $3",
+    };
+    let sql = format!(
+        "SELECT {} FROM events e LEFT JOIN event_chain c ON c.position = e.position \
+         WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND {filter} ORDER BY e.position",
+        columns(backend)
+    );
+    with_pool!(backend, pool => {
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .bind(request_id)
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    })
+}
+
+/// The number of events in the log.
+pub async fn count(backend: &Backend) -> Result<i64, StorageError> {
+    with_pool!(backend, pool => {
+        let row = sqlx::query("SELECT COUNT(*) FROM events").fetch_one(pool).await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    })
+}
+
+/// The last position in the log (0 when empty).
+pub async fn head(backend: &Backend) -> Result<i64, StorageError> {
+    with_pool!(backend, pool => {
+        let row = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(pool)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)?)
+    })
+}

@@ -1,0 +1,129 @@
+//! API tokens. A token is shown once, when `kiroku token create` makes it; the ledger keeps
+//! only its SHA-256, the role and whom it belongs to.
+
+use super::{now_ms, Backend, StorageError};
+use crate::with_pool;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// The four roles of SPEC §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Role {
+    HrAdmin,
+    Manager,
+    Staff,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::HrAdmin => "hr_admin",
+            Role::Manager => "manager",
+            Role::Staff => "staff",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = StorageError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hr_admin" => Ok(Role::HrAdmin),
+            "manager" => Ok(Role::Manager),
+            "staff" => Ok(Role::Staff),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(StorageError::Corrupt(format!("unknown role {other:?}"))),
+        }
+    }
+}
+
+/// Who is calling: resolved from a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+    /// The staff member the token belongs to (required for `manager` and `staff`).
+    pub staff_id: Option<Uuid>,
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates a token and returns it; only its hash is stored.
+pub async fn create(
+    backend: &Backend,
+    role: Role,
+    name: &str,
+    staff_id: Option<Uuid>,
+) -> Result<String, StorageError> {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let token = format!("kiroku_{}", URL_SAFE_NO_PAD.encode(secret));
+    with_pool!(backend, pool => {
+        sqlx::query(
+            "INSERT INTO api_tokens (token_hash, name, role, staff_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(digest(&token))
+        .bind(name)
+        .bind(role.as_str())
+        .bind(staff_id.map(|id| id.to_string()))
+        .bind(now_ms())
+        .execute(pool)
+        .await?;
+    });
+    Ok(token)
+}
+
+/// The principal a token stands for, if it is known and not revoked.
+pub async fn authenticate(
+    backend: &Backend,
+    token: &str,
+) -> Result<Option<Principal>, StorageError> {
+    let row: Option<(String, String, Option<String>)> = with_pool!(backend, pool => {
+        let row = sqlx::query(
+            "SELECT name, role, staff_id FROM api_tokens \
+             WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(digest(token))
+        .fetch_optional(pool)
+        .await?;
+        match row {
+            Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
+            None => None,
+        }
+    });
+    let Some((name, role, staff_id)) = row else {
+        return Ok(None);
+    };
+    let staff_id = match staff_id {
+        Some(id) => Some(
+            Uuid::parse_str(&id)
+                .map_err(|e| StorageError::Corrupt(format!("token staff id: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Principal {
+        name,
+        role: role.parse()?,
+        staff_id,
+    }))
+}

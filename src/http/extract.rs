@@ -122,10 +122,13 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        match authenticate(&state.ledger.backend, token).await? {
-            Some(principal) => Ok(Caller(principal)),
-            None => Err(ApiError::unauthorized()),
-        }
+        let principal = authenticate(&state.ledger.backend, token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        // Read your writes, also those made through another process: fold in whatever the
+        // log gained since the last request (usually nothing, one indexed query).
+        state.ledger.projector.catch_up().await?;
+        Ok(Caller(principal))
     }
 }
 

@@ -120,6 +120,20 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
     })
 }
 
+/// A second server on the same database, as a second process would be: its base URL.
+/// It stops when the returned sender is dropped.
+pub async fn second_server(database_url: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let app = Application::build(database_url, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("build the second application");
+    let port = app.port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    (format!("http://127.0.0.1:{port}/api/v1"), tx)
+}
+
 /// A response: status and JSON body (Null when the body is not JSON).
 #[derive(Debug, Clone)]
 pub struct Reply {

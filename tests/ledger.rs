@@ -20,36 +20,41 @@ fn verify(app: &TestApp) -> (i32, String) {
     )
 }
 
-both_backends!(updates_and_deletes_on_the_log_are_refused, |app: TestApp| async move {
-    app.register("A001", "総務課", 3).await;
-    app.register("A002", "総務課", 3).await;
-    let before = app.event_count().await;
+both_backends!(
+    updates_and_deletes_on_the_log_are_refused,
+    |app: TestApp| async move {
+        app.register("A001", "総務課", 3).await;
+        app.register("A002", "総務課", 3).await;
+        let before = app.event_count().await;
 
-    let update = app.sql("UPDATE events SET event_type = 'Forged'").await;
-    assert!(update.is_err(), "UPDATE must fail: {update:?}");
-    let delete = app.sql("DELETE FROM events").await;
-    assert!(delete.is_err(), "DELETE must fail: {delete:?}");
-    let chain = app.sql("DELETE FROM event_chain").await;
-    assert!(chain.is_err(), "DELETE on the chain must fail: {chain:?}");
+        let update = app.sql("UPDATE events SET event_type = 'Forged'").await;
+        assert!(update.is_err(), "UPDATE must fail: {update:?}");
+        let delete = app.sql("DELETE FROM events").await;
+        assert!(delete.is_err(), "DELETE must fail: {delete:?}");
+        let chain = app.sql("DELETE FROM event_chain").await;
+        assert!(chain.is_err(), "DELETE on the chain must fail: {chain:?}");
 
-    assert_eq!(app.event_count().await, before);
-});
+        assert_eq!(app.event_count().await, before);
+    }
+);
 
-both_backends!(verify_names_the_first_tampered_position, |app: TestApp| async move {
-    app.register("A001", "総務課", 3).await;
-    app.register("A002", "総務課", 3).await;
-    app.register("A003", "総務課", 3).await;
-    let (code, out) = verify(&app);
-    assert_eq!(code, 0, "intact log: {out}");
-    assert!(out.contains("3 events"), "{out}");
+both_backends!(
+    verify_names_the_first_tampered_position,
+    |app: TestApp| async move {
+        app.register("A001", "総務課", 3).await;
+        app.register("A002", "総務課", 3).await;
+        app.register("A003", "総務課", 3).await;
+        let (code, out) = verify(&app);
+        assert_eq!(code, 0, "intact log: {out}");
+        assert!(out.contains("3 events"), "{out}");
 
-    // Only an attacker with the power to disable the guard can get this far.
-    let events: Vec<Value> = app.get(&app.hr, "/events").await.body["events"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let second = events[1]["position"].as_i64().expect("position");
-    let tamper = match app.db {
+        // Only an attacker with the power to disable the guard can get this far.
+        let events: Vec<Value> = app.get(&app.hr, "/events").await.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let second = events[1]["position"].as_i64().expect("position");
+        let tamper = match app.db {
         Db::Sqlite => format!(
             "DROP TRIGGER events_refuse_update; \
              UPDATE events SET payload = replace(payload, '\"grade\":3', '\"grade\":8') WHERE position = {second};"
@@ -60,145 +65,183 @@ both_backends!(verify_names_the_first_tampered_position, |app: TestApp| async mo
              ALTER TABLE events ENABLE TRIGGER events_refuse_change;"
         ),
     };
-    app.sql(&tamper).await.expect("tamper");
+        app.sql(&tamper).await.expect("tamper");
 
-    let (code, out) = verify(&app);
-    assert_eq!(code, 1, "tampered log: {out}");
-    assert!(out.contains(&format!("position {second}")), "{out}");
-});
+        let (code, out) = verify(&app);
+        assert_eq!(code, 1, "tampered log: {out}");
+        assert!(out.contains(&format!("position {second}")), "{out}");
+    }
+);
 
-both_backends!(readers_tailing_the_log_see_every_event_once_in_order, |app: TestApp| async move {
-    let writers = 6;
-    let per_writer = 15;
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let client = app.client.clone();
-        let url = app.url("/staff");
-        let token = app.hr.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..per_writer {
-                let body = support::staff_body(&format!("W{w}-{i}"), "総務課", 2, "2020-04-01");
+both_backends!(
+    readers_tailing_the_log_see_every_event_once_in_order,
+    |app: TestApp| async move {
+        let writers = 6;
+        let per_writer = 15;
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let client = app.client.clone();
+            let url = app.url("/staff");
+            let token = app.hr.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..per_writer {
+                    let body = support::staff_body(&format!("W{w}-{i}"), "総務課", 2, "2020-04-01");
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("post");
+                    assert_eq!(response.status().as_u16(), 201);
+                }
+            }));
+        }
+        // Tail the log while the writers run.
+        let expected = (writers * per_writer) as usize;
+        let mut seen = Vec::<(i64, String, String)>::new();
+        let mut after = 0;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while seen.len() < expected && std::time::Instant::now() < deadline {
+            let page = app
+                .get(&app.auditor, &format!("/events?after={after}&limit=7"))
+                .await;
+            assert_eq!(page.status.as_u16(), 200);
+            for event in page.body["events"].as_array().cloned().unwrap_or_default() {
+                seen.push((
+                    event["position"].as_i64().expect("position"),
+                    event["recorded_at"]
+                        .as_str()
+                        .expect("recorded_at")
+                        .to_string(),
+                    event["aggregate_id"].as_str().expect("id").to_string(),
+                ));
+            }
+            after = page.body["next"].as_i64().expect("next");
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        for task in tasks {
+            task.await.expect("writer");
+        }
+        assert_eq!(seen.len(), expected, "the reader saw every committed event");
+        let ids: HashSet<&String> = seen.iter().map(|(_, _, id)| id).collect();
+        assert_eq!(ids.len(), expected, "no event twice");
+        for pair in seen.windows(2) {
+            assert!(
+                pair[0].0 < pair[1].0,
+                "positions strictly increase: {pair:?}"
+            );
+            assert!(
+                pair[0].1 <= pair[1].1,
+                "recorded_at never decreases: {pair:?}"
+            );
+        }
+        assert_eq!(app.event_count().await, expected as i64);
+    }
+);
+
+both_backends!(
+    concurrent_enrolments_fill_the_session_then_the_waitlist,
+    |app: TestApp| async move {
+        let session = app.schedule(10).await;
+        let mut staff = Vec::new();
+        for i in 0..20 {
+            staff.push(app.register(&format!("E{i:03}"), "総務課", 2).await);
+        }
+        // Half the requests go through a second server on the same database, so that the two
+        // really race in the database and the optimistic-lock retries are exercised.
+        let (second, _stop) = support::second_server(&app.database_url).await;
+        let mut tasks = Vec::new();
+        for (n, id) in staff.iter().enumerate() {
+            let client = app.client.clone();
+            let base = if n % 2 == 0 {
+                app.base.clone()
+            } else {
+                second.clone()
+            };
+            let url = format!("{base}/sessions/{session}/enrolments");
+            let token = app.hr.clone();
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
                 let response = client
                     .post(&url)
                     .bearer_auth(&token)
-                    .json(&body)
+                    .json(&json!({"staff_id": id}))
                     .send()
                     .await
-                    .expect("post");
+                    .expect("enrol");
                 assert_eq!(response.status().as_u16(), 201);
-            }
-        }));
-    }
-    // Tail the log while the writers run.
-    let expected = (writers * per_writer) as usize;
-    let mut seen = Vec::<(i64, String, String)>::new();
-    let mut after = 0;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while seen.len() < expected && std::time::Instant::now() < deadline {
-        let page = app.get(&app.auditor, &format!("/events?after={after}&limit=7")).await;
-        assert_eq!(page.status.as_u16(), 200);
-        for event in page.body["events"].as_array().cloned().unwrap_or_default() {
-            seen.push((
-                event["position"].as_i64().expect("position"),
-                event["recorded_at"].as_str().expect("recorded_at").to_string(),
-                event["aggregate_id"].as_str().expect("id").to_string(),
-            ));
+                let body: Value = response.json().await.expect("json");
+                (id, body["status"].as_str().expect("status").to_string())
+            }));
         }
-        after = page.body["next"].as_i64().expect("next");
-        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.expect("task"));
+        }
+        let enrolled = results.iter().filter(|(_, s)| s == "enrolled").count();
+        let waitlisted = results.iter().filter(|(_, s)| s == "waitlisted").count();
+        assert_eq!((enrolled, waitlisted), (10, 10));
+
+        let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
+        assert_eq!(roster["enrolled"].as_array().map(Vec::len), Some(10));
+        let first_waiting = roster["waitlisted"][0]
+            .as_str()
+            .expect("waitlisted")
+            .to_string();
+        let leaving = roster["enrolled"][0]
+            .as_str()
+            .expect("enrolled")
+            .to_string();
+
+        let before = app.event_count().await;
+        let cancel = app
+            .post(
+                &app.hr,
+                &format!("/sessions/{session}/enrolments/{leaving}/cancellation"),
+                &json!({"reason": "業務都合"}),
+            )
+            .await;
+        assert_eq!(cancel.status.as_u16(), 200, "{:?}", cancel.body);
+        assert_eq!(
+            app.event_count().await,
+            before + 2,
+            "cancellation and promotion"
+        );
+
+        let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
+        let enrolled: Vec<&str> = roster["enrolled"]
+            .as_array()
+            .expect("enrolled")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(enrolled.len(), 10);
+        assert!(
+            enrolled.contains(&first_waiting.as_str()),
+            "the first waitlisted was promoted"
+        );
+        assert!(!enrolled.contains(&leaving.as_str()));
+        assert_eq!(roster["waitlisted"].as_array().map(Vec::len), Some(9));
     }
-    for task in tasks {
-        task.await.expect("writer");
+);
+
+both_backends!(
+    a_repeated_idempotency_key_returns_the_first_response,
+    |app: TestApp| async move {
+        let body = support::staff_body("I001", "総務課", 2, "2020-04-01");
+        let first = app.post_with_key(&app.hr, "/staff", "key-1", &body).await;
+        assert_eq!(first.status.as_u16(), 201);
+        let count = app.event_count().await;
+
+        let again = app.post_with_key(&app.hr, "/staff", "key-1", &body).await;
+        assert_eq!(again.status.as_u16(), 201);
+        assert_eq!(again.body, first.body, "the first response, byte for byte");
+        assert_eq!(app.event_count().await, count, "nothing appended");
+
+        let other = support::staff_body("I002", "総務課", 2, "2020-04-01");
+        let reused = app.post_with_key(&app.hr, "/staff", "key-1", &other).await;
+        reused.assert_problem(422, "idempotency_key_reused");
+        assert_eq!(app.event_count().await, count);
     }
-    assert_eq!(seen.len(), expected, "the reader saw every committed event");
-    let ids: HashSet<&String> = seen.iter().map(|(_, _, id)| id).collect();
-    assert_eq!(ids.len(), expected, "no event twice");
-    for pair in seen.windows(2) {
-        assert!(pair[0].0 < pair[1].0, "positions strictly increase: {pair:?}");
-        assert!(pair[0].1 <= pair[1].1, "recorded_at never decreases: {pair:?}");
-    }
-    assert_eq!(app.event_count().await, expected as i64);
-});
-
-both_backends!(concurrent_enrolments_fill_the_session_then_the_waitlist, |app: TestApp| async move {
-    let session = app.schedule(10).await;
-    let mut staff = Vec::new();
-    for i in 0..20 {
-        staff.push(app.register(&format!("E{i:03}"), "総務課", 2).await);
-    }
-    // Half the requests go through a second server on the same database, so that the two
-    // really race in the database and the optimistic-lock retries are exercised.
-    let (second, _stop) = support::second_server(&app.database_url).await;
-    let mut tasks = Vec::new();
-    for (n, id) in staff.iter().enumerate() {
-        let client = app.client.clone();
-        let base = if n % 2 == 0 { app.base.clone() } else { second.clone() };
-        let url = format!("{base}/sessions/{session}/enrolments");
-        let token = app.hr.clone();
-        let id = *id;
-        tasks.push(tokio::spawn(async move {
-            let response = client
-                .post(&url)
-                .bearer_auth(&token)
-                .json(&json!({"staff_id": id}))
-                .send()
-                .await
-                .expect("enrol");
-            assert_eq!(response.status().as_u16(), 201);
-            let body: Value = response.json().await.expect("json");
-            (id, body["status"].as_str().expect("status").to_string())
-        }));
-    }
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(task.await.expect("task"));
-    }
-    let enrolled = results.iter().filter(|(_, s)| s == "enrolled").count();
-    let waitlisted = results.iter().filter(|(_, s)| s == "waitlisted").count();
-    assert_eq!((enrolled, waitlisted), (10, 10));
-
-    let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
-    assert_eq!(roster["enrolled"].as_array().map(Vec::len), Some(10));
-    let first_waiting = roster["waitlisted"][0].as_str().expect("waitlisted").to_string();
-    let leaving = roster["enrolled"][0].as_str().expect("enrolled").to_string();
-
-    let before = app.event_count().await;
-    let cancel = app
-        .post(
-            &app.hr,
-            &format!("/sessions/{session}/enrolments/{leaving}/cancellation"),
-            &json!({"reason": "業務都合"}),
-        )
-        .await;
-    assert_eq!(cancel.status.as_u16(), 200, "{:?}", cancel.body);
-    assert_eq!(app.event_count().await, before + 2, "cancellation and promotion");
-
-    let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
-    let enrolled: Vec<&str> = roster["enrolled"]
-        .as_array()
-        .expect("enrolled")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(enrolled.len(), 10);
-    assert!(enrolled.contains(&first_waiting.as_str()), "the first waitlisted was promoted");
-    assert!(!enrolled.contains(&leaving.as_str()));
-    assert_eq!(roster["waitlisted"].as_array().map(Vec::len), Some(9));
-});
-
-both_backends!(a_repeated_idempotency_key_returns_the_first_response, |app: TestApp| async move {
-    let body = support::staff_body("I001", "総務課", 2, "2020-04-01");
-    let first = app.post_with_key(&app.hr, "/staff", "key-1", &body).await;
-    assert_eq!(first.status.as_u16(), 201);
-    let count = app.event_count().await;
-
-    let again = app.post_with_key(&app.hr, "/staff", "key-1", &body).await;
-    assert_eq!(again.status.as_u16(), 201);
-    assert_eq!(again.body, first.body, "the first response, byte for byte");
-    assert_eq!(app.event_count().await, count, "nothing appended");
-
-    let other = support::staff_body("I002", "総務課", 2, "2020-04-01");
-    let reused = app.post_with_key(&app.hr, "/staff", "key-1", &other).await;
-    reused.assert_problem(422, "idempotency_key_reused");
-    assert_eq!(app.event_count().await, count);
-});
+);

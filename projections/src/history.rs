@@ -89,7 +89,7 @@ pub struct StaffRecord {
 
 impl StaffRecord {
     /// The latest entry effective on or before `date` (SPEC §4), else the earliest one.
-    fn effective<'a, T>(entries: &'a [T], date: Date, on: impl Fn(&T) -> Date) -> Option<&'a T> {
+    fn effective<T>(entries: &[T], date: Date, on: impl Fn(&T) -> Date) -> Option<&T> {
         let mut best: Option<&T> = None;
         for entry in entries {
             if on(entry) <= date && best.is_none_or(|b| on(b) <= on(entry)) {

@@ -70,7 +70,9 @@ async fn postgres_database() -> Option<String> {
         return None;
     };
     let name = format!("kiroku_test_{}", Uuid::new_v4().simple());
-    let pool = sqlx::PgPool::connect(&admin).await.expect("connect to the test server");
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("connect to the test server");
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&pool)
         .await
@@ -204,7 +206,13 @@ impl TestApp {
     }
 
     /// POST with a raw body and content type.
-    pub async fn post_raw(&self, token: &str, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    pub async fn post_raw(
+        &self,
+        token: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
         let response = self
             .client
             .post(self.url(path))
@@ -253,7 +261,12 @@ impl TestApp {
     }
 
     pub async fn get_anonymous(&self, path: &str) -> Reply {
-        let response = self.client.get(self.url(path)).send().await.expect("request");
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request");
         Self::reply(response).await
     }
 
@@ -273,7 +286,9 @@ impl TestApp {
     pub async fn raw_payloads(&self) -> Vec<String> {
         let sql = match self.db {
             Db::Sqlite => "SELECT payload || ' ' || metadata FROM events ORDER BY position",
-            Db::Postgres => "SELECT payload::text || ' ' || metadata::text FROM events ORDER BY position",
+            Db::Postgres => {
+                "SELECT payload::text || ' ' || metadata::text FROM events ORDER BY position"
+            }
         };
         with_pool!(&self.ledger.backend, pool => {
             sqlx::query_scalar::<_, String>(sql).fetch_all(pool).await.expect("raw payloads")
@@ -296,14 +311,26 @@ impl TestApp {
                 &staff_body(employee_no, department, grade, "2015-04-01"),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::CREATED, "register: {:?}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "register: {:?}",
+            reply.body
+        );
         reply.id()
     }
 
     /// Schedules a session and returns its id.
     pub async fn schedule(&self, capacity: u32) -> Uuid {
-        let reply = self.post(&self.hr, "/sessions", &session_body(capacity)).await;
-        assert_eq!(reply.status, StatusCode::CREATED, "schedule: {:?}", reply.body);
+        let reply = self
+            .post(&self.hr, "/sessions", &session_body(capacity))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "schedule: {:?}",
+            reply.body
+        );
         reply.id()
     }
 }

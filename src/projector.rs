@@ -5,7 +5,11 @@
 use crate::storage::log::{read_after, LogEvent};
 use crate::storage::{Backend, StorageError};
 use kiroku_projections::history::Histories;
+use kiroku_projections::indicators::Facts;
+use kiroku_projections::plans::PlanBook;
+use kiroku_projections::{rfc3339_ms, sheet};
 use kiroku_projections::{LedgerEvent, Recorded};
+use serde_json::Value;
 use std::sync::RwLock;
 use tokio::sync::Mutex;
 
@@ -15,6 +19,22 @@ const PAGE: i64 = 5000;
 struct State {
     position: i64,
     histories: Histories,
+    facts: Facts,
+    plans: PlanBook,
+    /// (position, recorded_at) of every event, to turn an `as_of` time into a position.
+    timeline: Vec<(i64, i64)>,
+}
+
+impl State {
+    /// The last position recorded at or before `as_of` (ms), 0 before the first event.
+    fn position_at(&self, as_of: i64) -> i64 {
+        let after = self.timeline.partition_point(|&(_, at)| at <= as_of);
+        if after == 0 {
+            0
+        } else {
+            self.timeline[after - 1].0
+        }
+    }
 }
 
 pub struct Projector {
@@ -67,6 +87,9 @@ impl Projector {
                 .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
             for event in &typed {
                 state.histories.apply(event);
+                state.facts.apply(event);
+                state.plans.apply(event);
+                state.timeline.push((event.position, event.recorded_at));
                 state.position = event.position;
             }
         }
@@ -79,5 +102,35 @@ impl Projector {
             .read()
             .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
         Ok(f(&state.histories))
+    }
+}
+
+impl Projector {
+    /// The progress sheet of plan item `code` as the log stood at `as_of` (ms since the
+    /// epoch; `None` = now). `None` when the item was not defined by then.
+    pub fn sheet(&self, code: &str, as_of: Option<i64>) -> Result<Option<Value>, StorageError> {
+        let state = self
+            .state
+            .read()
+            .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
+        let (at, label) = match as_of {
+            Some(ms) => (state.position_at(ms), rfc3339_ms(ms)),
+            None => (state.position, rfc3339_ms(crate::storage::now_ms())),
+        };
+        Ok(sheet::sheet(&state.plans, &state.facts, code, at, &label))
+    }
+
+    /// The codes and titles of every plan item, in code order.
+    pub fn plan_items(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let state = self
+            .state
+            .read()
+            .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
+        Ok(state
+            .plans
+            .items
+            .iter()
+            .map(|(code, item)| (code.clone(), item.definition.value.title.to_string()))
+            .collect())
     }
 }

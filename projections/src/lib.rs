@@ -2,6 +2,9 @@
 //! the application feeds events in position order and reads the result.
 
 pub mod history;
+pub mod indicators;
+pub mod plans;
+pub mod sheet;
 
 use kiroku_domain::incident::{ComplianceIncident, IncidentEvent};
 use kiroku_domain::plan::{PlanEvent, PlanItem};
@@ -70,4 +73,11 @@ pub struct Recorded {
     pub actor: Option<String>,
     pub reason: Option<String>,
     pub event: LedgerEvent,
+}
+
+/// RFC 3339 in UTC with milliseconds, the form every timestamp takes in reports.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
 }

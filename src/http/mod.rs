@@ -6,6 +6,7 @@ pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod plans;
+pub mod reports;
 pub mod sessions;
 pub mod staff;
 
@@ -35,6 +36,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .merge(sessions::routes())
         .merge(plans::routes())
         .merge(events::routes())
+        .merge(reports::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::replay_repeated_commands,
@@ -85,12 +87,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// RFC 3339 in UTC with milliseconds, the API's timestamp form.
-pub fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use kiroku_projections::rfc3339_ms;
 
 /// A command's response: `{"id", "recorded_at", …extra}` with the given status.
 pub fn accepted(

@@ -1,0 +1,1622 @@
+//! The indicator rules of SPEC §4 over a bitemporal fact store.
+//!
+//! [`Facts`] is folded from the log once, in position order. Every fact it keeps remembers the
+//! position of the event that created it (`from`) and, when a later event superseded it, the
+//! position of that event (`to`). A fact is visible "as the log stood at position `at`" when
+//! `from <= at` and it was not yet superseded at `at`. Corrections close the old fact and open a
+//! new one, so both states stay queryable; revocations and withdrawals close facts; grade,
+//! department and service entries are visible from their position on. Any indicator can
+//! therefore be computed as of any past position without replaying the log.
+//!
+//! Facts that are counted per fiscal year (completions, interviews, dispatches, incidents) are
+//! indexed by the fiscal year of their valid date, so a query only scans that year; head-count
+//! rules additionally scan the staff list once.
+
+use crate::{LedgerEvent, Recorded};
+use kiroku_domain::incident::IncidentEvent;
+use kiroku_domain::plan::{PlanEvent, RuleName, RuleParams};
+use kiroku_domain::session::SessionEvent;
+use kiroku_domain::staff::{StaffEvent, STAFF_NAMESPACE};
+use kiroku_domain::values::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use uuid::Uuid;
+
+/// Whether a fact created at `from` and superseded at `to` is part of the log as it stood at `at`.
+fn visible(from: i64, to: Option<i64>, at: i64) -> bool {
+    from <= at && to.is_none_or(|t| t > at)
+}
+
+/// A percentage `100 × numerator ÷ denominator` rounded half away from zero to one decimal;
+/// `None` for an empty denominator (SPEC §4). Computed in integers, so exact halves such as
+/// 1/16 = 6.25 % → 6.3 % never suffer from binary rounding.
+pub fn round_rate(numerator: usize, denominator: usize) -> Option<f64> {
+    if denominator == 0 {
+        return None;
+    }
+    let (n, d) = (numerator as u128, denominator as u128);
+    // floor(1000 n / d + 1/2): half up, which is half away from zero for non-negative values.
+    let tenths = (2000 * n + d) / (2 * d);
+    Some(tenths as f64 / 10.0)
+}
+
+/// The latest manual actual of an indicator for a fiscal year, as the log stood at a position.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ManualActual {
+    pub value: f64,
+    /// `estimate` or `confirmed`; a correction keeps the status of the report it corrects.
+    pub status: ActualStatus,
+    /// The position of the ActualReported / ActualCorrected event that gave this value.
+    pub position: i64,
+}
+
+/// A grade or department kind with the date it takes effect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Dated<T> {
+    value: T,
+    effective_on: Date,
+    from: i64,
+}
+
+/// A period of service `[start, end)`. The start is visible from `from`; the separation that
+/// ends it is visible from its own position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Period {
+    start: Date,
+    from: i64,
+    /// The separation's effective date and the position that recorded it.
+    end: Option<(Date, i64)>,
+}
+
+impl Period {
+    /// The end of the period as the log stood at `at`.
+    fn end_at(&self, at: i64) -> Option<Date> {
+        self.end.filter(|(_, pos)| *pos <= at).map(|(d, _)| d)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct StaffFacts {
+    gender: Option<Gender>,
+    periods: Vec<Period>,
+    grades: Vec<Dated<Grade>>,
+    departments: Vec<Dated<DepartmentKind>>,
+}
+
+impl StaffFacts {
+    fn in_service_on(&self, date: Date, at: i64) -> bool {
+        self.periods
+            .iter()
+            .any(|p| p.from <= at && p.start <= date && p.end_at(at).is_none_or(|end| date < end))
+    }
+
+    /// The latest entry with `effective_on <= date` among those recorded at or before `at`;
+    /// ties go to the later position (entries are kept in position order).
+    fn on<T: Copy>(entries: &[Dated<T>], date: Date, at: i64) -> Option<T> {
+        let mut best: Option<&Dated<T>> = None;
+        for entry in entries.iter().take_while(|e| e.from <= at) {
+            if entry.effective_on <= date
+                && best.is_none_or(|b| b.effective_on <= entry.effective_on)
+            {
+                best = Some(entry);
+            }
+        }
+        best.map(|b| b.value)
+    }
+
+    fn grade_on(&self, date: Date, at: i64) -> Option<Grade> {
+        Self::on(&self.grades, date, at)
+    }
+
+    /// Years of service on `date`: the service periods (as the log stood at `at`) are cut at
+    /// `date`, their lengths in days summed, and the sum laid back from `date` as if it were
+    /// one continuous period; the completed calendar years of that span are the answer. For a
+    /// single unbroken period this is exactly the completed years since the hire date
+    /// (hired 2014-04-01 → 10 years on 2024-04-01, hired 2014-04-02 → 9).
+    fn years_of_service(&self, date: Date, at: i64) -> u32 {
+        let days: i64 = self
+            .periods
+            .iter()
+            .filter(|p| p.from <= at && p.start < date)
+            .map(|p| {
+                let end = p.end_at(at).map_or(date, |e| e.min(date));
+                (end - p.start).num_days().max(0)
+            })
+            .sum();
+        let start = u64::try_from(days)
+            .ok()
+            .and_then(|d| date.checked_sub_days(chrono::Days::new(d)));
+        start.map_or(0, |start| completed_years(start, date))
+    }
+
+    /// Whether the staff member has served in all three department kinds with entries
+    /// (registration, rehire, transfers) effective on or before `date`.
+    fn served_all_kinds(&self, date: Date, at: i64) -> bool {
+        let mut seen = [false; 3];
+        for entry in self.departments.iter().take_while(|e| e.from <= at) {
+            if entry.effective_on <= date {
+                seen[kind_index(entry.value)] = true;
+            }
+        }
+        seen.iter().all(|s| *s)
+    }
+}
+
+fn kind_index(kind: DepartmentKind) -> usize {
+    match kind {
+        DepartmentKind::FrontOffice => 0,
+        DepartmentKind::Program => 1,
+        DepartmentKind::Administration => 2,
+    }
+}
+
+/// Completed calendar years from `start` to `end` (0 when `end` precedes `start`).
+fn completed_years(start: Date, end: Date) -> u32 {
+    use chrono::Datelike;
+    let mut years = end.year() - start.year();
+    if (end.month(), end.day()) < (start.month(), start.day()) {
+        years -= 1;
+    }
+    u32::try_from(years).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct SessionFacts {
+    category: TrainingCategory,
+    provider: Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CompletionFact {
+    session: usize,
+    staff: usize,
+    completed_on: Date,
+    understanding: Option<Understanding>,
+    from: i64,
+    to: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct InterviewFact {
+    staff: usize,
+    kind: InterviewKind,
+    held_on: Date,
+    from: i64,
+    to: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct IncidentFact {
+    from: i64,
+    to: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ActualFact {
+    value: f64,
+    status: ActualStatus,
+    from: i64,
+    to: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TargetFact {
+    op: TargetOp,
+    value: f64,
+    from: i64,
+    to: Option<i64>,
+}
+
+/// Where an open (not yet superseded) fact lives: its fiscal-year bucket and index.
+type Slot = (FiscalYear, usize);
+
+/// Per plan item → indicator code → fiscal year, the facts in position order.
+type PlanFacts<T> = BTreeMap<String, BTreeMap<String, BTreeMap<FiscalYear, Vec<T>>>>;
+
+/// The bitemporal fact store behind every computed indicator. See the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    last_position: Option<i64>,
+    staff_ids: HashMap<Uuid, usize>,
+    staff: Vec<StaffFacts>,
+    session_ids: HashMap<Uuid, usize>,
+    sessions: Vec<Option<SessionFacts>>,
+    completions: BTreeMap<FiscalYear, Vec<CompletionFact>>,
+    /// (session, staff) → the standing completion.
+    open_completions: HashMap<(usize, usize), Slot>,
+    interviews: BTreeMap<FiscalYear, Vec<InterviewFact>>,
+    /// (staff, interview id) → the standing interview.
+    open_interviews: HashMap<(usize, Uuid), Slot>,
+    /// Positions of dispatch transfers by the fiscal year of their effective date, ascending.
+    dispatches: BTreeMap<FiscalYear, Vec<i64>>,
+    incidents: BTreeMap<FiscalYear, Vec<IncidentFact>>,
+    open_incidents: HashMap<Uuid, Slot>,
+    actuals: PlanFacts<ActualFact>,
+    targets: PlanFacts<TargetFact>,
+}
+
+fn uuid_of(aggregate_id: &str) -> Uuid {
+    // Aggregate ids are UUIDs written by the application; anything else gets a stable stand-in
+    // (the same one the staff histories use).
+    Uuid::parse_str(aggregate_id)
+        .unwrap_or_else(|_| Uuid::new_v5(&STAFF_NAMESPACE, aggregate_id.as_bytes()))
+}
+
+/// Closes the fact at `slot` (if any) at `position` and returns a copy of it.
+fn close<T: Copy>(
+    buckets: &mut BTreeMap<FiscalYear, Vec<T>>,
+    slot: Option<Slot>,
+    position: i64,
+    to: impl Fn(&mut T) -> &mut Option<i64>,
+) -> Option<T> {
+    let (fy, index) = slot?;
+    let fact = buckets.get_mut(&fy)?.get_mut(index)?;
+    *to(fact) = Some(position);
+    Some(*fact)
+}
+
+/// Appends a fact to its fiscal-year bucket and returns where it lives.
+fn open<T>(buckets: &mut BTreeMap<FiscalYear, Vec<T>>, fy: FiscalYear, fact: T) -> Slot {
+    let bucket = buckets.entry(fy).or_default();
+    bucket.push(fact);
+    (fy, bucket.len() - 1)
+}
+
+/// The facts of one (item, indicator, fiscal year) in `facts`, if any.
+fn plan_facts<'a, T>(
+    facts: &'a PlanFacts<T>,
+    item: &str,
+    indicator: &str,
+    fy: FiscalYear,
+) -> Option<&'a [T]> {
+    facts.get(item)?.get(indicator)?.get(&fy).map(Vec::as_slice)
+}
+
+/// The entries of one (item, indicator, fiscal year), created if missing.
+fn plan_entry<'a, T>(
+    facts: &'a mut PlanFacts<T>,
+    item: &str,
+    indicator: &Code,
+    fy: FiscalYear,
+) -> &'a mut Vec<T> {
+    facts
+        .entry(item.to_string())
+        .or_default()
+        .entry(indicator.as_str().to_string())
+        .or_default()
+        .entry(fy)
+        .or_default()
+}
+
+impl Facts {
+    /// The position of the last event applied, if any.
+    pub fn position(&self) -> Option<i64> {
+        self.last_position
+    }
+
+    /// Folds one event in. Events must come in increasing position; an event at or before the
+    /// last applied position is a re-delivery and is ignored, so applying is idempotent.
+    pub fn apply(&mut self, recorded: &Recorded) {
+        if self
+            .last_position
+            .is_some_and(|last| recorded.position <= last)
+        {
+            return;
+        }
+        self.last_position = Some(recorded.position);
+        let position = recorded.position;
+        let id = uuid_of(&recorded.aggregate_id);
+        match &recorded.event {
+            LedgerEvent::Staff(event) => self.apply_staff(id, position, event),
+            LedgerEvent::Session(event) => self.apply_session(id, position, event),
+            LedgerEvent::Incident(event) => self.apply_incident(position, event),
+            LedgerEvent::Plan(event) => self.apply_plan(&recorded.aggregate_id, position, event),
+        }
+    }
+
+    fn staff_index(&mut self, id: Uuid) -> usize {
+        let next = self.staff.len();
+        let index = *self.staff_ids.entry(id).or_insert(next);
+        if index == next {
+            self.staff.push(StaffFacts::default());
+        }
+        index
+    }
+
+    fn session_index(&mut self, id: Uuid) -> usize {
+        let next = self.sessions.len();
+        let index = *self.session_ids.entry(id).or_insert(next);
+        if index == next {
+            self.sessions.push(None);
+        }
+        index
+    }
+
+    fn apply_staff(&mut self, id: Uuid, position: i64, event: &StaffEvent) {
+        let staff = self.staff_index(id);
+        match event {
+            StaffEvent::StaffRegistered(r) => {
+                let facts = &mut self.staff[staff];
+                facts.gender = Some(r.gender);
+                facts.periods.push(Period {
+                    start: r.hired_on,
+                    from: position,
+                    end: None,
+                });
+                facts.grades.push(Dated {
+                    value: r.grade,
+                    effective_on: r.hired_on,
+                    from: position,
+                });
+                facts.departments.push(Dated {
+                    value: r.department_kind,
+                    effective_on: r.hired_on,
+                    from: position,
+                });
+            }
+            StaffEvent::GradeChanged {
+                grade,
+                effective_on,
+                reason: _,
+            } => self.staff[staff].grades.push(Dated {
+                value: *grade,
+                effective_on: *effective_on,
+                from: position,
+            }),
+            StaffEvent::StaffTransferred {
+                to_department: _,
+                department_kind,
+                effective_on,
+                kind,
+            } => {
+                self.staff[staff].departments.push(Dated {
+                    value: *department_kind,
+                    effective_on: *effective_on,
+                    from: position,
+                });
+                match kind {
+                    TransferKind::Dispatch => self
+                        .dispatches
+                        .entry(FiscalYear::of(*effective_on))
+                        .or_default()
+                        .push(position),
+                    TransferKind::Regular | TransferKind::Internship | TransferKind::Return => {}
+                }
+            }
+            StaffEvent::StaffSeparated {
+                effective_on,
+                reason: _,
+            } => {
+                let current = self.staff[staff]
+                    .periods
+                    .iter_mut()
+                    .rev()
+                    .find(|p| p.end.is_none());
+                if let Some(period) = current {
+                    period.end = Some((*effective_on, position));
+                }
+            }
+            StaffEvent::StaffRehired(r) => {
+                let facts = &mut self.staff[staff];
+                facts.periods.push(Period {
+                    start: r.effective_on,
+                    from: position,
+                    end: None,
+                });
+                facts.grades.push(Dated {
+                    value: r.grade,
+                    effective_on: r.effective_on,
+                    from: position,
+                });
+                facts.departments.push(Dated {
+                    value: r.department_kind,
+                    effective_on: r.effective_on,
+                    from: position,
+                });
+            }
+            StaffEvent::InterviewRecorded(i) => {
+                let key = (staff, i.interview_id);
+                let old = self.open_interviews.remove(&key);
+                close(&mut self.interviews, old, position, |f| &mut f.to);
+                let fact = InterviewFact {
+                    staff,
+                    kind: i.kind,
+                    held_on: i.held_on,
+                    from: position,
+                    to: None,
+                };
+                let slot = open(&mut self.interviews, FiscalYear::of(i.held_on), fact);
+                self.open_interviews.insert(key, slot);
+            }
+            StaffEvent::InterviewCorrected {
+                interview_id,
+                kind,
+                held_on,
+                note: _,
+                reason: _,
+            } => {
+                let key = (staff, *interview_id);
+                let old = self.open_interviews.remove(&key);
+                if let Some(old) = close(&mut self.interviews, old, position, |f| &mut f.to) {
+                    let fact = InterviewFact {
+                        kind: kind.unwrap_or(old.kind),
+                        held_on: held_on.unwrap_or(old.held_on),
+                        from: position,
+                        to: None,
+                        ..old
+                    };
+                    let slot = open(&mut self.interviews, FiscalYear::of(fact.held_on), fact);
+                    self.open_interviews.insert(key, slot);
+                }
+            }
+            StaffEvent::InterviewWithdrawn {
+                interview_id,
+                reason: _,
+            } => {
+                let old = self.open_interviews.remove(&(staff, *interview_id));
+                close(&mut self.interviews, old, position, |f| &mut f.to);
+            }
+            StaffEvent::EvaluationRecorded(_)
+            | StaffEvent::EvaluationCorrected { .. }
+            | StaffEvent::EvaluationDisputed { .. }
+            | StaffEvent::DisputeResolved { .. } => {}
+        }
+    }
+
+    fn apply_session(&mut self, id: Uuid, position: i64, event: &SessionEvent) {
+        let session = self.session_index(id);
+        match event {
+            SessionEvent::SessionScheduled(schedule) => {
+                self.sessions[session] = Some(SessionFacts {
+                    category: schedule.category,
+                    provider: schedule.provider.clone(),
+                });
+            }
+            SessionEvent::StaffEnrolled { .. }
+            | SessionEvent::EnrolmentCancelled { .. }
+            | SessionEvent::WaitlistPromoted { .. } => {}
+            SessionEvent::TrainingCompleted {
+                staff_id,
+                completed_on,
+                understanding,
+            } => {
+                let staff = self.staff_index(*staff_id);
+                let key = (session, staff);
+                let old = self.open_completions.remove(&key);
+                close(&mut self.completions, old, position, |f| &mut f.to);
+                let fact = CompletionFact {
+                    session,
+                    staff,
+                    completed_on: *completed_on,
+                    understanding: *understanding,
+                    from: position,
+                    to: None,
+                };
+                let slot = open(&mut self.completions, FiscalYear::of(*completed_on), fact);
+                self.open_completions.insert(key, slot);
+            }
+            SessionEvent::CompletionCorrected {
+                staff_id,
+                completed_on,
+                understanding,
+                reason: _,
+            } => {
+                let staff = self.staff_index(*staff_id);
+                let key = (session, staff);
+                let old = self.open_completions.remove(&key);
+                if let Some(old) = close(&mut self.completions, old, position, |f| &mut f.to) {
+                    let fact = CompletionFact {
+                        completed_on: completed_on.unwrap_or(old.completed_on),
+                        understanding: understanding.or(old.understanding),
+                        from: position,
+                        to: None,
+                        ..old
+                    };
+                    let fy = FiscalYear::of(fact.completed_on);
+                    let slot = open(&mut self.completions, fy, fact);
+                    self.open_completions.insert(key, slot);
+                }
+            }
+            SessionEvent::CompletionRevoked {
+                staff_id,
+                reason: _,
+            } => {
+                let staff = self.staff_index(*staff_id);
+                let old = self.open_completions.remove(&(session, staff));
+                close(&mut self.completions, old, position, |f| &mut f.to);
+            }
+        }
+    }
+
+    fn apply_incident(&mut self, position: i64, event: &IncidentEvent) {
+        match event {
+            IncidentEvent::ComplianceIncidentRecorded {
+                incident_id,
+                occurred_on,
+                department: _,
+                summary: _,
+            } => {
+                let old = self.open_incidents.remove(incident_id);
+                close(&mut self.incidents, old, position, |f| &mut f.to);
+                let fact = IncidentFact {
+                    from: position,
+                    to: None,
+                };
+                let slot = open(&mut self.incidents, FiscalYear::of(*occurred_on), fact);
+                self.open_incidents.insert(*incident_id, slot);
+            }
+            IncidentEvent::ComplianceIncidentWithdrawn {
+                incident_id,
+                reason: _,
+            } => {
+                let old = self.open_incidents.remove(incident_id);
+                close(&mut self.incidents, old, position, |f| &mut f.to);
+            }
+        }
+    }
+
+    fn apply_plan(&mut self, item: &str, position: i64, event: &PlanEvent) {
+        match event {
+            PlanEvent::TargetSet {
+                indicator_code,
+                fiscal_year,
+                op,
+                value,
+            } => {
+                let entries = plan_entry(&mut self.targets, item, indicator_code, *fiscal_year);
+                if let Some(previous) = entries.last_mut() {
+                    previous.to = Some(position);
+                }
+                entries.push(TargetFact {
+                    op: *op,
+                    value: *value,
+                    from: position,
+                    to: None,
+                });
+            }
+            PlanEvent::ActualReported {
+                indicator_code,
+                fiscal_year,
+                value,
+                status,
+                note: _,
+            } => {
+                let entries = plan_entry(&mut self.actuals, item, indicator_code, *fiscal_year);
+                if let Some(previous) = entries.last_mut() {
+                    previous.to = Some(position);
+                }
+                entries.push(ActualFact {
+                    value: *value,
+                    status: *status,
+                    from: position,
+                    to: None,
+                });
+            }
+            PlanEvent::ActualCorrected {
+                indicator_code,
+                fiscal_year,
+                value,
+                reason: _,
+            } => {
+                let entries = plan_entry(&mut self.actuals, item, indicator_code, *fiscal_year);
+                // A correction keeps the status of the value it corrects. The plan aggregate
+                // refuses a correction before any report; should one appear anyway it is
+                // taken as an estimate, the weaker claim.
+                let status = match entries.last_mut() {
+                    Some(previous) => {
+                        previous.to = Some(position);
+                        previous.status
+                    }
+                    None => ActualStatus::Estimate,
+                };
+                entries.push(ActualFact {
+                    value: *value,
+                    status,
+                    from: position,
+                    to: None,
+                });
+            }
+            PlanEvent::PlanItemDefined(_)
+            | PlanEvent::IndicatorDefined(_)
+            | PlanEvent::ActivityRecorded { .. }
+            | PlanEvent::SelfEvaluated { .. }
+            | PlanEvent::ExternalEvaluated { .. }
+            | PlanEvent::SheetPublished { .. } => {}
+        }
+    }
+
+    /// The latest ActualReported / ActualCorrected for (item, indicator, fiscal year) at or
+    /// before position `at`.
+    pub fn manual_actual(
+        &self,
+        item: &str,
+        indicator: &str,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Option<ManualActual> {
+        let entries = plan_facts(&self.actuals, item, indicator, fy)?;
+        let seen = entries.partition_point(|e| e.from <= at);
+        entries[..seen]
+            .last()
+            .filter(|e| visible(e.from, e.to, at))
+            .map(|e| ManualActual {
+                value: e.value,
+                status: e.status,
+                position: e.from,
+            })
+    }
+
+    /// The latest TargetSet for (item, indicator, fiscal year) at or before position `at`:
+    /// its op, value and position.
+    pub fn target(
+        &self,
+        item: &str,
+        indicator: &str,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Option<(TargetOp, f64, i64)> {
+        let entries = plan_facts(&self.targets, item, indicator, fy)?;
+        let seen = entries.partition_point(|e| e.from <= at);
+        entries[..seen]
+            .last()
+            .filter(|e| visible(e.from, e.to, at))
+            .map(|e| (e.op, e.value, e.from))
+    }
+
+    /// The actual of `rule` for fiscal year `fy`, computed from exactly the events with
+    /// position `<= at`. Counts are `Some(n)` (0 when there is nothing); rates are percentages
+    /// rounded to one decimal, `None` when their denominator is empty.
+    ///
+    /// `rotation_coverage` counts years of service as the completed calendar years of the
+    /// summed lengths of every service period up to April 1 (see `years_of_service`): the
+    /// days served are added up and laid back from April 1 as one continuous span, so a
+    /// person hired on 2014-04-01 has 10 years on 2024-04-01 and someone who served
+    /// 2010-04-01 – 2015-04-01 and again from 2019-04-01 has 10 years on 2024-04-01. The
+    /// department kinds served are those of the registration, rehires and transfers
+    /// (including dispatches) effective on or before April 1, over all periods of service.
+    pub fn compute(
+        &self,
+        rule: RuleName,
+        params: &RuleParams,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Option<f64> {
+        let r = fy.first_day();
+        match rule {
+            RuleName::TrainingCompletions => {
+                let n = self
+                    .completions_in(fy, at)
+                    .filter(|c| self.session_matches(c.session, params))
+                    .count();
+                Some(n as f64)
+            }
+            RuleName::TrainingParticipationRate => {
+                let mut trained = vec![false; self.staff.len()];
+                let only_categories = RuleParams {
+                    categories: params.categories.clone(),
+                    ..RuleParams::default()
+                };
+                for c in self.completions_in(fy, at) {
+                    if self.session_matches(c.session, &only_categories) {
+                        trained[c.staff] = true;
+                    }
+                }
+                let (mut num, mut den) = (0, 0);
+                for (i, _) in self.population(r, at) {
+                    den += 1;
+                    if trained[i] {
+                        num += 1;
+                    }
+                }
+                round_rate(num, den)
+            }
+            RuleName::TrainingUnderstandingRate => {
+                let threshold = params.threshold.map_or(4, Understanding::value);
+                let (mut num, mut den) = (0, 0);
+                for c in self.completions_in(fy, at) {
+                    if let Some(u) = c.understanding {
+                        den += 1;
+                        if u.value() >= threshold {
+                            num += 1;
+                        }
+                    }
+                }
+                round_rate(num, den)
+            }
+            RuleName::InterviewCoverage => {
+                let min = params.min_per_year.unwrap_or(2);
+                let mut held = vec![0u32; self.staff.len()];
+                let interviews = self.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
+                for i in interviews {
+                    let kind_ok = params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind));
+                    if visible(i.from, i.to, at) && kind_ok {
+                        held[i.staff] += 1;
+                    }
+                }
+                let (mut num, mut den) = (0, 0);
+                for (i, _) in self.population(r, at) {
+                    den += 1;
+                    if held[i] >= min {
+                        num += 1;
+                    }
+                }
+                round_rate(num, den)
+            }
+            RuleName::WomenInManagementRate => {
+                let min_grade = params.min_grade.map_or(6, Grade::value);
+                let (mut num, mut den) = (0, 0);
+                for (_, s) in self.population(r, at) {
+                    if s.grade_on(r, at).is_some_and(|g| g.value() >= min_grade) {
+                        den += 1;
+                        if s.gender == Some(Gender::Female) {
+                            num += 1;
+                        }
+                    }
+                }
+                round_rate(num, den)
+            }
+            RuleName::RotationCoverage => {
+                let years = params.years.unwrap_or(10);
+                let (mut num, mut den) = (0, 0);
+                for (_, s) in self.population(r, at) {
+                    if s.years_of_service(r, at) >= years {
+                        den += 1;
+                        if s.served_all_kinds(r, at) {
+                            num += 1;
+                        }
+                    }
+                }
+                round_rate(num, den)
+            }
+            RuleName::DispatchCount => {
+                let positions = self.dispatches.get(&fy).map_or(&[][..], Vec::as_slice);
+                Some(positions.partition_point(|p| *p <= at) as f64)
+            }
+            RuleName::ComplianceIncidents => {
+                let incidents = self.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
+                let n = incidents
+                    .iter()
+                    .filter(|i| visible(i.from, i.to, at))
+                    .count();
+                Some(n as f64)
+            }
+        }
+    }
+
+    /// The standing completions with `completed_on` in `fy`, as the log stood at `at`.
+    fn completions_in(&self, fy: FiscalYear, at: i64) -> impl Iterator<Item = &CompletionFact> {
+        self.completions
+            .get(&fy)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter(move |c| visible(c.from, c.to, at))
+    }
+
+    /// Whether a session passes the `categories` and `provider` filters of `params`.
+    fn session_matches(&self, session: usize, params: &RuleParams) -> bool {
+        if params.categories.is_none() && params.provider.is_none() {
+            return true;
+        }
+        let Some(Some(s)) = self.sessions.get(session) else {
+            return false;
+        };
+        let category_ok = params
+            .categories
+            .as_ref()
+            .is_none_or(|c| c.contains(&s.category));
+        let provider_ok = params
+            .provider
+            .as_ref()
+            .is_none_or(|p| p.as_str() == s.provider.as_str());
+        category_ok && provider_ok
+    }
+
+    /// The staff in service on `date` as the log stood at `at`, with their index.
+    fn population(&self, date: Date, at: i64) -> impl Iterator<Item = (usize, &StaffFacts)> {
+        self.staff
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.in_service_on(date, at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiroku_domain::plan::IndicatorDefinition;
+    use kiroku_domain::session::Schedule;
+    use kiroku_domain::staff::{Interview, Registration, Rehire};
+
+    fn date(s: &str) -> Date {
+        s.parse().expect("test date")
+    }
+
+    fn fy(year: i32) -> FiscalYear {
+        FiscalYear::new(year).expect("test fiscal year")
+    }
+
+    fn text(s: &str) -> Text {
+        Text::parse(s).expect("test text")
+    }
+
+    fn code(s: &str) -> Code {
+        Code::parse(s).expect("test code")
+    }
+
+    fn grade(g: u8) -> Grade {
+        Grade::try_from(g).expect("test grade")
+    }
+
+    fn understanding(u: u8) -> Understanding {
+        Understanding::try_from(u).expect("test understanding")
+    }
+
+    fn sealed() -> Sealed {
+        Sealed {
+            enc: "test".into(),
+            ct: "AAAA".into(),
+        }
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    const ITEM: &str = "2-1-2";
+
+    /// A hand-written log: every call appends one event at the next position (1, 2, 3…) and
+    /// applies it to the fact store.
+    #[derive(Default)]
+    struct Log {
+        facts: Facts,
+        position: i64,
+    }
+
+    impl Log {
+        fn push(&mut self, aggregate: String, event: LedgerEvent) -> i64 {
+            self.position += 1;
+            self.facts.apply(&Recorded {
+                position: self.position,
+                recorded_at: 1_700_000_000_000 + self.position,
+                aggregate_id: aggregate,
+                actor: Some("hr".into()),
+                reason: None,
+                event,
+            });
+            self.position
+        }
+
+        fn staff(&mut self, staff: Uuid, event: StaffEvent) -> i64 {
+            self.push(staff.to_string(), LedgerEvent::Staff(event))
+        }
+
+        fn session(&mut self, session: Uuid, event: SessionEvent) -> i64 {
+            self.push(session.to_string(), LedgerEvent::Session(event))
+        }
+
+        fn plan(&mut self, event: PlanEvent) -> i64 {
+            self.push(ITEM.to_string(), LedgerEvent::Plan(event))
+        }
+
+        fn register(&mut self, staff: Uuid, gender: Gender, hired_on: &str, g: u8) -> i64 {
+            self.register_in(staff, gender, hired_on, g, DepartmentKind::FrontOffice)
+        }
+
+        fn register_in(
+            &mut self,
+            staff: Uuid,
+            gender: Gender,
+            hired_on: &str,
+            g: u8,
+            kind: DepartmentKind,
+        ) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffRegistered(Registration {
+                    employee_no: EmployeeNo::parse(&format!("E{}", staff.as_u128()))
+                        .expect("test employee no"),
+                    name: sealed(),
+                    name_kana: None,
+                    gender,
+                    hired_on: date(hired_on),
+                    grade: grade(g),
+                    job_type: JobType::Administrative,
+                    employment: Employment::Regular,
+                    department: text("税務課"),
+                    department_kind: kind,
+                }),
+            )
+        }
+
+        fn grade_change(&mut self, staff: Uuid, g: u8, effective_on: &str) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::GradeChanged {
+                    grade: grade(g),
+                    effective_on: date(effective_on),
+                    reason: GradeChangeReason::Promotion,
+                },
+            )
+        }
+
+        fn transfer(
+            &mut self,
+            staff: Uuid,
+            department_kind: DepartmentKind,
+            effective_on: &str,
+            kind: TransferKind,
+        ) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffTransferred {
+                    to_department: text("企画課"),
+                    department_kind,
+                    effective_on: date(effective_on),
+                    kind,
+                },
+            )
+        }
+
+        fn separate(&mut self, staff: Uuid, effective_on: &str) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffSeparated {
+                    effective_on: date(effective_on),
+                    reason: SeparationReason::Resignation,
+                },
+            )
+        }
+
+        fn rehire(&mut self, staff: Uuid, effective_on: &str, kind: DepartmentKind) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffRehired(Rehire {
+                    effective_on: date(effective_on),
+                    grade: grade(3),
+                    department: text("財政課"),
+                    department_kind: kind,
+                    employment: Employment::Reappointed,
+                }),
+            )
+        }
+
+        fn interview(
+            &mut self,
+            staff: Uuid,
+            interview: Uuid,
+            kind: InterviewKind,
+            held_on: &str,
+        ) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::InterviewRecorded(Interview {
+                    interview_id: interview,
+                    kind,
+                    held_on: date(held_on),
+                    interviewer_id: id(999),
+                    note: sealed(),
+                }),
+            )
+        }
+
+        fn schedule(&mut self, session: Uuid, category: TrainingCategory, provider: &str) -> i64 {
+            self.session(
+                session,
+                SessionEvent::SessionScheduled(Schedule {
+                    course_code: text("K-01"),
+                    title: text("新任係長研修"),
+                    category,
+                    provider: text(provider),
+                    delivery: Delivery::InPerson,
+                    starts_on: date("2023-04-01"),
+                    ends_on: date("2023-04-01"),
+                    capacity: 100,
+                }),
+            )
+        }
+
+        /// Enrols and completes in one go (as an attendance import does); returns the
+        /// position of the completion.
+        fn complete(&mut self, session: Uuid, staff: Uuid, on: &str, u: Option<u8>) -> i64 {
+            self.session(
+                session,
+                SessionEvent::StaffEnrolled {
+                    staff_id: staff,
+                    status: EnrolmentStatus::Enrolled,
+                },
+            );
+            self.session(
+                session,
+                SessionEvent::TrainingCompleted {
+                    staff_id: staff,
+                    completed_on: date(on),
+                    understanding: u.map(understanding),
+                },
+            )
+        }
+
+        fn incident(&mut self, incident: Uuid, occurred_on: &str) -> i64 {
+            self.push(
+                incident.to_string(),
+                LedgerEvent::Incident(IncidentEvent::ComplianceIncidentRecorded {
+                    incident_id: incident,
+                    occurred_on: date(occurred_on),
+                    department: text("市民課"),
+                    summary: text("誤送付"),
+                }),
+            )
+        }
+
+        fn value(&self, rule: RuleName, params: &RuleParams, year: i32) -> Option<f64> {
+            self.facts.compute(rule, params, fy(year), self.position)
+        }
+
+        fn value_at(&self, rule: RuleName, params: &RuleParams, year: i32, at: i64) -> Option<f64> {
+            self.facts.compute(rule, params, fy(year), at)
+        }
+    }
+
+    fn none() -> RuleParams {
+        RuleParams::default()
+    }
+
+    #[test]
+    fn a_completion_on_march_31_counts_in_the_earlier_year_and_one_on_april_1_in_the_next() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.schedule(id(101), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2024-03-31", None);
+        log.complete(id(101), id(1), "2024-04-01", None);
+        let completions = RuleName::TrainingCompletions;
+        assert_eq!(log.value(completions, &none(), 2023), Some(1.0));
+        assert_eq!(log.value(completions, &none(), 2024), Some(1.0));
+        assert_eq!(log.value(completions, &none(), 2022), Some(0.0));
+    }
+
+    #[test]
+    fn staff_hired_on_april_1_are_counted_in_that_years_population_and_staff_separated_on_april_1_are_not(
+    ) {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2023-04-01", 1); // joins on the reference date
+        log.register(id(2), Gender::Male, "2010-04-01", 3);
+        log.separate(id(2), "2023-04-01"); // leaves on the reference date
+        log.register(id(3), Gender::Male, "2010-04-01", 3);
+        log.separate(id(3), "2023-04-02"); // still in service on April 1
+        log.register(id(4), Gender::Male, "2023-04-02", 1); // not yet in service on April 1
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-05-10", None);
+        // Population on 2023-04-01: staff 1 and 3; only staff 1 trained → 50 %.
+        let rate = RuleName::TrainingParticipationRate;
+        assert_eq!(log.value(rate, &none(), 2023), Some(50.0));
+        // A year earlier staff 2 and 3 were in service and nobody trained in FY2022.
+        assert_eq!(log.value(rate, &none(), 2022), Some(0.0));
+    }
+
+    #[test]
+    fn a_grade_change_effective_april_2_is_not_yet_in_that_years_women_in_management_population() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Female, "2000-04-01", 6);
+        log.register(id(2), Gender::Male, "2000-04-01", 6);
+        log.register(id(3), Gender::Female, "2000-04-01", 5);
+        log.grade_change(id(3), 6, "2023-04-02");
+        log.register(id(4), Gender::Male, "2000-04-01", 5);
+        log.grade_change(id(4), 6, "2023-04-01");
+        let rate = RuleName::WomenInManagementRate;
+        // FY2023 population with grade ≥ 6 on 2023-04-01: staff 1, 2, 4 → 1 woman of 3.
+        assert_eq!(log.value(rate, &none(), 2023), Some(33.3));
+        // FY2024: staff 3's promotion is in effect → 2 women of 4.
+        assert_eq!(log.value(rate, &none(), 2024), Some(50.0));
+        // min_grade 5 on 2023-04-01: everyone → 2 of 4.
+        let five = RuleParams {
+            min_grade: Some(grade(5)),
+            ..none()
+        };
+        assert_eq!(log.value(rate, &five, 2023), Some(50.0));
+    }
+
+    #[test]
+    fn grade_changes_with_the_same_effective_date_are_decided_by_the_later_position() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Female, "2000-04-01", 5);
+        log.grade_change(id(1), 6, "2023-04-01");
+        let promoted = log.position;
+        log.grade_change(id(1), 5, "2023-04-01");
+        let rate = RuleName::WomenInManagementRate;
+        assert_eq!(log.value_at(rate, &none(), 2023, promoted), Some(100.0));
+        assert_eq!(log.value(rate, &none(), 2023), None);
+    }
+
+    #[test]
+    fn a_revoked_completion_counts_as_of_a_position_before_the_revocation_and_not_after() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        let completed = log.complete(id(100), id(1), "2023-06-01", Some(5));
+        let revoked = log.session(
+            id(100),
+            SessionEvent::CompletionRevoked {
+                staff_id: id(1),
+                reason: text("受講していなかった"),
+            },
+        );
+        let count = RuleName::TrainingCompletions;
+        assert_eq!(log.value_at(count, &none(), 2023, completed - 1), Some(0.0));
+        assert_eq!(log.value_at(count, &none(), 2023, completed), Some(1.0));
+        assert_eq!(log.value_at(count, &none(), 2023, revoked - 1), Some(1.0));
+        assert_eq!(log.value_at(count, &none(), 2023, revoked), Some(0.0));
+        let rate = RuleName::TrainingParticipationRate;
+        assert_eq!(log.value_at(rate, &none(), 2023, revoked - 1), Some(100.0));
+        assert_eq!(log.value(rate, &none(), 2023), Some(0.0));
+        // A revoked completion may be completed again.
+        log.session(
+            id(100),
+            SessionEvent::TrainingCompleted {
+                staff_id: id(1),
+                completed_on: date("2023-07-01"),
+                understanding: None,
+            },
+        );
+        assert_eq!(log.value(count, &none(), 2023), Some(1.0));
+        assert_eq!(log.value_at(count, &none(), 2023, revoked), Some(0.0));
+    }
+
+    #[test]
+    fn a_corrected_completion_moves_across_the_fiscal_year_boundary_and_both_states_stay_queryable()
+    {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        let completed = log.complete(id(100), id(1), "2024-03-31", Some(3));
+        let corrected = log.session(
+            id(100),
+            SessionEvent::CompletionCorrected {
+                staff_id: id(1),
+                completed_on: Some(date("2024-04-01")),
+                understanding: None,
+                reason: text("日付の誤り"),
+            },
+        );
+        let count = RuleName::TrainingCompletions;
+        assert_eq!(log.value_at(count, &none(), 2023, completed), Some(1.0));
+        assert_eq!(log.value_at(count, &none(), 2024, completed), Some(0.0));
+        assert_eq!(log.value_at(count, &none(), 2023, corrected), Some(0.0));
+        assert_eq!(log.value_at(count, &none(), 2024, corrected), Some(1.0));
+        // The understanding answer travels with the completion into FY2024.
+        let understood = RuleName::TrainingUnderstandingRate;
+        assert_eq!(log.value(understood, &none(), 2024), Some(0.0));
+        assert_eq!(log.value(understood, &none(), 2023), None);
+    }
+
+    #[test]
+    fn a_corrected_understanding_changes_the_understanding_rate_from_its_position_on() {
+        let mut log = Log::default();
+        for staff in 1..=3 {
+            log.register(id(staff), Gender::Male, "2020-04-01", 2);
+        }
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-06-01", Some(5));
+        log.complete(id(100), id(2), "2023-06-01", Some(3));
+        log.complete(id(100), id(3), "2023-06-01", None); // no answer: outside the rate
+        let before = log.position;
+        let corrected = log.session(
+            id(100),
+            SessionEvent::CompletionCorrected {
+                staff_id: id(2),
+                completed_on: None,
+                understanding: Some(understanding(4)),
+                reason: text("アンケート転記誤り"),
+            },
+        );
+        let rate = RuleName::TrainingUnderstandingRate;
+        assert_eq!(log.value_at(rate, &none(), 2023, before), Some(50.0));
+        assert_eq!(log.value_at(rate, &none(), 2023, corrected), Some(100.0));
+        let five = RuleParams {
+            threshold: Some(understanding(5)),
+            ..none()
+        };
+        assert_eq!(log.value(rate, &five, 2023), Some(50.0));
+        // The correction replaces the completion, it does not add one.
+        assert_eq!(
+            log.value(RuleName::TrainingCompletions, &none(), 2023),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn a_withdrawn_interview_no_longer_counts_toward_interview_coverage() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.register(id(2), Gender::Female, "2020-04-01", 2);
+        log.interview(id(1), id(500), InterviewKind::Evaluation, "2023-06-01");
+        log.interview(id(1), id(501), InterviewKind::OneOnOne, "2023-12-01");
+        log.interview(id(2), id(502), InterviewKind::Evaluation, "2023-06-01");
+        let second = log.interview(id(2), id(503), InterviewKind::Evaluation, "2023-12-01");
+        let coverage = RuleName::InterviewCoverage;
+        assert_eq!(log.value(coverage, &none(), 2023), Some(100.0));
+        let withdrawn = log.staff(
+            id(2),
+            StaffEvent::InterviewWithdrawn {
+                interview_id: id(503),
+                reason: text("重複登録"),
+            },
+        );
+        assert_eq!(log.value_at(coverage, &none(), 2023, second), Some(100.0));
+        assert_eq!(log.value_at(coverage, &none(), 2023, withdrawn), Some(50.0));
+        let evaluations_only = RuleParams {
+            kinds: Some(vec![InterviewKind::Evaluation]),
+            ..none()
+        };
+        assert_eq!(log.value(coverage, &evaluations_only, 2023), Some(0.0));
+        let one = RuleParams {
+            min_per_year: Some(1),
+            ..evaluations_only
+        };
+        assert_eq!(log.value(coverage, &one, 2023), Some(100.0));
+    }
+
+    #[test]
+    fn a_corrected_interview_date_moves_it_to_another_fiscal_year() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.interview(id(1), id(500), InterviewKind::Evaluation, "2023-06-01");
+        log.interview(id(1), id(501), InterviewKind::Evaluation, "2024-03-31");
+        let before = log.position;
+        log.staff(
+            id(1),
+            StaffEvent::InterviewCorrected {
+                interview_id: id(501),
+                kind: None,
+                held_on: Some(date("2024-04-01")),
+                note: None,
+                reason: text("日付の誤り"),
+            },
+        );
+        let coverage = RuleName::InterviewCoverage;
+        let one = RuleParams {
+            min_per_year: Some(1),
+            ..none()
+        };
+        assert_eq!(log.value_at(coverage, &none(), 2023, before), Some(100.0));
+        assert_eq!(log.value(coverage, &none(), 2023), Some(0.0));
+        assert_eq!(log.value(coverage, &one, 2024), Some(100.0));
+    }
+
+    #[test]
+    fn a_withdrawn_incident_is_not_counted() {
+        let mut log = Log::default();
+        log.incident(id(700), "2023-05-01");
+        log.incident(id(701), "2024-03-31");
+        log.incident(id(702), "2024-04-01");
+        let recorded = log.position;
+        log.push(
+            id(701).to_string(),
+            LedgerEvent::Incident(IncidentEvent::ComplianceIncidentWithdrawn {
+                incident_id: id(701),
+                reason: text("不適切な事務処理に該当しない"),
+            }),
+        );
+        let incidents = RuleName::ComplianceIncidents;
+        assert_eq!(log.value_at(incidents, &none(), 2023, recorded), Some(2.0));
+        assert_eq!(log.value(incidents, &none(), 2023), Some(1.0));
+        assert_eq!(log.value(incidents, &none(), 2024), Some(1.0));
+        assert_eq!(log.value(incidents, &none(), 2022), Some(0.0));
+    }
+
+    #[test]
+    fn a_rate_with_an_empty_denominator_is_none() {
+        let mut log = Log::default();
+        assert_eq!(
+            log.value(RuleName::TrainingParticipationRate, &none(), 2023),
+            None
+        );
+        log.register(id(1), Gender::Female, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-06-01", None);
+        // Nobody answered the survey, nobody holds grade ≥ 6, nobody has 10 years.
+        assert_eq!(
+            log.value(RuleName::TrainingUnderstandingRate, &none(), 2023),
+            None
+        );
+        assert_eq!(
+            log.value(RuleName::WomenInManagementRate, &none(), 2023),
+            None
+        );
+        assert_eq!(log.value(RuleName::RotationCoverage, &none(), 2023), None);
+        // Nobody is in service on 2019-04-01.
+        assert_eq!(log.value(RuleName::InterviewCoverage, &none(), 2019), None);
+        // Counts are never empty.
+        assert_eq!(log.value(RuleName::DispatchCount, &none(), 2023), Some(0.0));
+        assert_eq!(
+            log.value(RuleName::ComplianceIncidents, &none(), 2023),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn categories_and_provider_params_filter_completions() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.register(id(2), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.schedule(id(101), TrainingCategory::Specialized, "市町村アカデミー");
+        log.schedule(id(102), TrainingCategory::Specialized, "庁内");
+        log.complete(id(100), id(1), "2023-06-01", None);
+        log.complete(id(101), id(1), "2023-07-01", None);
+        log.complete(id(102), id(1), "2023-08-01", None);
+        log.complete(id(102), id(2), "2023-08-01", None);
+        let count = RuleName::TrainingCompletions;
+        let specialized = RuleParams {
+            categories: Some(vec![TrainingCategory::Specialized]),
+            ..none()
+        };
+        let in_house = RuleParams {
+            provider: Some(text("庁内")),
+            ..none()
+        };
+        let both = RuleParams {
+            categories: Some(vec![TrainingCategory::Specialized]),
+            provider: Some(text("庁内")),
+            ..none()
+        };
+        let tiered_or_dispatch = RuleParams {
+            categories: Some(vec![TrainingCategory::Tiered, TrainingCategory::Dispatch]),
+            ..none()
+        };
+        assert_eq!(log.value(count, &none(), 2023), Some(4.0));
+        assert_eq!(log.value(count, &specialized, 2023), Some(3.0));
+        assert_eq!(log.value(count, &in_house, 2023), Some(3.0));
+        assert_eq!(log.value(count, &both, 2023), Some(2.0));
+        assert_eq!(log.value(count, &tiered_or_dispatch, 2023), Some(1.0));
+        // Participation counts people, not completions: staff 1 of 2 took a tiered course.
+        let rate = RuleName::TrainingParticipationRate;
+        assert_eq!(log.value(rate, &tiered_or_dispatch, 2023), Some(50.0));
+        assert_eq!(log.value(rate, &specialized, 2023), Some(100.0));
+    }
+
+    #[test]
+    fn participation_only_counts_staff_in_service_on_april_1() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.register(id(2), Gender::Male, "2020-04-01", 2);
+        log.register(id(3), Gender::Male, "2020-04-01", 2);
+        log.register(id(4), Gender::Male, "2023-10-01", 1); // hired mid-year
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-06-01", None);
+        log.complete(id(100), id(4), "2023-11-01", None);
+        // 1 of 3 → 33.3 %; the mid-year hire is in neither numerator nor denominator.
+        let rate = RuleName::TrainingParticipationRate;
+        assert_eq!(log.value(rate, &none(), 2023), Some(33.3));
+        log.complete(id(100), id(2), "2023-06-01", None);
+        assert_eq!(log.value(rate, &none(), 2023), Some(66.7));
+    }
+
+    #[test]
+    fn rehired_staff_are_in_service_again_from_the_rehire_date() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Female, "2010-04-01", 6);
+        let separated = log.separate(id(1), "2022-04-01");
+        log.rehire(id(1), "2023-04-01", DepartmentKind::Administration);
+        let rate = RuleName::WomenInManagementRate;
+        assert_eq!(
+            log.value_at(rate, &none(), 2021, separated - 1),
+            Some(100.0)
+        );
+        assert_eq!(log.value(rate, &none(), 2022), None);
+        // Rehired at grade 3: in service but below the management grades.
+        assert_eq!(log.value(rate, &none(), 2023), None);
+        let any = RuleParams {
+            min_grade: Some(grade(1)),
+            ..none()
+        };
+        assert_eq!(log.value(rate, &any, 2023), Some(100.0));
+        // As the log stood before the separation, the first period was still open.
+        assert_eq!(
+            log.value_at(rate, &none(), 2022, separated - 1),
+            Some(100.0)
+        );
+    }
+
+    #[test]
+    fn rotation_coverage_counts_staff_with_ten_years_who_served_in_all_three_department_kinds() {
+        use DepartmentKind::*;
+        let mut log = Log::default();
+        // Staff 1: exactly 10 years on 2024-04-01, all three kinds → in both.
+        log.register_in(id(1), Gender::Male, "2014-04-01", 3, FrontOffice);
+        log.transfer(id(1), Program, "2017-04-01", TransferKind::Regular);
+        log.transfer(id(1), Administration, "2020-04-01", TransferKind::Regular);
+        // Staff 2: 10 years, two kinds; the third only from 2024-04-02 → denominator only.
+        log.register_in(id(2), Gender::Male, "2014-04-01", 3, FrontOffice);
+        log.transfer(id(2), Program, "2018-04-01", TransferKind::Regular);
+        let late = log.transfer(id(2), Administration, "2024-04-02", TransferKind::Dispatch);
+        // Staff 3: one day short of 10 years → in neither.
+        log.register_in(id(3), Gender::Male, "2014-04-02", 3, FrontOffice);
+        log.transfer(id(3), Program, "2017-04-01", TransferKind::Regular);
+        log.transfer(id(3), Administration, "2020-04-01", TransferKind::Regular);
+        // Staff 4: 5 years (2009–2014) + 5 years (2019–2024) = 10 years; the kinds of the
+        // first period count too → in both.
+        log.register_in(id(4), Gender::Female, "2009-04-01", 3, FrontOffice);
+        log.transfer(id(4), Program, "2011-04-01", TransferKind::Regular);
+        log.separate(id(4), "2014-04-01");
+        log.rehire(id(4), "2019-04-01", Administration);
+        let rotation = RuleName::RotationCoverage;
+        // FY2024: denominator staff 1, 2, 4; numerator staff 1, 4 → 66.7 %.
+        assert_eq!(log.value(rotation, &none(), 2024), Some(66.7));
+        // FY2025: staff 2's third kind is now in effect and staff 3 has 11 years → 100 %.
+        assert_eq!(log.value(rotation, &none(), 2025), Some(100.0));
+        // As the log stood before staff 2's last transfer was recorded (and before staff 3
+        // and 4 were registered), FY2025 was staff 1 of staff 1 and 2 → 50 %.
+        assert_eq!(log.value_at(rotation, &none(), 2025, late - 1), Some(50.0));
+        assert_eq!(log.value_at(rotation, &none(), 2025, late), Some(100.0));
+        // With 15 years nobody qualifies in FY2024.
+        let fifteen = RuleParams {
+            years: Some(15),
+            ..none()
+        };
+        assert_eq!(log.value(rotation, &fifteen, 2024), None);
+    }
+
+    #[test]
+    fn dispatch_count_counts_dispatch_transfers_effective_in_the_year() {
+        use DepartmentKind::*;
+        let mut log = Log::default();
+        log.register_in(id(1), Gender::Male, "2014-04-01", 3, FrontOffice);
+        log.transfer(id(1), Program, "2023-04-01", TransferKind::Dispatch);
+        let first = log.position;
+        log.transfer(id(1), FrontOffice, "2024-03-31", TransferKind::Return);
+        log.transfer(id(1), Administration, "2024-03-31", TransferKind::Dispatch);
+        log.transfer(id(1), Program, "2024-04-01", TransferKind::Dispatch);
+        log.transfer(id(1), Program, "2024-05-01", TransferKind::Internship);
+        let dispatches = RuleName::DispatchCount;
+        assert_eq!(log.value(dispatches, &none(), 2023), Some(2.0));
+        assert_eq!(log.value_at(dispatches, &none(), 2023, first), Some(1.0));
+        assert_eq!(log.value(dispatches, &none(), 2024), Some(1.0));
+    }
+
+    #[test]
+    fn a_target_revised_later_is_returned_as_the_old_target_at_an_earlier_position() {
+        let mut log = Log::default();
+        let set = log.plan(PlanEvent::TargetSet {
+            indicator_code: code("attendees"),
+            fiscal_year: fy(2023),
+            op: TargetOp::AtLeast,
+            value: 2300.0,
+        });
+        let revised = log.plan(PlanEvent::TargetSet {
+            indicator_code: code("attendees"),
+            fiscal_year: fy(2023),
+            op: TargetOp::AtLeast,
+            value: 2500.0,
+        });
+        let target = |at| log.facts.target(ITEM, "attendees", fy(2023), at);
+        assert_eq!(target(set - 1), None);
+        assert_eq!(target(set), Some((TargetOp::AtLeast, 2300.0, set)));
+        assert_eq!(target(revised), Some((TargetOp::AtLeast, 2500.0, revised)));
+        assert_eq!(log.facts.target(ITEM, "attendees", fy(2024), revised), None);
+        assert_eq!(log.facts.target(ITEM, "other", fy(2023), revised), None);
+        assert_eq!(
+            log.facts.target("9-9-9", "attendees", fy(2023), revised),
+            None
+        );
+    }
+
+    #[test]
+    fn a_manual_actual_goes_from_estimate_to_confirmed_and_a_correction_keeps_confirmed() {
+        let mut log = Log::default();
+        log.plan(PlanEvent::IndicatorDefined(IndicatorDefinition {
+            indicator_code: code("want_manager"),
+            name: text("管理職になりたい職員の割合"),
+            description: None,
+            kind: IndicatorKind::Outcome,
+            unit: Unit::Percent,
+            source: kiroku_domain::plan::IndicatorSource::Manual(
+                kiroku_domain::plan::Manual::Manual,
+            ),
+            baseline: None,
+        }));
+        let report = |value, status| PlanEvent::ActualReported {
+            indicator_code: code("want_manager"),
+            fiscal_year: fy(2023),
+            value,
+            status,
+            note: None,
+        };
+        let estimate = log.plan(report(25.0, ActualStatus::Estimate));
+        let confirmed = log.plan(report(27.5, ActualStatus::Confirmed));
+        let corrected = log.plan(PlanEvent::ActualCorrected {
+            indicator_code: code("want_manager"),
+            fiscal_year: fy(2023),
+            value: 28.1,
+            reason: text("集計誤り"),
+        });
+        let actual = |at| log.facts.manual_actual(ITEM, "want_manager", fy(2023), at);
+        assert_eq!(actual(estimate - 1), None);
+        let at = |value, status, position| {
+            Some(ManualActual {
+                value,
+                status,
+                position,
+            })
+        };
+        assert_eq!(actual(estimate), at(25.0, ActualStatus::Estimate, estimate));
+        assert_eq!(
+            actual(confirmed),
+            at(27.5, ActualStatus::Confirmed, confirmed)
+        );
+        assert_eq!(
+            actual(corrected),
+            at(28.1, ActualStatus::Confirmed, corrected)
+        );
+        assert_eq!(
+            actual(i64::MAX),
+            at(28.1, ActualStatus::Confirmed, corrected)
+        );
+        assert_eq!(
+            log.facts
+                .manual_actual(ITEM, "want_manager", fy(2024), corrected),
+            None
+        );
+    }
+
+    #[test]
+    fn a_correction_of_an_estimate_stays_an_estimate() {
+        let mut log = Log::default();
+        log.plan(PlanEvent::ActualReported {
+            indicator_code: code("survey"),
+            fiscal_year: fy(2023),
+            value: 10.0,
+            status: ActualStatus::Estimate,
+            note: None,
+        });
+        let corrected = log.plan(PlanEvent::ActualCorrected {
+            indicator_code: code("survey"),
+            fiscal_year: fy(2023),
+            value: 12.0,
+            reason: text("再集計"),
+        });
+        let actual = log.facts.manual_actual(ITEM, "survey", fy(2023), corrected);
+        assert_eq!(
+            actual.map(|a| (a.value, a.status)),
+            Some((12.0, ActualStatus::Estimate))
+        );
+    }
+
+    #[test]
+    fn round_rate_rounds_half_away_from_zero_to_one_decimal() {
+        assert_eq!(round_rate(1, 0), None);
+        assert_eq!(round_rate(0, 0), None);
+        assert_eq!(round_rate(0, 7), Some(0.0));
+        assert_eq!(round_rate(1, 3), Some(33.3));
+        assert_eq!(round_rate(2, 3), Some(66.7));
+        assert_eq!(round_rate(1, 16), Some(6.3)); // 6.25 → 6.3
+        assert_eq!(round_rate(1, 80), Some(1.3)); // 1.25 → 1.3
+        assert_eq!(round_rate(1, 2000), Some(0.1)); // 0.05 → 0.1
+        assert_eq!(round_rate(156, 1000), Some(15.6));
+        assert_eq!(round_rate(5, 5), Some(100.0));
+    }
+
+    #[test]
+    fn an_event_at_or_before_the_last_applied_position_is_ignored() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-06-01", None);
+        let again = Recorded {
+            position: log.position,
+            recorded_at: 0,
+            aggregate_id: id(100).to_string(),
+            actor: None,
+            reason: None,
+            event: LedgerEvent::Session(SessionEvent::CompletionRevoked {
+                staff_id: id(1),
+                reason: text("重複"),
+            }),
+        };
+        log.facts.apply(&again);
+        assert_eq!(log.facts.position(), Some(log.position));
+        assert_eq!(
+            log.value(RuleName::TrainingCompletions, &none(), 2023),
+            Some(1.0)
+        );
+    }
+}

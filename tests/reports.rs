@@ -1,0 +1,134 @@
+//! Progress sheets from the log, as of any moment.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::TestApp;
+
+async fn sheet_text(app: &TestApp, query: &str) -> (u16, String) {
+    let response = app
+        .client
+        .get(app.url(&format!("/plan-items/2-1-2/sheet{query}")))
+        .bearer_auth(&app.auditor)
+        .send()
+        .await
+        .expect("sheet");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+fn cell<'a>(sheet: &'a Value, indicator: &str, year: i64) -> &'a Value {
+    sheet["indicators"]
+        .as_array()
+        .and_then(|list| list.iter().find(|i| i["code"] == indicator))
+        .and_then(|i| i["years"].as_array())
+        .and_then(|years| years.iter().find(|y| y["fiscal_year"] == year))
+        .unwrap_or(&Value::Null)
+}
+
+both_backends!(
+    a_sheet_as_of_a_past_moment_stays_byte_identical,
+    |app: TestApp| async move {
+        let defined = app
+            .post(&app.hr, "/plan-items", &support::plan_item_body())
+            .await;
+        assert_eq!(defined.status.as_u16(), 201, "{:?}", defined.body);
+        let session = app.schedule(10).await;
+        let mut staff = Vec::new();
+        for i in 0..3 {
+            let id = app.register(&format!("R{i}"), "職員課", 2).await;
+            let completed = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{session}/completions"),
+                    &json!({"staff_id": id, "completed_on": "2023-05-11", "understanding": 4}),
+                )
+                .await;
+            // Not enrolled yet: the completion is refused, enrol first.
+            completed.assert_problem(409, "not_enrolled");
+            app.post(
+                &app.hr,
+                &format!("/sessions/{session}/enrolments"),
+                &json!({"staff_id": id}),
+            )
+            .await;
+            let completed = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{session}/completions"),
+                    &json!({"staff_id": id, "completed_on": "2023-05-11", "understanding": 4}),
+                )
+                .await;
+            assert_eq!(completed.status.as_u16(), 201, "{:?}", completed.body);
+            staff.push(id);
+        }
+        app.post(
+        &app.hr,
+        "/plan-items/2-1-2/actuals",
+        &json!({"indicator_code": "want_management", "fiscal_year": 2023, "value": 18.5, "status": "estimate"}),
+    )
+    .await;
+
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let t1 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (status, before) = sheet_text(&app, &format!("?as_of={t1}")).await;
+        assert_eq!(status, 200, "{before}");
+        let sheet: Value = serde_json::from_str(&before).expect("json");
+        assert_eq!(sheet["fiscal_years"], json!([2021, 2022, 2023, 2024, 2025]));
+        let attendees = cell(&sheet, "attendees", 2023);
+        assert_eq!(attendees["label"], "令和5年度");
+        assert_eq!(attendees["target"], json!({"op": ">=", "value": 2300.0}));
+        assert_eq!(
+            attendees["actual"],
+            json!({"value": 3.0, "source": "computed"})
+        );
+        assert_eq!(attendees["achieved"], json!(false));
+        let manual = cell(&sheet, "want_management", 2023);
+        assert_eq!(
+            manual["actual"],
+            json!({"value": 18.5, "source": "estimate"})
+        );
+
+        // Later changes: a revocation, a revised target, a correction.
+        let revoked = app
+            .post(
+                &app.hr,
+                &format!("/sessions/{session}/completions/{}/revocation", staff[0]),
+                &json!({"reason": "欠席者の誤登録"}),
+            )
+            .await;
+        assert_eq!(revoked.status.as_u16(), 200, "{:?}", revoked.body);
+        let target = app
+        .post(
+            &app.hr,
+            "/plan-items/2-1-2/targets",
+            &json!({"indicator_code": "attendees", "fiscal_year": 2023, "op": ">=", "value": 2}),
+        )
+        .await;
+        assert_eq!(target.status.as_u16(), 200, "{:?}", target.body);
+        app.post(
+        &app.hr,
+        "/plan-items/2-1-2/actual-corrections",
+        &json!({"indicator_code": "want_management", "fiscal_year": 2023, "value": 19.0, "reason": "集計誤り"}),
+    )
+    .await;
+
+        let (_, again) = sheet_text(&app, &format!("?as_of={t1}")).await;
+        assert_eq!(again, before, "the same as_of gives byte-identical output");
+
+        let (_, now) = sheet_text(&app, "").await;
+        let now: Value = serde_json::from_str(&now).expect("json");
+        let attendees = cell(&now, "attendees", 2023);
+        assert_eq!(attendees["actual"]["value"], json!(2.0));
+        assert_eq!(attendees["target"]["value"], json!(2.0));
+        assert_eq!(attendees["achieved"], json!(true));
+        assert_eq!(
+            cell(&now, "want_management", 2023)["actual"]["value"],
+            json!(19.0)
+        );
+
+        let (status, _) = sheet_text(&app, "?as_of=yesterday").await;
+        assert_eq!(status, 400);
+    }
+);

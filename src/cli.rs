@@ -41,6 +41,31 @@ pub enum Command {
     },
     /// Checks the append-only hash chain; exits 1 and names the first bad position.
     Verify,
+    /// Rebuilds every projection from the log; prints events and seconds.
+    Rebuild,
+    /// Reports from the ledger.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// The progress sheet (進行管理シート) of one plan item.
+    Sheet {
+        #[arg(long)]
+        item: String,
+        /// RFC 3339 timestamp: the sheet as the ledger stood then.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only json for now.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +136,54 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild => {
+            let backend = crate::storage::Backend::connect(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let started = std::time::Instant::now();
+            let projector = crate::projector::Projector::new(backend);
+            let position = projector.catch_up().await.map_err(|e| e.to_string())?;
+            println!(
+                "rebuilt every projection from the log: up to position {position} in {:.3} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            command:
+                ReportCommand::Sheet {
+                    item,
+                    as_of,
+                    format,
+                    output,
+                },
+        } => {
+            if format != "json" {
+                return Err(format!("format {format:?} is not available yet; use json"));
+            }
+            let as_of = match as_of {
+                Some(text) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|e| format!("--as-of must be RFC 3339: {e}"))?
+                        .timestamp_millis(),
+                ),
+                None => None,
+            };
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let sheet = ledger
+                .projector
+                .sheet(&item, as_of)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no plan item {item} at that time"))?;
+            let text = serde_json::to_string_pretty(&sheet).map_err(|e| e.to_string())?;
+            match output {
+                Some(path) => std::fs::write(&path, text).map_err(|e| e.to_string())?,
+                None => println!("{text}"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify => {

@@ -65,6 +65,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => "認証が必要です",
             StatusCode::FORBIDDEN => "この操作は許可されていません",
             StatusCode::NOT_FOUND => "対象が見つかりません",
+            StatusCode::METHOD_NOT_ALLOWED => "この操作方法は使えません",
             StatusCode::CONFLICT => "現在の記録と矛盾します",
             StatusCode::PAYLOAD_TOO_LARGE => "送信データが大きすぎます",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "データ形式が対応していません",

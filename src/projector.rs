@@ -4,12 +4,15 @@
 
 use crate::storage::log::{read_after, LogEvent};
 use crate::storage::{Backend, StorageError};
+use kiroku_domain::plan::IndicatorSource;
+use kiroku_domain::values::{Code, FiscalYear};
 use kiroku_projections::history::Histories;
 use kiroku_projections::indicators::Facts;
 use kiroku_projections::plans::PlanBook;
 use kiroku_projections::{rfc3339_ms, sheet};
 use kiroku_projections::{LedgerEvent, Recorded};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 use tokio::sync::Mutex;
 
@@ -118,6 +121,41 @@ impl Projector {
             None => (state.position, rfc3339_ms(crate::storage::now_ms())),
         };
         Ok(sheet::sheet(&state.plans, &state.facts, code, at, &label))
+    }
+
+    /// Every indicator's actual of plan item `code` for `fiscal_year` as the log stands now:
+    /// what a publication freezes. `None` when the item is unknown.
+    pub fn actuals(
+        &self,
+        code: &str,
+        fiscal_year: FiscalYear,
+    ) -> Result<Option<BTreeMap<Code, Option<f64>>>, StorageError> {
+        let state = self
+            .state
+            .read()
+            .map_err(|_| StorageError::Corrupt("projector state poisoned".into()))?;
+        let Some(item) = state.plans.items.get(code) else {
+            return Ok(None);
+        };
+        let at = state.position;
+        let values = item
+            .indicators
+            .iter()
+            .map(|indicator| {
+                let ind = &indicator.value;
+                let value = match &ind.source {
+                    IndicatorSource::Rule { rule, params } => {
+                        state.facts.compute(*rule, params, fiscal_year, at)
+                    }
+                    IndicatorSource::Manual(_) => state
+                        .facts
+                        .manual_actual(code, ind.indicator_code.as_str(), fiscal_year, at)
+                        .map(|m| m.value),
+                };
+                (ind.indicator_code.clone(), value)
+            })
+            .collect();
+        Ok(Some(values))
     }
 
     /// The codes and titles of every plan item, in code order.

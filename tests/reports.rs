@@ -128,6 +128,30 @@ both_backends!(
             json!(19.0)
         );
 
+        // Publish FY2023, then revoke one more completion: the sheet shows both and the drift.
+        let published = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/publications",
+                &json!({"fiscal_year": 2023}),
+            )
+            .await;
+        assert_eq!(published.status.as_u16(), 201, "{:?}", published.body);
+        let revoked = app
+            .post(
+                &app.hr,
+                &format!("/sessions/{session}/completions/{}/revocation", staff[1]),
+                &json!({"reason": "受講記録の重複"}),
+            )
+            .await;
+        assert_eq!(revoked.status.as_u16(), 200, "{:?}", revoked.body);
+        let (_, now) = sheet_text(&app, "").await;
+        let now: Value = serde_json::from_str(&now).expect("json");
+        let attendees = cell(&now, "attendees", 2023);
+        assert_eq!(attendees["published"]["value"], json!(2.0));
+        assert_eq!(attendees["actual"]["value"], json!(1.0));
+        assert_eq!(attendees["drift"], json!(-1.0));
+
         let (status, _) = sheet_text(&app, "?as_of=yesterday").await;
         assert_eq!(status, 400);
     }

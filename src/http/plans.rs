@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
             "/plan-items/{code}/external-evaluations",
             post(evaluate_externally),
         )
+        .route("/plan-items/{code}/publications", post(publish))
         .route("/compliance-incidents", post(record_incident))
         .route(
             "/compliance-incidents/{id}/withdrawal",
@@ -377,6 +378,43 @@ async fn evaluate_externally(
         command,
         None,
         StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicationBody {
+    fiscal_year: FiscalYear,
+}
+
+/// Publishes a year's sheet: freezes every indicator's actual as computed now.
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(code): AppPath<String>,
+    AppJson(body): AppJson<PublicationBody>,
+) -> ApiResult<Response> {
+    let published_by = caller.require(&[Role::HrAdmin])?.name.clone();
+    let values = state
+        .ledger
+        .projector
+        .actuals(&code, body.fiscal_year)?
+        .ok_or_else(|| ApiError::not_found("plan_item_not_found", "no plan item with this code"))?;
+    let command = PlanCommand::Publish {
+        fiscal_year: body.fiscal_year,
+        values,
+        published_by,
+    };
+    run(
+        &state,
+        &caller,
+        &request_id,
+        &code,
+        command,
+        None,
+        StatusCode::CREATED,
     )
     .await
 }

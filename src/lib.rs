@@ -5,7 +5,9 @@
 
 pub mod app;
 pub mod cli;
+pub mod demo;
 pub mod http;
 pub mod ledger;
 pub mod projector;
+pub mod reports;
 pub mod storage;

@@ -38,8 +38,15 @@ impl Application {
         let ledger = self.ledger.clone();
         let follower = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut ticks = 0u64;
             loop {
                 tick.tick().await;
+                ticks += 1;
+                if ticks.is_multiple_of(60) {
+                    if let Err(error) = ledger.projector.checkpoint_if_moved().await {
+                        tracing::warn!(%error, "checkpointing the read models failed");
+                    }
+                }
                 if let Err(error) = ledger.sealer.seal().await {
                     tracing::warn!(%error, "sealing failed");
                 }
@@ -48,10 +55,14 @@ impl Application {
                 }
             }
         });
+        let ledger = self.ledger.clone();
         let result = axum::serve(self.listener, router(self.ledger))
             .with_graceful_shutdown(shutdown)
             .await;
         follower.abort();
+        if let Err(error) = ledger.projector.checkpoint_if_moved().await {
+            tracing::warn!(%error, "checkpointing the read models at shutdown failed");
+        }
         result
     }
 }

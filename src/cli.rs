@@ -143,10 +143,18 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let started = std::time::Instant::now();
-            let projector = crate::projector::Projector::new(backend);
-            let position = projector.catch_up().await.map_err(|e| e.to_string())?;
+            crate::projector::Projector::drop_checkpoints(&backend)
+                .await
+                .map_err(|e| e.to_string())?;
+            let projector = crate::projector::Projector::new(backend.clone());
+            projector.catch_up().await.map_err(|e| e.to_string())?;
+            projector.checkpoint().await.map_err(|e| e.to_string())?;
+            let (position, fingerprint) = projector.fingerprint().map_err(|e| e.to_string())?;
+            let events = crate::storage::log::count(&backend)
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
-                "rebuilt every projection from the log: up to position {position} in {:.3} s",
+                "rebuilt every projection from {events} events (position {position}) in {:.3} s; fingerprint {fingerprint}",
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)

@@ -144,7 +144,7 @@ impl Ledger {
             incidents: framework(&backend, &sealer),
             plans: framework(&backend, &sealer),
             keys: KeyStore::new(backend.clone()),
-            projector: Projector::new(backend.clone()),
+            projector: Projector::open(backend.clone()).await?,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             sealer,
             backend,

@@ -17,6 +17,20 @@ async fn sheet_text(app: &TestApp, query: &str) -> (u16, String) {
     (status, response.text().await.expect("body"))
 }
 
+async fn audit_text(app: &TestApp, query: &str) -> (u16, String) {
+    let response = app
+        .client
+        .get(app.url(&format!(
+            "/plan-items/2-1-2/audit?indicator=attendees&fiscal_year=2023{query}"
+        )))
+        .bearer_auth(&app.auditor)
+        .send()
+        .await
+        .expect("audit");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
 fn cell<'a>(sheet: &'a Value, indicator: &str, year: i64) -> &'a Value {
     sheet["indicators"]
         .as_array()
@@ -73,6 +87,8 @@ both_backends!(
         let t1 = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let (status, before) = sheet_text(&app, &format!("?as_of={t1}")).await;
+        let (audit_status, audit_before) = audit_text(&app, &format!("&as_of={t1}")).await;
+        assert_eq!(audit_status, 200, "{audit_before}");
         assert_eq!(status, 200, "{before}");
         let sheet: Value = serde_json::from_str(&before).expect("json");
         assert_eq!(sheet["fiscal_years"], json!([2021, 2022, 2023, 2024, 2025]));

@@ -8,11 +8,11 @@ use kiroku_domain::plan::PlanEvent;
 use kiroku_domain::session::{Schedule, SessionEvent};
 use kiroku_domain::staff::{StaffEvent, STAFF_NAMESPACE};
 use kiroku_domain::values::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GradeEntry {
     pub grade: Grade,
     pub effective_on: Date,
@@ -20,7 +20,7 @@ pub struct GradeEntry {
     pub position: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DepartmentEntry {
     pub department: Text,
     pub department_kind: DepartmentKind,
@@ -29,7 +29,7 @@ pub struct DepartmentEntry {
     pub position: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceEntry {
     pub started_on: Date,
     pub employment: Employment,
@@ -37,7 +37,7 @@ pub struct ServiceEntry {
     pub separation_reason: Option<SeparationReason>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterviewEntry {
     pub interview_id: Uuid,
     pub kind: InterviewKind,
@@ -48,7 +48,7 @@ pub struct InterviewEntry {
     pub corrections: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationEntry {
     pub evaluation_id: Uuid,
     pub fiscal_year: FiscalYear,
@@ -62,7 +62,7 @@ pub struct EvaluationEntry {
     pub corrections: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingEntry {
     pub session_id: Uuid,
     pub status: EnrolmentStatus,
@@ -71,7 +71,7 @@ pub struct TrainingEntry {
     pub revoked: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaffRecord {
     pub staff_id: Uuid,
     pub employee_no: EmployeeNo,
@@ -121,7 +121,7 @@ impl StaffRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionEntry {
     pub staff_id: Uuid,
     pub completed_on: Date,
@@ -129,7 +129,7 @@ pub struct CompletionEntry {
     pub revoked: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub session_id: Uuid,
     #[serde(flatten)]
@@ -140,7 +140,7 @@ pub struct SessionRecord {
 }
 
 /// Staff records and session rosters, folded from the log.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histories {
     pub staff: BTreeMap<Uuid, StaffRecord>,
     pub sessions: BTreeMap<Uuid, SessionRecord>,

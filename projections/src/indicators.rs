@@ -18,7 +18,7 @@ use kiroku_domain::plan::{PlanEvent, RuleName, RuleParams};
 use kiroku_domain::session::SessionEvent;
 use kiroku_domain::staff::{StaffEvent, STAFF_NAMESPACE};
 use kiroku_domain::values::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ pub fn round_rate(numerator: usize, denominator: usize) -> Option<f64> {
 }
 
 /// The latest manual actual of an indicator for a fiscal year, as the log stood at a position.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ManualActual {
     pub value: f64,
     /// `estimate` or `confirmed`; a correction keeps the status of the report it corrects.
@@ -51,7 +51,7 @@ pub struct ManualActual {
 }
 
 /// A grade or department kind with the date it takes effect.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Dated<T> {
     value: T,
     effective_on: Date,
@@ -60,7 +60,7 @@ struct Dated<T> {
 
 /// A period of service `[start, end)`. The start is visible from `from`; the separation that
 /// ends it is visible from its own position.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Period {
     start: Date,
     from: i64,
@@ -75,7 +75,7 @@ impl Period {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct StaffFacts {
     gender: Option<Gender>,
     periods: Vec<Period>,
@@ -160,13 +160,13 @@ fn completed_years(start: Date, end: Date) -> u32 {
     u32::try_from(years).unwrap_or(0)
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SessionFacts {
     category: TrainingCategory,
     provider: Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct CompletionFact {
     session: usize,
     staff: usize,
@@ -176,7 +176,7 @@ struct CompletionFact {
     to: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct InterviewFact {
     staff: usize,
     kind: InterviewKind,
@@ -185,13 +185,13 @@ struct InterviewFact {
     to: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct IncidentFact {
     from: i64,
     to: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct ActualFact {
     value: f64,
     status: ActualStatus,
@@ -199,7 +199,7 @@ struct ActualFact {
     to: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct TargetFact {
     op: TargetOp,
     value: f64,
@@ -214,25 +214,37 @@ type Slot = (FiscalYear, usize);
 type PlanFacts<T> = BTreeMap<String, BTreeMap<String, BTreeMap<FiscalYear, Vec<T>>>>;
 
 /// The bitemporal fact store behind every computed indicator. See the module documentation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Facts {
     last_position: Option<i64>,
+    #[serde(with = "crate::sorted_pairs")]
     staff_ids: HashMap<Uuid, usize>,
     staff: Vec<StaffFacts>,
+    #[serde(with = "crate::sorted_pairs")]
     session_ids: HashMap<Uuid, usize>,
     sessions: Vec<Option<SessionFacts>>,
     completions: BTreeMap<FiscalYear, Vec<CompletionFact>>,
     /// (session, staff) → the standing completion.
+    #[serde(with = "crate::sorted_pairs")]
     open_completions: HashMap<(usize, usize), Slot>,
     interviews: BTreeMap<FiscalYear, Vec<InterviewFact>>,
     /// (staff, interview id) → the standing interview.
+    #[serde(with = "crate::sorted_pairs")]
     open_interviews: HashMap<(usize, Uuid), Slot>,
     /// Positions of dispatch transfers by the fiscal year of their effective date, ascending.
     dispatches: BTreeMap<FiscalYear, Vec<i64>>,
     incidents: BTreeMap<FiscalYear, Vec<IncidentFact>>,
+    #[serde(with = "crate::sorted_pairs")]
     open_incidents: HashMap<Uuid, Slot>,
     actuals: PlanFacts<ActualFact>,
     targets: PlanFacts<TargetFact>,
+    /// Registrations, separations and rehires: (effective date, position), in position order.
+    /// They shape who is in service (and for how long) on a reference date.
+    service_events: Vec<(Date, i64)>,
+    /// Grade changes: (effective date, position), in position order.
+    grade_events: Vec<(Date, i64)>,
+    /// Transfers of every kind: (effective date, position), in position order.
+    department_events: Vec<(Date, i64)>,
 }
 
 fn uuid_of(aggregate_id: &str) -> Uuid {
@@ -260,6 +272,29 @@ fn open<T>(buckets: &mut BTreeMap<FiscalYear, Vec<T>>, fy: FiscalYear, fact: T) 
     let bucket = buckets.entry(fy).or_default();
     bucket.push(fact);
     (fy, bucket.len() - 1)
+}
+
+/// Appends the position that opened a fact and, if it was superseded by then, the one that
+/// closed it, as far as they lie at or before `at`.
+fn span_positions(from: i64, to: Option<i64>, at: i64, out: &mut Vec<i64>) {
+    if from <= at {
+        out.push(from);
+    }
+    if let Some(to) = to.filter(|t| *t <= at) {
+        out.push(to);
+    }
+}
+
+/// Appends the positions (`<= at`) of the `(effective date, position)` entries effective on or
+/// before `date`; `entries` are in position order.
+fn dated_positions(entries: &[(Date, i64)], date: Date, at: i64, out: &mut Vec<i64>) {
+    out.extend(
+        entries
+            .iter()
+            .take_while(|(_, p)| *p <= at)
+            .filter(|(d, _)| *d <= date)
+            .map(|(_, p)| *p),
+    );
 }
 
 /// The facts of one (item, indicator, fiscal year) in `facts`, if any.
@@ -336,6 +371,7 @@ impl Facts {
         let staff = self.staff_index(id);
         match event {
             StaffEvent::StaffRegistered(r) => {
+                self.service_events.push((r.hired_on, position));
                 let facts = &mut self.staff[staff];
                 facts.gender = Some(r.gender);
                 facts.periods.push(Period {
@@ -358,17 +394,21 @@ impl Facts {
                 grade,
                 effective_on,
                 reason: _,
-            } => self.staff[staff].grades.push(Dated {
-                value: *grade,
-                effective_on: *effective_on,
-                from: position,
-            }),
+            } => {
+                self.grade_events.push((*effective_on, position));
+                self.staff[staff].grades.push(Dated {
+                    value: *grade,
+                    effective_on: *effective_on,
+                    from: position,
+                });
+            }
             StaffEvent::StaffTransferred {
                 to_department: _,
                 department_kind,
                 effective_on,
                 kind,
             } => {
+                self.department_events.push((*effective_on, position));
                 self.staff[staff].departments.push(Dated {
                     value: *department_kind,
                     effective_on: *effective_on,
@@ -387,6 +427,7 @@ impl Facts {
                 effective_on,
                 reason: _,
             } => {
+                self.service_events.push((*effective_on, position));
                 let current = self.staff[staff]
                     .periods
                     .iter_mut()
@@ -397,6 +438,7 @@ impl Facts {
                 }
             }
             StaffEvent::StaffRehired(r) => {
+                self.service_events.push((r.effective_on, position));
                 let facts = &mut self.staff[staff];
                 facts.periods.push(Period {
                     start: r.effective_on,
@@ -779,6 +821,143 @@ impl Facts {
                     .filter(|i| visible(i.from, i.to, at))
                     .count();
                 Some(n as f64)
+            }
+        }
+    }
+
+    /// The positions `<= at` of every event that could have changed the actual of `rule`
+    /// (with `params`) for fiscal year `fy`, ascending and without duplicates: evaluating
+    /// [`Facts::compute`] just before and at each of them explains every change of the value.
+    ///
+    /// * completion-based rules: the positions that opened or closed a completion fact dated
+    ///   in `fy` and relevant to the rule (its session passes the `categories` / `provider`
+    ///   filters; for `training_understanding_rate`, it carries an understanding answer). A
+    ///   correction moving a completion out of `fy` closes the fact in `fy`, so it counts; a
+    ///   revocation closes it; a re-completion opens a new one.
+    /// * head-count rules (`training_participation_rate`, `interview_coverage`,
+    ///   `women_in_management_rate`, `rotation_coverage`): registrations, separations and
+    ///   rehires effective on or before April 1 of `fy` (the population and its years of
+    ///   service), plus what the rule looks at: completions in `fy` (participation), interviews
+    ///   in `fy` of the counted kinds (coverage), grade changes (women in management) or
+    ///   transfers (rotation) effective on or before April 1. An event effective after April 1
+    ///   cannot change who was in service, or with what grade or department kinds, on that day.
+    /// * `dispatch_count`: the dispatch transfers effective in `fy`.
+    /// * `compliance_incidents`: the positions that recorded or withdrew an incident dated in
+    ///   `fy`.
+    ///
+    /// Only the indexes of `fy` and the per-kind staff event lists are read, never the log.
+    pub fn candidates(
+        &self,
+        rule: RuleName,
+        params: &RuleParams,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Vec<i64> {
+        let r = fy.first_day();
+        let mut out = Vec::new();
+        match rule {
+            RuleName::TrainingCompletions => {
+                self.completion_positions(fy, at, &mut out, |c| {
+                    self.session_matches(c.session, params)
+                });
+            }
+            RuleName::TrainingParticipationRate => {
+                let only_categories = RuleParams {
+                    categories: params.categories.clone(),
+                    ..RuleParams::default()
+                };
+                self.completion_positions(fy, at, &mut out, |c| {
+                    self.session_matches(c.session, &only_categories)
+                });
+                dated_positions(&self.service_events, r, at, &mut out);
+            }
+            RuleName::TrainingUnderstandingRate => {
+                self.completion_positions(fy, at, &mut out, |c| c.understanding.is_some());
+            }
+            RuleName::InterviewCoverage => {
+                let interviews = self.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
+                for i in interviews.iter().take_while(|i| i.from <= at) {
+                    if params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind)) {
+                        span_positions(i.from, i.to, at, &mut out);
+                    }
+                }
+                dated_positions(&self.service_events, r, at, &mut out);
+            }
+            RuleName::WomenInManagementRate => {
+                dated_positions(&self.service_events, r, at, &mut out);
+                dated_positions(&self.grade_events, r, at, &mut out);
+            }
+            RuleName::RotationCoverage => {
+                dated_positions(&self.service_events, r, at, &mut out);
+                dated_positions(&self.department_events, r, at, &mut out);
+            }
+            RuleName::DispatchCount => {
+                let positions = self.dispatches.get(&fy).map_or(&[][..], Vec::as_slice);
+                out.extend(positions.iter().copied().take_while(|p| *p <= at));
+            }
+            RuleName::ComplianceIncidents => {
+                let incidents = self.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
+                for i in incidents.iter().take_while(|i| i.from <= at) {
+                    span_positions(i.from, i.to, at, &mut out);
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The positions `<= at` of the TargetSet events of (item, indicator, fiscal year),
+    /// ascending. Each one supersedes the previous target at its own position.
+    pub fn target_positions(
+        &self,
+        item: &str,
+        indicator: &str,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Vec<i64> {
+        plan_facts(&self.targets, item, indicator, fy).map_or_else(Vec::new, |entries| {
+            entries
+                .iter()
+                .map(|e| e.from)
+                .take_while(|p| *p <= at)
+                .collect()
+        })
+    }
+
+    /// The positions `<= at` of the ActualReported / ActualCorrected events of (item,
+    /// indicator, fiscal year), ascending. Each one supersedes the previous actual at its own
+    /// position.
+    pub fn manual_positions(
+        &self,
+        item: &str,
+        indicator: &str,
+        fy: FiscalYear,
+        at: i64,
+    ) -> Vec<i64> {
+        plan_facts(&self.actuals, item, indicator, fy).map_or_else(Vec::new, |entries| {
+            entries
+                .iter()
+                .map(|e| e.from)
+                .take_while(|p| *p <= at)
+                .collect()
+        })
+    }
+
+    /// Appends the opening and closing positions (`<= at`) of the completion facts dated in
+    /// `fy` that pass `relevant`.
+    fn completion_positions(
+        &self,
+        fy: FiscalYear,
+        at: i64,
+        out: &mut Vec<i64>,
+        relevant: impl Fn(&CompletionFact) -> bool,
+    ) {
+        let completions = self.completions.get(&fy).map_or(&[][..], Vec::as_slice);
+        // Facts are appended in position order, so their `from` ascends.
+        for c in completions.iter().take_while(|c| c.from <= at) {
+            if relevant(c) {
+                span_positions(c.from, c.to, at, out);
             }
         }
     }

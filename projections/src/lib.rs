@@ -1,6 +1,7 @@
 //! Kiroku's read models: pure folds from the log to what people look at. No IO lives here;
 //! the application feeds events in position order and reads the result.
 
+pub mod audit;
 pub mod history;
 pub mod indicators;
 pub mod plans;
@@ -80,4 +81,34 @@ pub fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_default()
+}
+
+/// Serializes a `HashMap` as a list of pairs sorted by key, so that the serialized read
+/// models are byte-identical whatever the map's iteration order (and keys need not be strings).
+pub mod sorted_pairs {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    pub fn serialize<K, V, S>(map: &HashMap<K, V>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        K: Serialize + Ord,
+        V: Serialize,
+        S: Serializer,
+    {
+        let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        pairs.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, K, V, D>(deserializer: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: DeserializeOwned + Eq + Hash,
+        V: DeserializeOwned,
+        D: Deserializer<'de>,
+    {
+        let pairs: Vec<(K, V)> = Vec::deserialize(deserializer)?;
+        Ok(pairs.into_iter().collect())
+    }
 }

@@ -8,10 +8,11 @@ use kiroku_domain::plan::{IndicatorDefinition, PlanEvent, PlanItemDefinition};
 use kiroku_domain::session::SessionEvent;
 use kiroku_domain::staff::StaffEvent;
 use kiroku_domain::values::*;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A value with the position of the event that recorded it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct At<T> {
     pub position: i64,
     pub recorded_at: i64,
@@ -19,14 +20,14 @@ pub struct At<T> {
     pub value: T,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     pub fiscal_year: FiscalYear,
     pub planned: Option<Text>,
     pub result: Option<Text>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SelfEvaluation {
     pub fiscal_year: FiscalYear,
     pub grade: SelfGrade,
@@ -35,14 +36,14 @@ pub struct SelfEvaluation {
     pub direction: Option<Text>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Publication {
     pub fiscal_year: FiscalYear,
     pub values: BTreeMap<Code, Option<f64>>,
     pub published_by: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanRecord {
     pub definition: At<PlanItemDefinition>,
     pub indicators: Vec<At<IndicatorDefinition>>,
@@ -53,7 +54,7 @@ pub struct PlanRecord {
 }
 
 /// Every plan item, by code.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanBook {
     pub items: BTreeMap<String, PlanRecord>,
 }

@@ -132,3 +132,31 @@ pub async fn head(backend: &Backend) -> Result<i64, StorageError> {
         Ok(row.try_get::<i64, _>(0)?)
     })
 }
+
+/// The events at `positions` (any order, duplicates allowed), in position order.
+pub async fn read_positions(
+    backend: &Backend,
+    positions: &[i64],
+) -> Result<Vec<LogEvent>, StorageError> {
+    let mut events = Vec::with_capacity(positions.len());
+    for chunk in positions.chunks(500) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT {} FROM events e LEFT JOIN event_chain c ON c.position = e.position \
+             WHERE e.position IN ({list}) ORDER BY e.position",
+            columns(backend)
+        );
+        let page: Vec<LogEvent> = with_pool!(backend, pool => {
+            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            rows.iter().map(decode).collect::<Result<_, _>>()?
+        });
+        events.extend(page);
+    }
+    events.sort_by_key(|e| e.position);
+    events.dedup_by_key(|e| e.position);
+    Ok(events)
+}

@@ -1,0 +1,765 @@
+//! The audit trail of SPEC §6: for one (plan item, indicator, fiscal year), every event that
+//! changed the target or the actual, in log order, with the value before and after.
+//!
+//! Only the positions the fact store names as candidates ([`Facts::candidates`],
+//! [`Facts::target_positions`], [`Facts::manual_positions`]) are examined: for each such
+//! position `p` the value as the log stood at `p - 1` is compared with the value at `p`, and a
+//! difference is a change. Who recorded the event, when, its type and its reason are read by
+//! the application from the log rows at those positions.
+
+use crate::indicators::Facts;
+use crate::plans::PlanBook;
+use kiroku_domain::plan::IndicatorSource;
+use kiroku_domain::values::FiscalYear;
+use serde_json::{json, Value};
+
+/// One change of an indicator's target or actual, caused by the event at `position`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Change {
+    pub position: i64,
+    /// `"actual"` or `"target"`.
+    pub field: &'static str,
+    /// The value as the log stood just before `position`. A computed actual is a number or
+    /// `null`; a manual actual is `{"value", "status"}` or `null`; a target is
+    /// `{"op", "value"}` or `null`.
+    pub before: Value,
+    /// The value as the log stood at `position`, in the same form as `before`.
+    pub after: Value,
+}
+
+pub const TARGET: &str = "target";
+pub const ACTUAL: &str = "actual";
+
+/// Every change of the target or the actual of (item, indicator, fy) from exactly the events at
+/// positions ≤ `at`, in log order (target changes and actual changes at the same position:
+/// target first). `None` when the item or the indicator is not defined at `at`.
+pub fn trail(
+    facts: &Facts,
+    book: &PlanBook,
+    item: &str,
+    indicator: &str,
+    fy: FiscalYear,
+    at: i64,
+) -> Option<Vec<Change>> {
+    let record = book
+        .items
+        .get(item)
+        .filter(|record| record.definition.position <= at)?;
+    let definition = record
+        .indicators
+        .iter()
+        .find(|i| i.position <= at && i.value.indicator_code.as_str() == indicator)?;
+    let mut changes = Vec::new();
+    let target = |p| {
+        facts.target(item, indicator, fy, p).map_or(
+            Value::Null,
+            |(op, value, _)| json!({"op": op, "value": value}),
+        )
+    };
+    let positions = facts.target_positions(item, indicator, fy, at);
+    changes_at(&positions, TARGET, target, &mut changes);
+    match &definition.value.source {
+        IndicatorSource::Rule { rule, params } => {
+            let actual = |p| {
+                facts
+                    .compute(*rule, params, fy, p)
+                    .map_or(Value::Null, |v| json!(v))
+            };
+            let positions = facts.candidates(*rule, params, fy, at);
+            changes_at(&positions, ACTUAL, actual, &mut changes);
+        }
+        IndicatorSource::Manual(_) => {
+            let actual = |p| {
+                facts.manual_actual(item, indicator, fy, p).map_or(
+                    Value::Null,
+                    |m| json!({"value": m.value, "status": m.status.as_str()}),
+                )
+            };
+            let positions = facts.manual_positions(item, indicator, fy, at);
+            changes_at(&positions, ACTUAL, actual, &mut changes);
+        }
+    }
+    // Stable: within one field the changes are already in position order.
+    changes.sort_by_key(|c| (c.position, c.field != TARGET));
+    Some(changes)
+}
+
+/// Appends a change for every position (ascending) at which `value` differs from its value
+/// one position earlier.
+fn changes_at(
+    positions: &[i64],
+    field: &'static str,
+    value: impl Fn(i64) -> Value,
+    out: &mut Vec<Change>,
+) {
+    // The value at the previous candidate is reused when it is exactly one position earlier.
+    let mut last: Option<(i64, Value)> = None;
+    for &position in positions {
+        let previous = position.saturating_sub(1);
+        let before = match last.take() {
+            Some((p, v)) if p == previous => v,
+            _ => value(previous),
+        };
+        let after = value(position);
+        if before != after {
+            out.push(Change {
+                position,
+                field,
+                before,
+                after: after.clone(),
+            });
+        }
+        last = Some((position, after));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LedgerEvent, Recorded};
+    use kiroku_domain::incident::IncidentEvent;
+    use kiroku_domain::plan::{
+        IndicatorDefinition, Manual, PlanEvent, PlanItemDefinition, RuleName, RuleParams,
+    };
+    use kiroku_domain::session::{Schedule, SessionEvent};
+    use kiroku_domain::staff::{Interview, Registration, Rehire, StaffEvent};
+    use kiroku_domain::values::*;
+    use uuid::Uuid;
+
+    const ITEM: &str = "2-1-2";
+
+    fn date(s: &str) -> Date {
+        s.parse().expect("test date")
+    }
+
+    fn fy(year: i32) -> FiscalYear {
+        FiscalYear::new(year).expect("test fiscal year")
+    }
+
+    fn text(s: &str) -> Text {
+        Text::parse(s).expect("test text")
+    }
+
+    fn code(s: &str) -> Code {
+        Code::parse(s).expect("test code")
+    }
+
+    fn grade(g: u8) -> Grade {
+        Grade::try_from(g).expect("test grade")
+    }
+
+    fn understanding(u: u8) -> Understanding {
+        Understanding::try_from(u).expect("test understanding")
+    }
+
+    fn sealed() -> Sealed {
+        Sealed {
+            enc: "test".into(),
+            ct: "AAAA".into(),
+        }
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn actual(position: i64, before: Value, after: Value) -> Change {
+        Change {
+            position,
+            field: ACTUAL,
+            before,
+            after,
+        }
+    }
+
+    fn target(position: i64, before: Value, after: Value) -> Change {
+        Change {
+            position,
+            field: TARGET,
+            before,
+            after,
+        }
+    }
+
+    /// A hand-written log: every call appends one event at the next position (1, 2, 3…) and
+    /// applies it to the fact store and the plan book.
+    #[derive(Default)]
+    struct Log {
+        facts: Facts,
+        book: PlanBook,
+        position: i64,
+    }
+
+    impl Log {
+        fn push(&mut self, aggregate: String, event: LedgerEvent) -> i64 {
+            self.position += 1;
+            let recorded = Recorded {
+                position: self.position,
+                recorded_at: 1_700_000_000_000 + self.position,
+                aggregate_id: aggregate,
+                actor: Some("hr".into()),
+                reason: None,
+                event,
+            };
+            self.facts.apply(&recorded);
+            self.book.apply(&recorded);
+            self.position
+        }
+
+        fn staff(&mut self, staff: Uuid, event: StaffEvent) -> i64 {
+            self.push(staff.to_string(), LedgerEvent::Staff(event))
+        }
+
+        fn session(&mut self, session: Uuid, event: SessionEvent) -> i64 {
+            self.push(session.to_string(), LedgerEvent::Session(event))
+        }
+
+        fn plan(&mut self, event: PlanEvent) -> i64 {
+            self.push(ITEM.to_string(), LedgerEvent::Plan(event))
+        }
+
+        fn define_item(&mut self) -> i64 {
+            self.plan(PlanEvent::PlanItemDefined(PlanItemDefinition {
+                code: code(ITEM),
+                title: text("研修内容の充実"),
+                pillar: text("人材育成"),
+                parent_code: None,
+                lead_department: text("人事課"),
+                status: ItemStatus::Continued,
+                aim: None,
+                related_plans: None,
+                from_fiscal_year: fy(2023),
+                to_fiscal_year: fy(2025),
+            }))
+        }
+
+        fn define(&mut self, indicator: &str, source: IndicatorSource) -> i64 {
+            self.plan(PlanEvent::IndicatorDefined(IndicatorDefinition {
+                indicator_code: code(indicator),
+                name: text(indicator),
+                description: None,
+                kind: IndicatorKind::Outcome,
+                unit: Unit::Count,
+                source,
+                baseline: None,
+            }))
+        }
+
+        fn define_rule(&mut self, indicator: &str, rule: RuleName) -> i64 {
+            self.define(
+                indicator,
+                IndicatorSource::Rule {
+                    rule,
+                    params: RuleParams::default(),
+                },
+            )
+        }
+
+        fn set_target(&mut self, indicator: &str, year: i32, value: f64) -> i64 {
+            self.plan(PlanEvent::TargetSet {
+                indicator_code: code(indicator),
+                fiscal_year: fy(year),
+                op: TargetOp::AtLeast,
+                value,
+            })
+        }
+
+        fn register(&mut self, staff: Uuid, gender: Gender, hired_on: &str, g: u8) -> i64 {
+            self.register_in(staff, gender, hired_on, g, DepartmentKind::FrontOffice)
+        }
+
+        fn register_in(
+            &mut self,
+            staff: Uuid,
+            gender: Gender,
+            hired_on: &str,
+            g: u8,
+            kind: DepartmentKind,
+        ) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffRegistered(Registration {
+                    employee_no: EmployeeNo::parse(&format!("E{}", staff.as_u128()))
+                        .expect("test employee no"),
+                    name: sealed(),
+                    name_kana: None,
+                    gender,
+                    hired_on: date(hired_on),
+                    grade: grade(g),
+                    job_type: JobType::Administrative,
+                    employment: Employment::Regular,
+                    department: text("税務課"),
+                    department_kind: kind,
+                }),
+            )
+        }
+
+        fn grade_change(&mut self, staff: Uuid, g: u8, effective_on: &str) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::GradeChanged {
+                    grade: grade(g),
+                    effective_on: date(effective_on),
+                    reason: GradeChangeReason::Promotion,
+                },
+            )
+        }
+
+        fn transfer(
+            &mut self,
+            staff: Uuid,
+            department_kind: DepartmentKind,
+            effective_on: &str,
+            kind: TransferKind,
+        ) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffTransferred {
+                    to_department: text("企画課"),
+                    department_kind,
+                    effective_on: date(effective_on),
+                    kind,
+                },
+            )
+        }
+
+        fn separate(&mut self, staff: Uuid, effective_on: &str) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffSeparated {
+                    effective_on: date(effective_on),
+                    reason: SeparationReason::Resignation,
+                },
+            )
+        }
+
+        fn rehire(&mut self, staff: Uuid, effective_on: &str, kind: DepartmentKind) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::StaffRehired(Rehire {
+                    effective_on: date(effective_on),
+                    grade: grade(6),
+                    department: text("財政課"),
+                    department_kind: kind,
+                    employment: Employment::Reappointed,
+                }),
+            )
+        }
+
+        fn interview(&mut self, staff: Uuid, interview: Uuid, held_on: &str) -> i64 {
+            self.staff(
+                staff,
+                StaffEvent::InterviewRecorded(Interview {
+                    interview_id: interview,
+                    kind: InterviewKind::Evaluation,
+                    held_on: date(held_on),
+                    interviewer_id: id(999),
+                    note: sealed(),
+                }),
+            )
+        }
+
+        fn schedule(&mut self, session: Uuid) -> i64 {
+            self.session(
+                session,
+                SessionEvent::SessionScheduled(Schedule {
+                    course_code: text("K-01"),
+                    title: text("新任係長研修"),
+                    category: TrainingCategory::Tiered,
+                    provider: text("庁内"),
+                    delivery: Delivery::InPerson,
+                    starts_on: date("2023-04-01"),
+                    ends_on: date("2023-04-01"),
+                    capacity: 100,
+                }),
+            )
+        }
+
+        /// Enrols and completes; returns the position of the completion.
+        fn complete(&mut self, session: Uuid, staff: Uuid, on: &str, u: Option<u8>) -> i64 {
+            self.session(
+                session,
+                SessionEvent::StaffEnrolled {
+                    staff_id: staff,
+                    status: EnrolmentStatus::Enrolled,
+                },
+            );
+            self.session(
+                session,
+                SessionEvent::TrainingCompleted {
+                    staff_id: staff,
+                    completed_on: date(on),
+                    understanding: u.map(understanding),
+                },
+            )
+        }
+
+        fn correct(&mut self, session: Uuid, staff: Uuid, on: Option<&str>, u: Option<u8>) -> i64 {
+            self.session(
+                session,
+                SessionEvent::CompletionCorrected {
+                    staff_id: staff,
+                    completed_on: on.map(date),
+                    understanding: u.map(understanding),
+                    reason: text("訂正"),
+                },
+            )
+        }
+
+        fn revoke(&mut self, session: Uuid, staff: Uuid) -> i64 {
+            self.session(
+                session,
+                SessionEvent::CompletionRevoked {
+                    staff_id: staff,
+                    reason: text("受講していなかった"),
+                },
+            )
+        }
+
+        fn incident(&mut self, incident: Uuid, occurred_on: &str) -> i64 {
+            self.push(
+                incident.to_string(),
+                LedgerEvent::Incident(IncidentEvent::ComplianceIncidentRecorded {
+                    incident_id: incident,
+                    occurred_on: date(occurred_on),
+                    department: text("市民課"),
+                    summary: text("誤送付"),
+                }),
+            )
+        }
+
+        fn trail(&self, indicator: &str, year: i32) -> Option<Vec<Change>> {
+            trail(
+                &self.facts,
+                &self.book,
+                ITEM,
+                indicator,
+                fy(year),
+                self.position,
+            )
+        }
+
+        fn trail_at(&self, indicator: &str, year: i32, at: i64) -> Option<Vec<Change>> {
+            trail(&self.facts, &self.book, ITEM, indicator, fy(year), at)
+        }
+    }
+
+    fn at_least(value: f64) -> Value {
+        json!({"op": ">=", "value": value})
+    }
+
+    fn manual(value: f64, status: &str) -> Value {
+        json!({"value": value, "status": status})
+    }
+
+    #[test]
+    fn a_completion_then_a_revocation_then_a_re_completion_give_plus_one_minus_one_plus_one() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let completed = log.complete(id(100), id(1), "2023-06-01", None);
+        let revoked = log.revoke(id(100), id(1));
+        let again = log.complete(id(100), id(1), "2023-07-01", None);
+        assert_eq!(
+            log.trail("attendees", 2023),
+            Some(vec![
+                actual(completed, json!(0.0), json!(1.0)),
+                actual(revoked, json!(1.0), json!(0.0)),
+                actual(again, json!(0.0), json!(1.0)),
+            ])
+        );
+        // Nothing happened in FY2024.
+        assert_eq!(log.trail("attendees", 2024), Some(vec![]));
+    }
+
+    #[test]
+    fn a_completion_correction_moving_the_date_out_of_the_fiscal_year_appears_as_a_change() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let completed = log.complete(id(100), id(1), "2024-03-31", None);
+        let corrected = log.correct(id(100), id(1), Some("2024-04-01"), None);
+        assert_eq!(
+            log.trail("attendees", 2023),
+            Some(vec![
+                actual(completed, json!(0.0), json!(1.0)),
+                actual(corrected, json!(1.0), json!(0.0)),
+            ])
+        );
+        assert_eq!(
+            log.trail("attendees", 2024),
+            Some(vec![actual(corrected, json!(0.0), json!(1.0))])
+        );
+    }
+
+    #[test]
+    fn an_understanding_only_correction_is_not_a_change_of_the_completion_count_but_is_one_of_the_understanding_rate(
+    ) {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        log.define_rule("understood", RuleName::TrainingUnderstandingRate);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.register(id(2), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let first = log.complete(id(100), id(1), "2023-06-01", Some(5));
+        let second = log.complete(id(100), id(2), "2023-06-01", Some(3));
+        let corrected = log.correct(id(100), id(2), None, Some(4));
+        assert_eq!(
+            log.trail("attendees", 2023),
+            Some(vec![
+                actual(first, json!(0.0), json!(1.0)),
+                actual(second, json!(1.0), json!(2.0)),
+            ])
+        );
+        // 1 of 1 answers ≥ 4 → 100 %; 1 of 2 → 50 %; after the correction 2 of 2 → 100 %.
+        assert_eq!(
+            log.trail("understood", 2023),
+            Some(vec![
+                actual(first, Value::Null, json!(100.0)),
+                actual(second, json!(100.0), json!(50.0)),
+                actual(corrected, json!(50.0), json!(100.0)),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_target_revision_appears_with_before_and_after_and_interleaves_with_actual_changes() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        let set = log.set_target("attendees", 2023, 2300.0);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let completed = log.complete(id(100), id(1), "2023-06-01", None);
+        let revised = log.set_target("attendees", 2023, 2500.0);
+        // Setting the same target again changes nothing.
+        log.set_target("attendees", 2023, 2500.0);
+        // Another year's target is not part of this trail.
+        log.set_target("attendees", 2024, 2600.0);
+        assert_eq!(
+            log.trail("attendees", 2023),
+            Some(vec![
+                target(set, Value::Null, at_least(2300.0)),
+                actual(completed, json!(0.0), json!(1.0)),
+                target(revised, at_least(2300.0), at_least(2500.0)),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_manual_report_going_estimate_then_confirmed_then_corrected_appears_three_times() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define("want_manager", IndicatorSource::Manual(Manual::Manual));
+        let report = |value, status| PlanEvent::ActualReported {
+            indicator_code: code("want_manager"),
+            fiscal_year: fy(2023),
+            value,
+            status,
+            note: None,
+        };
+        let estimate = log.plan(report(25.0, ActualStatus::Estimate));
+        // Only the status changes: still a change.
+        let confirmed = log.plan(report(25.0, ActualStatus::Confirmed));
+        let corrected = log.plan(PlanEvent::ActualCorrected {
+            indicator_code: code("want_manager"),
+            fiscal_year: fy(2023),
+            value: 28.1,
+            reason: text("集計誤り"),
+        });
+        assert_eq!(
+            log.trail("want_manager", 2023),
+            Some(vec![
+                actual(estimate, Value::Null, manual(25.0, "estimate")),
+                actual(
+                    confirmed,
+                    manual(25.0, "estimate"),
+                    manual(25.0, "confirmed")
+                ),
+                actual(
+                    corrected,
+                    manual(25.0, "confirmed"),
+                    manual(28.1, "confirmed")
+                ),
+            ])
+        );
+        assert_eq!(log.trail("want_manager", 2024), Some(vec![]));
+    }
+
+    #[test]
+    fn the_at_cutoff_excludes_later_changes() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let completed = log.complete(id(100), id(1), "2023-06-01", None);
+        let revoked = log.revoke(id(100), id(1));
+        log.set_target("attendees", 2023, 10.0);
+        assert_eq!(
+            log.trail_at("attendees", 2023, revoked - 1),
+            Some(vec![actual(completed, json!(0.0), json!(1.0))])
+        );
+        assert_eq!(
+            log.trail_at("attendees", 2023, revoked),
+            Some(vec![
+                actual(completed, json!(0.0), json!(1.0)),
+                actual(revoked, json!(1.0), json!(0.0)),
+            ])
+        );
+        assert_eq!(log.trail("attendees", 2023).map(|t| t.len()), Some(3));
+    }
+
+    #[test]
+    fn a_separation_effective_april_1_appears_in_that_years_participation_rate_trail() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("participation", RuleName::TrainingParticipationRate);
+        let first = log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.register(id(2), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100));
+        let completed = log.complete(id(100), id(1), "2023-06-01", None);
+        // Staff 2 left on the reference date itself: out of FY2023's population.
+        let separated = log.separate(id(2), "2023-04-01");
+        // Staff 3 joins and leaves after April 1: not part of FY2023's population at all.
+        log.register(id(3), Gender::Male, "2023-05-01", 1);
+        log.separate(id(3), "2023-06-01");
+        // 0 of 1 → 0 of 2 (no change) → 1 of 2 → 1 of 1.
+        assert_eq!(
+            log.trail("participation", 2023),
+            Some(vec![
+                actual(first, Value::Null, json!(0.0)),
+                actual(completed, json!(0.0), json!(50.0)),
+                actual(separated, json!(50.0), json!(100.0)),
+            ])
+        );
+    }
+
+    #[test]
+    fn an_unknown_item_or_indicator_or_one_defined_after_at_has_no_trail() {
+        let mut log = Log::default();
+        let item = log.define_item();
+        let defined = log.define_rule("attendees", RuleName::TrainingCompletions);
+        assert_eq!(log.trail("unknown", 2023), None);
+        assert_eq!(
+            trail(
+                &log.facts,
+                &log.book,
+                "9-9-9",
+                "attendees",
+                fy(2023),
+                defined
+            ),
+            None
+        );
+        assert_eq!(log.trail_at("attendees", 2023, item), None);
+        assert_eq!(log.trail_at("attendees", 2023, item - 1), None);
+        assert_eq!(log.trail_at("attendees", 2023, defined), Some(vec![]));
+    }
+
+    /// Every change found by scanning every position of the log one by one.
+    fn brute_force(log: &Log, rule: RuleName, year: i32) -> Vec<Change> {
+        let params = RuleParams::default();
+        let value = |p| {
+            log.facts
+                .compute(rule, &params, fy(year), p)
+                .map_or(Value::Null, |v| json!(v))
+        };
+        (1..=log.position)
+            .filter_map(|p| {
+                let (before, after) = (value(p - 1), value(p));
+                (before != after).then(|| actual(p, before, after))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_candidates_explain_every_change_a_scan_of_the_whole_log_finds() {
+        use DepartmentKind::*;
+        let mut log = Log::default();
+        log.define_item();
+        let rules = [
+            ("attendees", RuleName::TrainingCompletions),
+            ("participation", RuleName::TrainingParticipationRate),
+            ("understood", RuleName::TrainingUnderstandingRate),
+            ("interviews", RuleName::InterviewCoverage),
+            ("women", RuleName::WomenInManagementRate),
+            ("rotation", RuleName::RotationCoverage),
+            ("dispatches", RuleName::DispatchCount),
+            ("incidents", RuleName::ComplianceIncidents),
+        ];
+        for (indicator, rule) in rules {
+            log.define_rule(indicator, rule);
+        }
+        log.register_in(id(1), Gender::Female, "2010-04-01", 5, FrontOffice);
+        log.register_in(id(2), Gender::Male, "2013-04-01", 6, Program);
+        log.register_in(id(3), Gender::Female, "2022-10-01", 1, Administration);
+        log.transfer(id(1), Program, "2015-04-01", TransferKind::Regular);
+        log.transfer(id(1), Administration, "2023-04-01", TransferKind::Dispatch);
+        log.grade_change(id(1), 6, "2023-04-01");
+        log.transfer(id(2), FrontOffice, "2019-04-01", TransferKind::Regular);
+        log.transfer(id(2), Administration, "2024-04-01", TransferKind::Dispatch);
+        log.grade_change(id(3), 2, "2024-04-01");
+        log.schedule(id(100));
+        log.schedule(id(101));
+        log.complete(id(100), id(1), "2023-06-01", Some(5));
+        log.complete(id(100), id(2), "2024-03-31", Some(2));
+        log.complete(id(101), id(3), "2023-09-01", None);
+        log.correct(id(100), id(2), Some("2024-04-02"), None);
+        log.correct(id(101), id(3), None, Some(4));
+        log.revoke(id(100), id(1));
+        log.complete(id(100), id(1), "2024-01-15", Some(3));
+        log.interview(id(1), id(500), "2023-05-01");
+        log.interview(id(1), id(501), "2023-11-01");
+        log.interview(id(2), id(502), "2023-05-01");
+        log.interview(id(2), id(503), "2024-03-01");
+        log.staff(
+            id(2),
+            StaffEvent::InterviewCorrected {
+                interview_id: id(503),
+                kind: None,
+                held_on: Some(date("2024-04-10")),
+                note: None,
+                reason: text("日付の誤り"),
+            },
+        );
+        log.staff(
+            id(1),
+            StaffEvent::InterviewWithdrawn {
+                interview_id: id(500),
+                reason: text("重複登録"),
+            },
+        );
+        log.separate(id(2), "2024-04-01");
+        log.rehire(id(2), "2025-04-01", Administration);
+        log.separate(id(3), "2023-04-01");
+        log.incident(id(700), "2023-05-01");
+        log.incident(id(701), "2024-05-01");
+        log.push(
+            id(700).to_string(),
+            LedgerEvent::Incident(IncidentEvent::ComplianceIncidentWithdrawn {
+                incident_id: id(700),
+                reason: text("該当しない"),
+            }),
+        );
+        let mut changed = 0;
+        for (indicator, rule) in rules {
+            for year in 2022..=2026 {
+                let expected = brute_force(&log, rule, year);
+                changed += expected.len();
+                assert_eq!(
+                    log.trail(indicator, year),
+                    Some(expected),
+                    "{indicator} FY{year}"
+                );
+            }
+        }
+        // The scan is not vacuous.
+        assert!(changed > 30, "{changed} changes");
+    }
+}

@@ -1,0 +1,497 @@
+//! Projections are a pure function of the log: maintained live they equal a rebuild from
+//! scratch byte for byte, on both backends, the two backends agree, and a projector killed
+//! mid-way resumes to the same state.
+
+mod support;
+
+use kiroku::ledger::Meta;
+use kiroku::storage::tokens::{Principal, Role};
+use kiroku_domain::session::{Schedule, SessionCommand};
+use kiroku_domain::staff::{staff_id_of, Registration, StaffCommand};
+use kiroku_domain::values::*;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Db, TestApp};
+use uuid::Uuid;
+
+/// One step of a random history. Indices pick among the staff and sessions created so far.
+#[derive(Debug, Clone)]
+enum Op {
+    Register {
+        hired: u8,
+        grade: u8,
+        female: bool,
+    },
+    Schedule {
+        capacity: u8,
+        month: u8,
+    },
+    Enrol {
+        session: usize,
+        staff: usize,
+    },
+    Complete {
+        session: usize,
+        staff: usize,
+        day: u8,
+        understanding: u8,
+    },
+    Revoke {
+        session: usize,
+        staff: usize,
+    },
+    Correct {
+        session: usize,
+        staff: usize,
+        day: u8,
+    },
+    Cancel {
+        session: usize,
+        staff: usize,
+    },
+    Transfer {
+        staff: usize,
+        kind: u8,
+    },
+    Promote {
+        staff: usize,
+        grade: u8,
+    },
+    Separate {
+        staff: usize,
+    },
+    Interview {
+        staff: usize,
+        month: u8,
+    },
+    Incident {
+        month: u8,
+    },
+    Report {
+        value: u8,
+    },
+    Target {
+        value: u16,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..12, 1u8..=8, any::<bool>()).prop_map(|(hired, grade, female)| Op::Register { hired, grade, female }),
+        1 => (1u8..4, 0u8..24).prop_map(|(capacity, month)| Op::Schedule { capacity, month }),
+        3 => (0usize..8, 0usize..16).prop_map(|(session, staff)| Op::Enrol { session, staff }),
+        4 => (0usize..8, 0usize..16, 0u8..200, 1u8..=5).prop_map(|(session, staff, day, understanding)| Op::Complete { session, staff, day, understanding }),
+        1 => (0usize..8, 0usize..16).prop_map(|(session, staff)| Op::Revoke { session, staff }),
+        1 => (0usize..8, 0usize..16, 0u8..200).prop_map(|(session, staff, day)| Op::Correct { session, staff, day }),
+        1 => (0usize..8, 0usize..16).prop_map(|(session, staff)| Op::Cancel { session, staff }),
+        1 => (0usize..16, 0u8..3).prop_map(|(staff, kind)| Op::Transfer { staff, kind }),
+        1 => (0usize..16, 1u8..=8).prop_map(|(staff, grade)| Op::Promote { staff, grade }),
+        1 => (0usize..16).prop_map(|staff| Op::Separate { staff }),
+        2 => (0usize..16, 0u8..24).prop_map(|(staff, month)| Op::Interview { staff, month }),
+        1 => (0u8..24).prop_map(|month| Op::Incident { month }),
+        1 => (0u8..=100).prop_map(|value| Op::Report { value }),
+        1 => (0u16..3000).prop_map(|value| Op::Target { value }),
+    ]
+}
+
+fn date(base: &str, days: i64) -> String {
+    let start: Date = base.parse().expect("date");
+    (start + chrono::Duration::days(days)).to_string()
+}
+
+fn month(m: u8) -> String {
+    date("2023-04-01", i64::from(m) * 30)
+}
+
+/// Applies `ops` through the API; refused commands are part of the history too (they append
+/// nothing). Returns the sheet JSON with the time-dependent fields removed.
+async fn play(app: &TestApp, ops: &[Op]) {
+    let hr = &app.hr;
+    let defined = app.post(hr, "/plan-items", &plan_item()).await;
+    assert_eq!(defined.status.as_u16(), 201, "{:?}", defined.body);
+    let mut staff: Vec<Uuid> = Vec::new();
+    let mut sessions: Vec<Uuid> = Vec::new();
+    let pick = |list: &Vec<Uuid>, i: usize| list.get(i % list.len().max(1)).copied();
+    for (n, op) in ops.iter().enumerate() {
+        match op {
+            Op::Register {
+                hired,
+                grade,
+                female,
+            } => {
+                let mut body = support::staff_body(
+                    &format!("P{n}"),
+                    "職員課",
+                    *grade,
+                    &format!("{}-04-01", 2013 + i32::from(*hired)),
+                );
+                body["gender"] = json!(if *female { "female" } else { "male" });
+                let reply = app.post(hr, "/staff", &body).await;
+                staff.push(reply.id());
+            }
+            Op::Schedule { capacity, month: m } => {
+                let mut body = support::session_body(u32::from(*capacity));
+                body["starts_on"] = json!(month(*m));
+                body["ends_on"] = json!(month(*m));
+                body["category"] = json!(if m % 2 == 0 { "tiered" } else { "specialized" });
+                sessions.push(app.post(hr, "/sessions", &body).await.id());
+            }
+            Op::Enrol { session, staff: s } => {
+                if let (Some(session), Some(s)) = (pick(&sessions, *session), pick(&staff, *s)) {
+                    app.post(
+                        hr,
+                        &format!("/sessions/{session}/enrolments"),
+                        &json!({"staff_id": s}),
+                    )
+                    .await;
+                }
+            }
+            Op::Complete {
+                session,
+                staff: s,
+                day,
+                understanding,
+            } => {
+                if let (Some(session), Some(s)) = (pick(&sessions, *session), pick(&staff, *s)) {
+                    let body = json!({"staff_id": s, "completed_on": date("2023-04-01", i64::from(*day) * 4), "understanding": understanding});
+                    app.post(hr, &format!("/sessions/{session}/completions"), &body)
+                        .await;
+                }
+            }
+            Op::Revoke { session, staff: s } => {
+                if let (Some(session), Some(s)) = (pick(&sessions, *session), pick(&staff, *s)) {
+                    app.post(
+                        hr,
+                        &format!("/sessions/{session}/completions/{s}/revocation"),
+                        &json!({"reason": "誤登録"}),
+                    )
+                    .await;
+                }
+            }
+            Op::Correct {
+                session,
+                staff: s,
+                day,
+            } => {
+                if let (Some(session), Some(s)) = (pick(&sessions, *session), pick(&staff, *s)) {
+                    let body = json!({"completed_on": date("2023-04-01", i64::from(*day) * 4), "reason": "日付の誤り"});
+                    app.post(
+                        hr,
+                        &format!("/sessions/{session}/completions/{s}/corrections"),
+                        &body,
+                    )
+                    .await;
+                }
+            }
+            Op::Cancel { session, staff: s } => {
+                if let (Some(session), Some(s)) = (pick(&sessions, *session), pick(&staff, *s)) {
+                    app.post(
+                        hr,
+                        &format!("/sessions/{session}/enrolments/{s}/cancellation"),
+                        &json!({"reason": "業務都合"}),
+                    )
+                    .await;
+                }
+            }
+            Op::Transfer { staff: s, kind } => {
+                if let Some(s) = pick(&staff, *s) {
+                    let (department, department_kind, transfer) = match kind {
+                        0 => ("市民課", "front_office", "regular"),
+                        1 => ("観光振興課", "program", "regular"),
+                        _ => ("県派遣", "administration", "dispatch"),
+                    };
+                    let body = json!({"to_department": department, "department_kind": department_kind, "effective_on": "2024-04-01", "kind": transfer});
+                    app.post(hr, &format!("/staff/{s}/transfers"), &body).await;
+                }
+            }
+            Op::Promote { staff: s, grade } => {
+                if let Some(s) = pick(&staff, *s) {
+                    let body = json!({"grade": grade, "effective_on": "2024-04-01", "reason": "promotion"});
+                    app.post(hr, &format!("/staff/{s}/grade-changes"), &body)
+                        .await;
+                }
+            }
+            Op::Separate { staff: s } => {
+                if let Some(s) = pick(&staff, *s) {
+                    let body = json!({"effective_on": "2024-04-01", "reason": "resignation"});
+                    app.post(hr, &format!("/staff/{s}/separations"), &body)
+                        .await;
+                }
+            }
+            Op::Interview { staff: s, month: m } => {
+                if let Some(s) = pick(&staff, *s) {
+                    let body = json!({"kind": "one_on_one", "held_on": month(*m), "interviewer_id": s, "note": "面談記録"});
+                    app.post(hr, &format!("/staff/{s}/interviews"), &body).await;
+                }
+            }
+            Op::Incident { month: m } => {
+                let body = json!({"occurred_on": month(*m), "department": "税務課", "summary": "通知書の誤送付"});
+                app.post(hr, "/compliance-incidents", &body).await;
+            }
+            Op::Report { value } => {
+                let body = json!({"indicator_code": "want_management", "fiscal_year": 2023, "value": value, "status": "estimate"});
+                app.post(hr, "/plan-items/P-1/actuals", &body).await;
+            }
+            Op::Target { value } => {
+                let body = json!({"indicator_code": "attendees", "fiscal_year": 2024, "op": ">=", "value": value});
+                app.post(hr, "/plan-items/P-1/targets", &body).await;
+            }
+        }
+    }
+}
+
+fn plan_item() -> Value {
+    let rule = |code: &str, name: &str, unit: &str, source: Value| json!({"indicator_code": code, "name": name, "kind": "activity", "unit": unit, "source": source});
+    json!({
+        "code": "P-1", "title": "性質検査用の項目", "pillar": "検査", "lead_department": "職員課",
+        "status": "new", "from_fiscal_year": 2022, "to_fiscal_year": 2025,
+        "indicators": [
+            rule("attendees", "延べ受講者数", "people", json!({"rule": "training_completions"})),
+            rule("tiered", "階層別研修の受講者数", "people", json!({"rule": "training_completions", "params": {"categories": ["tiered"]}})),
+            rule("participation", "受講率", "percent", json!({"rule": "training_participation_rate"})),
+            rule("understanding", "理解度", "percent", json!({"rule": "training_understanding_rate"})),
+            rule("interviews", "面談実施率", "percent", json!({"rule": "interview_coverage", "params": {"min_per_year": 1}})),
+            rule("women", "女性管理職比率", "percent", json!({"rule": "women_in_management_rate"})),
+            rule("rotation", "ジョブローテーション", "percent", json!({"rule": "rotation_coverage", "params": {"years": 5}})),
+            rule("dispatch", "派遣者数", "people", json!({"rule": "dispatch_count"})),
+            rule("incidents", "不適切な事務処理", "count", json!({"rule": "compliance_incidents"})),
+            rule("want_management", "管理職志向", "percent", json!("manual")),
+        ]
+    })
+}
+
+/// Removes fields that name the moment of recording rather than the facts.
+fn without_times(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.remove("as_of");
+            map.remove("recorded_at");
+            for v in map.values_mut() {
+                without_times(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(without_times),
+        _ => {}
+    }
+}
+
+fn kiroku(database_url: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kiroku"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .expect("run kiroku");
+    assert!(
+        output.status.success(),
+        "kiroku {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn rebuilt_fingerprint(database_url: &str) -> String {
+    let out = kiroku(database_url, &["rebuild"]);
+    out.rsplit("fingerprint ")
+        .next()
+        .expect("fingerprint")
+        .trim()
+        .to_string()
+}
+
+async fn live_fingerprint(app: &TestApp) -> String {
+    let reply = app.get(&app.auditor, "/projections").await;
+    assert_eq!(reply.status.as_u16(), 200);
+    reply.body["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string()
+}
+
+async fn sheet(app: &TestApp) -> Value {
+    let mut sheet = app.get(&app.auditor, "/plan-items/P-1/sheet").await.body;
+    without_times(&mut sheet);
+    sheet
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
+
+    #[test]
+    fn live_projections_equal_a_rebuild_and_the_backends_agree(ops in prop::collection::vec(op(), 20..70)) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        runtime.block_on(async {
+            let mut sheets = Vec::new();
+            for db in [Db::Sqlite, Db::Postgres] {
+                let Some(app) = support::spawn_app(db).await else { continue };
+                play(&app, &ops).await;
+                let live = live_fingerprint(&app).await;
+                let rebuilt = rebuilt_fingerprint(&app.database_url);
+                assert_eq!(live, rebuilt, "{db:?}: live projections equal a rebuild from the log");
+                sheets.push(sheet(&app).await);
+            }
+            if let [sqlite, postgres] = sheets.as_slice() {
+                assert_eq!(sqlite, postgres, "the two backends agree");
+            }
+        });
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn serve(database_url: &str, port: u16, checkpoint_every: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiroku"));
+    command
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .env("DATABASE_URL", database_url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(every) = checkpoint_every {
+        command.env("KIROKU_CHECKPOINT_EVERY", every);
+    }
+    command.spawn().expect("spawn kiroku serve")
+}
+
+async fn checkpoint_position(app: &TestApp) -> i64 {
+    use kiroku::with_pool;
+    with_pool!(&app.ledger.backend, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(position), 0) FROM projection_checkpoints")
+            .fetch_one(pool)
+            .await
+            .expect("checkpoint")
+    })
+}
+
+/// A large log written straight through the ledger (faster than HTTP).
+async fn large_log(app: &TestApp, staff: usize) {
+    let principal = Principal {
+        name: "生成".into(),
+        role: Role::HrAdmin,
+        staff_id: None,
+    };
+    let meta = |n: usize| Meta::new(&principal, &format!("bulk-{n}"));
+    let ledger = &app.ledger;
+    let session = Uuid::new_v4();
+    let schedule = SessionCommand::Schedule(Schedule {
+        course_code: Text::parse("K-1").expect("text"),
+        title: Text::parse("新任研修").expect("text"),
+        category: TrainingCategory::Tiered,
+        provider: Text::parse("庁内").expect("text"),
+        delivery: Delivery::InPerson,
+        starts_on: "2023-05-01".parse().expect("date"),
+        ends_on: "2023-05-01".parse().expect("date"),
+        capacity: 10_000,
+    });
+    ledger
+        .execute(&ledger.sessions, &session.to_string(), schedule, &meta(0))
+        .await
+        .expect("schedule");
+    for n in 0..staff {
+        let employee_no = EmployeeNo::parse(&format!("L{n:05}")).expect("no");
+        let id = staff_id_of(&employee_no);
+        let register = StaffCommand::Register(Registration {
+            employee_no,
+            name: ledger.keys.seal(id, "山田 太郎").await.expect("seal"),
+            name_kana: None,
+            gender: if n % 3 == 0 {
+                Gender::Female
+            } else {
+                Gender::Male
+            },
+            hired_on: "2010-04-01".parse().expect("date"),
+            grade: Grade::try_from((n % 8 + 1) as u8).expect("grade"),
+            job_type: JobType::Administrative,
+            employment: Employment::Regular,
+            department: Text::parse("総務課").expect("text"),
+            department_kind: DepartmentKind::Administration,
+        });
+        ledger
+            .execute(&ledger.staff, &id.to_string(), register, &meta(2 * n + 1))
+            .await
+            .expect("register");
+        let attend = SessionCommand::RecordAttendance {
+            staff_id: id,
+            staff_registered: true,
+            completed_on: "2023-05-01".parse().expect("date"),
+            understanding: Understanding::try_from((n % 5 + 1) as u8).ok(),
+        };
+        ledger
+            .execute(
+                &ledger.sessions,
+                &session.to_string(),
+                attend,
+                &meta(2 * n + 2),
+            )
+            .await
+            .expect("attend");
+    }
+}
+
+both_backends!(
+    a_projector_killed_while_catching_up_resumes_to_a_full_rebuild,
+    |app: TestApp| async move {
+        large_log(&app, 800).await;
+        let head = kiroku::storage::log::head(&app.ledger.backend)
+            .await
+            .expect("head");
+        kiroku::projector::Projector::drop_checkpoints(&app.ledger.backend)
+            .await
+            .expect("drop");
+
+        // Start a server that must fold the whole log, checkpointing as it goes, and kill -9 it
+        // once a checkpoint is down but before it has finished.
+        let port = free_port();
+        let mut server = serve(&app.database_url, port, Some("300"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let at = checkpoint_position(&app).await;
+            if at > 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        server.kill().expect("SIGKILL");
+        let _ = server.wait();
+        let resumed_from = checkpoint_position(&app).await;
+        assert!(resumed_from > 0, "a checkpoint was written before the kill");
+
+        // Restart: it resumes from the checkpoint and catches up to the head.
+        let port = free_port();
+        let mut server = serve(&app.database_url, port, None);
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}/api/v1");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let live = loop {
+            assert!(Instant::now() < deadline, "the restarted server caught up");
+            let response = client
+                .get(format!("{base}/projections"))
+                .bearer_auth(&app.auditor)
+                .send()
+                .await;
+            if let Ok(response) = response {
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                if body["position"].as_i64() == Some(head) {
+                    break body["fingerprint"]
+                        .as_str()
+                        .expect("fingerprint")
+                        .to_string();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        server.kill().expect("stop");
+        let _ = server.wait();
+        eprintln!("killed after checkpoint at {resumed_from} of {head}");
+        assert_eq!(
+            live,
+            rebuilt_fingerprint(&app.database_url),
+            "resumed projections equal a full rebuild"
+        );
+    }
+);

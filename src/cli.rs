@@ -59,7 +59,7 @@ pub enum ReportCommand {
         /// RFC 3339 timestamp: the sheet as the ledger stood then.
         #[arg(long)]
         as_of: Option<String>,
-        /// Only json for now.
+        /// json, csv, xlsx or html.
         #[arg(long, default_value = "json")]
         format: String,
         /// Write to this file instead of stdout.
@@ -168,9 +168,8 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                     output,
                 },
         } => {
-            if format != "json" {
-                return Err(format!("format {format:?} is not available yet; use json"));
-            }
+            let format = crate::reports::Format::parse(&format)
+                .ok_or_else(|| format!("format {format:?}: use json, csv, xlsx or html"))?;
             let as_of = match as_of {
                 Some(text) => Some(
                     chrono::DateTime::parse_from_rfc3339(&text)
@@ -187,10 +186,15 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .sheet(&item, as_of)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no plan item {item} at that time"))?;
-            let text = serde_json::to_string_pretty(&sheet).map_err(|e| e.to_string())?;
+            let bytes = crate::reports::render(&sheet, format).map_err(|e| e.to_string())?;
             match output {
-                Some(path) => std::fs::write(&path, text).map_err(|e| e.to_string())?,
-                None => println!("{text}"),
+                Some(path) => std::fs::write(&path, bytes).map_err(|e| e.to_string())?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&bytes)
+                        .map_err(|e| e.to_string())?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

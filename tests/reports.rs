@@ -31,15 +31,6 @@ async fn audit_text(app: &TestApp, query: &str) -> (u16, String) {
     (status, response.text().await.expect("body"))
 }
 
-fn cell<'a>(sheet: &'a Value, indicator: &str, year: i64) -> &'a Value {
-    sheet["indicators"]
-        .as_array()
-        .and_then(|list| list.iter().find(|i| i["code"] == indicator))
-        .and_then(|i| i["years"].as_array())
-        .and_then(|years| years.iter().find(|y| y["fiscal_year"] == year))
-        .unwrap_or(&Value::Null)
-}
-
 both_backends!(
     a_sheet_as_of_a_past_moment_stays_byte_identical,
     |app: TestApp| async move {
@@ -92,7 +83,7 @@ both_backends!(
         assert_eq!(status, 200, "{before}");
         let sheet: Value = serde_json::from_str(&before).expect("json");
         assert_eq!(sheet["fiscal_years"], json!([2021, 2022, 2023, 2024, 2025]));
-        let attendees = cell(&sheet, "attendees", 2023);
+        let attendees = support::sheet_cell(&sheet, "attendees", 2023);
         assert_eq!(attendees["label"], "令和5年度");
         assert_eq!(attendees["target"], json!({"op": ">=", "value": 2300.0}));
         assert_eq!(
@@ -100,7 +91,7 @@ both_backends!(
             json!({"value": 3.0, "source": "computed"})
         );
         assert_eq!(attendees["achieved"], json!(false));
-        let manual = cell(&sheet, "want_management", 2023);
+        let manual = support::sheet_cell(&sheet, "want_management", 2023);
         assert_eq!(
             manual["actual"],
             json!({"value": 18.5, "source": "estimate"})
@@ -135,12 +126,12 @@ both_backends!(
 
         let (_, now) = sheet_text(&app, "").await;
         let now: Value = serde_json::from_str(&now).expect("json");
-        let attendees = cell(&now, "attendees", 2023);
+        let attendees = support::sheet_cell(&now, "attendees", 2023);
         assert_eq!(attendees["actual"]["value"], json!(2.0));
         assert_eq!(attendees["target"]["value"], json!(2.0));
         assert_eq!(attendees["achieved"], json!(true));
         assert_eq!(
-            cell(&now, "want_management", 2023)["actual"]["value"],
+            support::sheet_cell(&now, "want_management", 2023)["actual"]["value"],
             json!(19.0)
         );
 
@@ -163,10 +154,38 @@ both_backends!(
         assert_eq!(revoked.status.as_u16(), 200, "{:?}", revoked.body);
         let (_, now) = sheet_text(&app, "").await;
         let now: Value = serde_json::from_str(&now).expect("json");
-        let attendees = cell(&now, "attendees", 2023);
+        let attendees = support::sheet_cell(&now, "attendees", 2023);
         assert_eq!(attendees["published"]["value"], json!(2.0));
         assert_eq!(attendees["actual"]["value"], json!(1.0));
         assert_eq!(attendees["drift"], json!(-1.0));
+
+        // The same sheet in the other formats, over HTTP.
+        for (format, content_type, magic) in [
+            ("csv", "text/csv; charset=utf-8", &b"\xEF\xBB\xBF"[..]),
+            (
+                "xlsx",
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                &b"PK"[..],
+            ),
+            ("html", "text/html; charset=utf-8", &b"<!DOCTYPE html>"[..]),
+        ] {
+            let response = app
+                .client
+                .get(app.url(&format!("/plan-items/2-1-2/sheet?format={format}")))
+                .bearer_auth(&app.auditor)
+                .send()
+                .await
+                .expect("sheet");
+            assert_eq!(response.status().as_u16(), 200, "{format}");
+            assert_eq!(response.headers()["content-type"], content_type);
+            let bytes = response.bytes().await.expect("bytes");
+            assert!(
+                bytes.starts_with(magic),
+                "{format} starts with its signature"
+            );
+        }
+        let (status, _) = sheet_text(&app, "?format=pdf").await;
+        assert_eq!(status, 400);
 
         let (status, _) = sheet_text(&app, "?as_of=yesterday").await;
         assert_eq!(status, 400);

@@ -3,9 +3,12 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
 use super::AppState;
+use crate::reports::{render, Format};
 use crate::storage::log::read_positions;
 use crate::storage::tokens::Role;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use kiroku_domain::values::FiscalYear;
@@ -56,28 +59,34 @@ async fn sheet(
     caller: Caller,
     AppPath(code): AppPath<String>,
     AppQuery(query): AppQuery<SheetQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     caller.require(READERS)?;
     let as_of = parse_as_of(query.as_of.as_deref())?;
-    match query.format.as_deref() {
-        None | Some("json") => {}
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "format {other:?} is not available yet; use json"
-            )))
-        }
-    }
-    state
-        .ledger
-        .projector
-        .sheet(&code, as_of)?
-        .map(Json)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "plan_item_not_found",
-                "no plan item with this code at that time",
-            )
-        })
+    let format = match query.format.as_deref() {
+        None => Format::Json,
+        Some(text) => Format::parse(text).ok_or_else(|| {
+            ApiError::validation(format!("format {text:?}: use json, csv, xlsx or html"))
+        })?,
+    };
+    let sheet = state.ledger.projector.sheet(&code, as_of)?.ok_or_else(|| {
+        ApiError::not_found(
+            "plan_item_not_found",
+            "no plan item with this code at that time",
+        )
+    })?;
+    let body = render(&sheet, format).map_err(ApiError::internal)?;
+    let filename = format!("sheet-{code}.{}", format.extension());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Where the read models stand and their fingerprint (equal to `kiroku rebuild`'s when the

@@ -395,3 +395,13 @@ pub fn plan_item_body() -> Value {
         ]
     })
 }
+
+/// One indicator × year cell of a sheet JSON (`Null` when absent).
+pub fn sheet_cell<'a>(sheet: &'a Value, indicator: &str, year: i64) -> &'a Value {
+    sheet["indicators"]
+        .as_array()
+        .and_then(|list| list.iter().find(|i| i["code"] == indicator))
+        .and_then(|i| i["years"].as_array())
+        .and_then(|years| years.iter().find(|y| y["fiscal_year"] == year))
+        .unwrap_or(&Value::Null)
+}

@@ -1,0 +1,374 @@
+//! The sheet as an Excel workbook laid out like the city's 進行管理シート: title, item header,
+//! fiscal years as columns, per indicator 目標・実績・達成 (and 公表値・乖離 once published),
+//! then per year the activities and evaluations. Targets, actuals, published values and drifts
+//! are numeric cells (the unit sits in its own column, 以上/見込み are number formats), so
+//! Excel can compute with them. The font is named, not embedded: Excel substitutes.
+
+use super::view::{decimals, Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
+use super::ReportError;
+use rust_xlsxwriter::{
+    ColNum, Color, Format as CellFormat, FormatAlign, FormatBorder, RowNum, Workbook, Worksheet,
+};
+use serde_json::Value;
+
+const FONT: &str = "游ゴシック";
+/// The font size in points and the height of one line of it.
+const FONT_SIZE: f64 = 10.5;
+const LINE_HEIGHT: f64 = 17.0;
+/// Widths (in characters) of 指標, 区分, 単位, 行 and of each year column.
+const LEAD_WIDTHS: [f64; 4] = [30.0, 10.0, 6.0, 14.0];
+const YEAR_WIDTH: f64 = 24.0;
+/// A4 in Excel's paper size codes.
+const A4: u8 = 9;
+
+/// The sheet as the bytes of an .xlsx file.
+pub fn xlsx(sheet: &Value) -> Result<Vec<u8>, ReportError> {
+    let view = View::from_json(sheet)?;
+    let mut workbook = Workbook::new();
+    // Pixel metrics of an 11pt Japanese default font (Excel's for 游ゴシック).
+    workbook.set_default_format(&Styles::base(), 24, 72)?;
+    let sheet = workbook.add_worksheet();
+    sheet.set_name("進行管理シート")?;
+    write_sheet(sheet, &view)?;
+    Ok(workbook.save_to_buffer()?)
+}
+
+struct Styles {
+    title: CellFormat,
+    label: CellFormat,
+    text: CellFormat,
+    head: CellFormat,
+    none: CellFormat,
+    center: CellFormat,
+}
+
+impl Styles {
+    fn base() -> CellFormat {
+        CellFormat::new()
+            .set_font_name(FONT)
+            .set_font_size(FONT_SIZE)
+            .set_font_charset(128)
+            .set_font_family(3)
+    }
+
+    fn new() -> Styles {
+        let cell = Styles::base()
+            .set_border(FormatBorder::Thin)
+            .set_align(FormatAlign::Top)
+            .set_text_wrap();
+        let label = cell
+            .clone()
+            .set_bold()
+            .set_background_color(Color::RGB(0xE8EDF4));
+        Styles {
+            title: Styles::base().set_bold().set_font_size(14),
+            head: label
+                .clone()
+                .set_align(FormatAlign::Center)
+                .set_align(FormatAlign::VerticalCenter),
+            label,
+            none: cell.clone().set_align(FormatAlign::Center),
+            center: cell.clone().set_align(FormatAlign::Center),
+            text: cell,
+        }
+    }
+
+    /// A number cell: thousands separators, as many decimals as the value has, and the
+    /// suffix (以上, （見込み）) as a literal of the format so the cell stays a number.
+    fn number(&self, value: f64, suffix: &str, signed: bool) -> CellFormat {
+        let digits = match decimals(value) {
+            0 => "#,##0".to_string(),
+            n => format!("#,##0.{}", "0".repeat(n)),
+        };
+        let suffix = if suffix.is_empty() {
+            String::new()
+        } else {
+            format!("\"{suffix}\"")
+        };
+        let format = if signed {
+            format!("+{digits}{suffix};-{digits}{suffix};0{suffix}")
+        } else {
+            format!("{digits}{suffix}")
+        };
+        Styles::base()
+            .set_border(FormatBorder::Thin)
+            .set_align(FormatAlign::Right)
+            .set_align(FormatAlign::Top)
+            .set_num_format(format)
+    }
+}
+
+fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
+    let styles = Styles::new();
+    let lead = TABLE_HEAD.len() as ColNum;
+    let last: ColNum = lead + (view.years.len() as ColNum).max(1) - 1;
+    for (col, width) in LEAD_WIDTHS.iter().enumerate() {
+        ws.set_column_width(col as ColNum, *width)?;
+    }
+    for i in 0..view.years.len() as ColNum {
+        ws.set_column_width(lead + i, YEAR_WIDTH)?;
+    }
+    let value_width = LEAD_WIDTHS[1..].iter().sum::<f64>() + YEAR_WIDTH * view.years.len() as f64;
+
+    let mut row: RowNum = 0;
+    merge(ws, row, 0, row, last, &view.heading(), &styles.title)?;
+    ws.set_row_height(row, 24)?;
+    row += 1;
+
+    for (label, value) in &view.header {
+        ws.write_string_with_format(row, 0, *label, &styles.label)?;
+        merge(ws, row, 1, row, last, value, &styles.text)?;
+        ws.set_row_height(row, height(lines(value, value_width)))?;
+        row += 1;
+    }
+    row += 1;
+
+    // Two header rows: 指標・区分・単位・行 span both; the years show R5 over 令和5年度.
+    let head = row;
+    for (col, label) in TABLE_HEAD.iter().enumerate() {
+        let col = col as ColNum;
+        merge(ws, head, col, head + 1, col, label, &styles.head)?;
+    }
+    for (i, year) in view.years.iter().enumerate() {
+        let col = lead + i as ColNum;
+        ws.write_string_with_format(head, col, &year.short, &styles.head)?;
+        ws.write_string_with_format(head + 1, col, &year.label, &styles.head)?;
+    }
+    row += 2;
+
+    for indicator in &view.indicators {
+        let rows: Vec<_> = indicator
+            .rows
+            .iter()
+            .filter(|r| {
+                indicator.published || !matches!(r.kind, RowKind::Published | RowKind::Drift)
+            })
+            .collect();
+        let Some(span) = (rows.len() as RowNum).checked_sub(1) else {
+            continue;
+        };
+        let name = match &indicator.note {
+            Some(note) => format!("{}\n{note}", indicator.name),
+            None => indicator.name.clone(),
+        };
+        merge(ws, row, 0, row + span, 0, &name, &styles.label)?;
+        merge(
+            ws,
+            row,
+            1,
+            row + span,
+            1,
+            &indicator.kind_label,
+            &styles.center,
+        )?;
+        merge(
+            ws,
+            row,
+            2,
+            row + span,
+            2,
+            &indicator.unit_label,
+            &styles.center,
+        )?;
+        // The name cell spans the block: give the block's rows enough height to show it.
+        let per_row = height(lines(&name, LEAD_WIDTHS[0]) / rows.len() + 1);
+        for (i, r) in rows.iter().enumerate() {
+            let at = row + i as RowNum;
+            ws.write_string_with_format(at, 3, r.kind.label(), &styles.label)?;
+            for (j, cell) in r.cells.iter().enumerate() {
+                let col = lead + j as ColNum;
+                match cell {
+                    Cell::Number {
+                        value,
+                        suffix,
+                        signed,
+                        ..
+                    } => {
+                        let format = styles.number(*value, suffix, *signed);
+                        ws.write_number_with_format(at, col, *value, &format)?;
+                    }
+                    Cell::Text(text) if text == NONE => {
+                        ws.write_string_with_format(at, col, text, &styles.none)?;
+                    }
+                    Cell::Text(text) => {
+                        ws.write_string_with_format(at, col, text, &styles.center)?;
+                    }
+                }
+            }
+            ws.set_row_height(at, per_row.max(LINE_HEIGHT + 3.0))?;
+        }
+        row += span + 1;
+    }
+
+    if let Some(span) = (view.year_rows.len() as RowNum).checked_sub(1) {
+        merge(ws, row, 0, row + span, 2, YEAR_SECTION, &styles.label)?;
+        for (i, r) in view.year_rows.iter().enumerate() {
+            let at = row + i as RowNum;
+            ws.write_string_with_format(at, 3, r.label, &styles.label)?;
+            let mut most = 1;
+            for (j, text) in r.cells.iter().enumerate() {
+                let style = if text == NONE {
+                    &styles.none
+                } else {
+                    &styles.text
+                };
+                ws.write_string_with_format(at, lead + j as ColNum, text, style)?;
+                most = most.max(lines(text, YEAR_WIDTH));
+            }
+            ws.set_row_height(at, height(most))?;
+        }
+        row += span + 1;
+    }
+
+    // Only the lead columns stay put: frozen header rows would eat half the screen.
+    ws.set_freeze_panes(0, lead)?;
+    ws.set_landscape();
+    ws.set_paper_size(A4);
+    ws.set_print_fit_to_pages(1, 0);
+    ws.set_repeat_rows(head, head + 1)?;
+    ws.set_print_area(0, 0, row.saturating_sub(1), last)?;
+    Ok(())
+}
+
+/// Merges a range, or writes one cell when the range is a single cell (Excel refuses those).
+fn merge(
+    ws: &mut Worksheet,
+    first_row: RowNum,
+    first_col: ColNum,
+    last_row: RowNum,
+    last_col: ColNum,
+    text: &str,
+    format: &CellFormat,
+) -> Result<(), ReportError> {
+    if first_row == last_row && first_col == last_col {
+        ws.write_string_with_format(first_row, first_col, text, format)?;
+    } else {
+        ws.merge_range(first_row, first_col, last_row, last_col, text, format)?;
+    }
+    Ok(())
+}
+
+/// Roughly how many lines `text` wraps to in a column `width` characters wide: Japanese
+/// characters take two widths, ASCII one. Excel does not size rows of wrapped or merged
+/// cells itself, so the height is set from this.
+fn lines(text: &str, width: f64) -> usize {
+    let width = width.max(2.0);
+    text.split('\n')
+        .map(|line| {
+            let chars: f64 = line
+                .chars()
+                .map(|c| if c.is_ascii() { 1.0 } else { 2.0 })
+                .sum();
+            ((chars / width).ceil() as usize).max(1)
+        })
+        .sum()
+}
+
+fn height(lines: usize) -> f64 {
+    // Excel's limit for a row is 409 points.
+    (lines.max(1) as f64 * LINE_HEIGHT + 3.0).min(409.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::sample_sheet;
+    use calamine::{open_workbook_from_rs, Data, Reader, Xlsx};
+
+    fn read_back(bytes: Vec<u8>) -> calamine::Range<Data> {
+        let mut book: Xlsx<_> =
+            open_workbook_from_rs(std::io::Cursor::new(bytes)).expect("an xlsx file");
+        book.worksheet_range("進行管理シート").expect("the sheet")
+    }
+
+    /// The (row, column) of the first cell holding `text`.
+    fn find(range: &calamine::Range<Data>, text: &str) -> (usize, usize) {
+        range
+            .cells()
+            .find(|(_, _, v)| matches!(v, Data::String(s) if s == text))
+            .map(|(r, c, _)| (r, c))
+            .unwrap_or_else(|| panic!("no cell {text}"))
+    }
+
+    #[test]
+    fn the_workbook_reads_back_with_numbers_under_their_year() {
+        let range = read_back(xlsx(&sample_sheet()).expect("xlsx"));
+        let (head, r5) = find(&range, "R5");
+        assert_eq!(
+            range.get((head + 1, r5)),
+            Some(&Data::String("令和5年度".into()))
+        );
+        let (target, label_col) = find(&range, "目標");
+        let (actual, _) = find(&range, "実績");
+        assert_eq!(label_col, 3);
+        assert_eq!(range.get((target, r5)), Some(&Data::Float(2300.0)));
+        assert_eq!(range.get((actual, r5)), Some(&Data::Float(2412.0)));
+        assert_eq!(
+            range.get((actual, r5 + 1)),
+            Some(&Data::Float(120.0)),
+            "R6 next to it"
+        );
+        assert_eq!(
+            range.get((actual, r5 - 1)),
+            Some(&Data::String(NONE.into()))
+        );
+        assert_eq!(
+            range.get((actual + 1, r5 + 1)),
+            Some(&Data::String("未達成".into()))
+        );
+        // 区分 and 単位 are merged over the block: the value sits in its first row.
+        assert_eq!(range.get((target, 2)), Some(&Data::String("人".into())));
+    }
+
+    #[test]
+    fn the_workbook_carries_the_title_header_and_evaluations() {
+        let range = read_back(xlsx(&sample_sheet()).expect("xlsx"));
+        assert_eq!(
+            range.get((0, 0)),
+            Some(&Data::String("進行管理シート　2-1-2 研修内容の充実".into()))
+        );
+        let (code, _) = find(&range, "項目コード");
+        assert_eq!(range.get((code, 1)), Some(&Data::String("2-1-2".into())));
+        let (_, r5) = find(&range, "R5");
+        let (grade, _) = find(&range, "自己評価");
+        assert_eq!(
+            range.get((grade, r5)),
+            Some(&Data::String("A：計画どおり".into()))
+        );
+        find(&range, "外部評価");
+        find(&range, YEAR_SECTION);
+    }
+
+    #[test]
+    fn published_rows_appear_only_for_indicators_that_were_published() {
+        let range = read_back(xlsx(&sample_sheet()).expect("xlsx"));
+        let published: Vec<_> = range
+            .cells()
+            .filter(|(_, _, v)| matches!(v, Data::String(s) if s == "公表値"))
+            .collect();
+        assert_eq!(published.len(), 1, "only 受講者数 was published");
+        let (row, _, _) = published[0];
+        let (_, r5) = find(&range, "R5");
+        assert_eq!(range.get((row, r5)), Some(&Data::Float(2415.0)));
+        assert_eq!(range.get((row + 1, r5)), Some(&Data::Float(-3.0)));
+    }
+
+    #[test]
+    fn an_estimate_stays_a_number_with_its_mark_in_the_format() {
+        let range = read_back(xlsx(&sample_sheet()).expect("xlsx"));
+        let (_, r5) = find(&range, "R5");
+        let estimates: Vec<_> = range
+            .cells()
+            .filter(|(_, c, v)| *c == r5 && matches!(v, Data::Float(x) if *x == 18.5))
+            .collect();
+        assert_eq!(estimates.len(), 1);
+        assert_eq!(
+            Styles::new().number(18.5, "（見込み）", false),
+            Styles::base()
+                .set_border(FormatBorder::Thin)
+                .set_align(FormatAlign::Right)
+                .set_align(FormatAlign::Top)
+                .set_num_format("#,##0.0\"（見込み）\"")
+        );
+    }
+}

@@ -43,10 +43,29 @@ pub enum Command {
     Verify,
     /// Rebuilds every projection from the log; prints events and seconds.
     Rebuild,
+    /// Bulk imports, all or nothing.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Reports from the ledger.
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// An attendance sheet (CSV: employee_no,course_code,session_starts_on,completed_on,understanding).
+    Attendance {
+        file: std::path::PathBuf,
+        /// utf-8 or shift_jis (Windows-31J / CP932, as Excel writes it).
+        #[arg(long, default_value = "utf-8")]
+        encoding: String,
+        /// Recorded as the actor of every event.
+        #[arg(long, env = "KIROKU_ACTOR", default_value = "人事課（CLI）")]
+        actor: String,
     },
 }
 
@@ -158,6 +177,67 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            command:
+                ImportCommand::Attendance {
+                    file,
+                    encoding,
+                    actor,
+                },
+        } => {
+            use crate::import::{decode, import_attendance, Encoding, ImportError};
+            let encoding = Encoding::parse(&encoding)
+                .ok_or_else(|| format!("--encoding {encoding:?}: use utf-8 or shift_jis"))?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let principal = crate::storage::tokens::Principal {
+                name: actor,
+                role: Role::HrAdmin,
+                staff_id: None,
+            };
+            let meta = crate::ledger::Meta::new(&principal, &uuid::Uuid::new_v4().to_string());
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} 行 {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let result = match decode(&bytes, encoding) {
+                Ok(text) => {
+                    import_attendance(&ledger, &text, &meta, |done, total| {
+                        bar.set_length(total as u64);
+                        bar.set_position(done as u64);
+                    })
+                    .await
+                }
+                Err(error) => Err(error),
+            };
+            bar.finish_and_clear();
+            match result {
+                Ok(summary) => {
+                    println!(
+                        "imported {} rows into {} sessions: {} events, up to position {}",
+                        summary.rows,
+                        summary.sessions,
+                        summary.events,
+                        summary.position.unwrap_or(0)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(ImportError::Rejected(errors)) => {
+                    for error in &errors {
+                        eprintln!("{}行目: {}", error.line, error.message);
+                    }
+                    eprintln!(
+                        "{} 件の問題があるため、何も取り込みませんでした",
+                        errors.len()
+                    );
+                    Ok(ExitCode::from(1))
+                }
+                Err(other) => Err(other.to_string()),
+            }
         }
         Command::Report {
             command:

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod http;
+pub mod import;
 pub mod ledger;
 pub mod projector;
 pub mod reports;

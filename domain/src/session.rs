@@ -106,6 +106,17 @@ pub enum SessionCommand {
         completed_on: Date,
         understanding: Option<Understanding>,
     },
+    /// Several rows of an attendance sheet for this session, all or none.
+    RecordAttendances(Vec<Attendance>),
+}
+
+/// One row of an attendance sheet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attendance {
+    pub staff_id: Uuid,
+    pub staff_registered: bool,
+    pub completed_on: Date,
+    pub understanding: Option<Understanding>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,6 +219,24 @@ impl TrainingSession {
     }
 
     fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
+        if let SessionCommand::RecordAttendances(rows) = command {
+            // Each row is decided on the state the previous rows left behind.
+            let mut working = self.clone();
+            let mut events = Vec::new();
+            for row in rows {
+                let decided = working.decide(SessionCommand::RecordAttendance {
+                    staff_id: row.staff_id,
+                    staff_registered: row.staff_registered,
+                    completed_on: row.completed_on,
+                    understanding: row.understanding,
+                })?;
+                for event in decided {
+                    working.apply(event.clone());
+                    events.push(event);
+                }
+            }
+            return Ok(events);
+        }
         if let SessionCommand::Schedule(schedule) = command {
             if self.starts_on.is_some() {
                 return Err(SessionError::SessionExists);
@@ -223,6 +252,7 @@ impl TrainingSession {
         let starts_on = self.starts_on.ok_or(SessionError::SessionNotFound)?;
         match command {
             SessionCommand::Schedule(_) => Err(SessionError::SessionExists),
+            SessionCommand::RecordAttendances(_) => Ok(Vec::new()),
             SessionCommand::Enrol {
                 staff_id,
                 staff_registered,
@@ -665,6 +695,23 @@ mod tests {
                 reason: text("誤登録"),
             })
             .then_expect_error(SessionError::NotCompleted);
+    }
+
+    #[test]
+    fn an_attendance_sheet_is_recorded_all_or_nothing() {
+        let row = |n: u128, on: &str| Attendance {
+            staff_id: staff(n),
+            staff_registered: true,
+            completed_on: date(on),
+            understanding: None,
+        };
+        Given::with(())
+            .given(scheduled(10))
+            .when(SessionCommand::RecordAttendances(vec![
+                row(1, "2023-05-11"),
+                row(1, "2023-05-11"),
+            ]))
+            .then_expect_error(SessionError::AlreadyCompleted);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Itemised problems (e.g. an import's errors by line), as `errors` in the body.
+    pub errors: Option<serde_json::Value>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -23,7 +25,13 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            errors: None,
         }
+    }
+
+    pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     pub fn validation(detail: impl Into<String>) -> Self {
@@ -77,13 +85,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "type": format!("urn:kiroku:problem:{}", self.code),
             "title": self.title(),
             "status": self.status.as_u16(),
             "detail": self.detail,
             "code": self.code,
         });
+        if let (Some(errors), Some(object)) = (self.errors, body.as_object_mut()) {
+            object.insert("errors".into(), errors);
+        }
         (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],

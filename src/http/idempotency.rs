@@ -5,7 +5,8 @@
 
 use super::error::ApiError;
 use super::extract::bearer;
-use super::{AppState, BODY_LIMIT};
+use super::imports::IMPORT_LIMIT;
+use super::AppState;
 use crate::storage::idempotency::{claim, complete, release, Claim};
 use crate::storage::tokens::authenticate;
 use axum::body::{to_bytes, Body};
@@ -46,7 +47,7 @@ pub async fn replay_repeated_commands(
         },
         None => return ApiError::unauthorized().into_response(),
     };
-    let bytes = match to_bytes(body, BODY_LIMIT).await {
+    let bytes = match to_bytes(body, IMPORT_LIMIT).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(

@@ -5,6 +5,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
+pub mod imports;
 pub mod plans;
 pub mod reports;
 pub mod sessions;
@@ -37,6 +38,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .merge(plans::routes())
         .merge(events::routes())
         .merge(reports::routes())
+        .merge(imports::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::replay_repeated_commands,

@@ -1,0 +1,91 @@
+//! `POST /imports/attendance`: an attendance sheet as CSV, all rows or none.
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{Caller, RequestId};
+use super::{rfc3339_ms, AppState};
+use crate::import::{decode, import_attendance, Encoding, ImportError};
+use crate::ledger::Meta;
+use crate::storage::tokens::Role;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+/// Attendance sheets of a whole year fit comfortably.
+pub const IMPORT_LIMIT: usize = 16 * 1024 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route(
+        "/imports/attendance",
+        post(attendance).layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
+    )
+}
+
+/// The encoding named by `Content-Type: text/csv; charset=…` (UTF-8 when absent).
+fn encoding(headers: &HeaderMap) -> ApiResult<Encoding> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/csv");
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    if media != "text/csv" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the attendance sheet as text/csv",
+        ));
+    }
+    for part in parts {
+        if let Some((name, value)) = part.split_once('=') {
+            if name.trim().eq_ignore_ascii_case("charset") {
+                return Encoding::parse(value)
+                    .ok_or_else(|| ApiError::validation("charset must be utf-8 or shift_jis"));
+            }
+        }
+    }
+    Ok(Encoding::Utf8)
+}
+
+async fn attendance(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let principal = caller.require(&[Role::HrAdmin])?;
+    let encoding = encoding(&headers)?;
+    let meta = Meta::new(principal, &request_id);
+    let result = match decode(&body, encoding) {
+        Ok(text) => import_attendance(&state.ledger, &text, &meta, |_, _| {}).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(summary) => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "rows": summary.rows,
+                "sessions": summary.sessions,
+                "events": summary.events,
+                "recorded_at": summary.recorded_at.map(rfc3339_ms),
+                "position": summary.position,
+            })),
+        )
+            .into_response()),
+        Err(ImportError::Rejected(errors)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "import_rejected",
+            format!(
+                "{} 件の問題があるため、何も取り込みませんでした",
+                errors.len()
+            ),
+        )
+        .with_errors(json!(errors))),
+        Err(ImportError::Command(error)) => Err(error.into()),
+        Err(ImportError::Storage(error)) => Err(error.into()),
+    }
+}

@@ -1,0 +1,320 @@
+//! Bulk import of attendance sheets (研修受講実績), as HR departments keep them in Excel:
+//! CSV in UTF-8 or Shift_JIS (read as Windows-31J / CP932, so 髙, ①, Ⅲ and ㎝ survive), columns
+//! `employee_no,course_code,session_starts_on,completed_on,understanding`.
+//!
+//! All or nothing: every row is checked against the ledger first and any problem rejects the
+//! whole file with errors by line number. Then each session's rows are recorded by one command
+//! (one atomic commit per session), while the importer holds the import lock.
+
+use crate::ledger::{CommandError, Ledger, Meta};
+use crate::storage::StorageError;
+use kiroku_domain::session::{Attendance, SessionCommand};
+use kiroku_domain::staff::staff_id_of;
+use kiroku_domain::values::{Date, EmployeeNo, Understanding};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+pub const COLUMNS: [&str; 5] = [
+    "employee_no",
+    "course_code",
+    "session_starts_on",
+    "completed_on",
+    "understanding",
+];
+
+/// One import at a time, so that no two imports validate against the same state.
+static IMPORTING: Mutex<()> = Mutex::const_new(());
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    /// Windows-31J (CP932), what Excel writes as "CSV (コンマ区切り)" on Japanese Windows.
+    ShiftJis,
+}
+
+impl Encoding {
+    /// Reads a charset name (`utf-8`, `shift_jis`, `sjis`, `windows-31j`, `cp932`).
+    pub fn parse(name: &str) -> Option<Encoding> {
+        match name.trim().trim_matches('"').to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Some(Encoding::Utf8),
+            "shift_jis" | "shift-jis" | "sjis" | "windows-31j" | "cp932" | "ms932" => {
+                Some(Encoding::ShiftJis)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A problem with one line of the file (line 1 is the header).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file was rejected: {} problem(s), nothing was recorded", .0.len())]
+    Rejected(Vec<RowError>),
+    #[error("recording failed: {0}")]
+    Command(#[from] CommandError),
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImportSummary {
+    pub rows: usize,
+    pub sessions: usize,
+    pub events: usize,
+    pub recorded_at: Option<i64>,
+    pub position: Option<i64>,
+}
+
+fn rejected(line: u64, message: impl Into<String>) -> ImportError {
+    ImportError::Rejected(vec![RowError {
+        line,
+        message: message.into(),
+    }])
+}
+
+/// Turns the file's bytes into text; undecodable bytes reject the file.
+pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, ImportError> {
+    match encoding {
+        Encoding::Utf8 => {
+            let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+            String::from_utf8(bytes.to_vec()).map_err(|_| {
+                rejected(
+                    1,
+                    "UTF-8 として読めません（Shift_JIS の場合は encoding を指定してください）",
+                )
+            })
+        }
+        Encoding::ShiftJis => {
+            let (text, _, had_errors) = encoding_rs::SHIFT_JIS.decode(bytes);
+            if had_errors {
+                Err(rejected(
+                    1,
+                    "Shift_JIS（CP932）として読めない文字があります",
+                ))
+            } else {
+                Ok(text.into_owned())
+            }
+        }
+    }
+}
+
+struct Row {
+    line: u64,
+    session_id: Uuid,
+    attendance: Attendance,
+}
+
+/// Checks every row against the ledger; returns the rows or every problem found.
+fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = reader
+        .headers()
+        .map_err(|e| rejected(1, format!("見出し行を読めません: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if headers != COLUMNS {
+        return Err(rejected(
+            1,
+            format!("見出し行は {} としてください", COLUMNS.join(",")),
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    for record in reader.records() {
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                errors.push(RowError {
+                    line,
+                    message: format!("行を読めません: {e}"),
+                });
+                continue;
+            }
+        };
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let mut problem = |message: String| errors.push(RowError { line, message });
+        if record.len() != COLUMNS.len() {
+            problem(format!("列の数が {} ではありません", COLUMNS.len()));
+            continue;
+        }
+        let field = |i: usize| record.get(i).unwrap_or("");
+        let employee_no = match EmployeeNo::parse(field(0)) {
+            Ok(no) => no,
+            Err(_) => {
+                problem(format!("職員番号 {:?} が不正です", field(0)));
+                continue;
+            }
+        };
+        let date = |i: usize, name: &str| -> Result<Date, String> {
+            field(i)
+                .parse::<Date>()
+                .map_err(|_| format!("{name} {:?} は日付（YYYY-MM-DD）ではありません", field(i)))
+        };
+        let (starts_on, completed_on) = match (date(2, "開催日"), date(3, "修了日")) {
+            (Ok(s), Ok(c)) => (s, c),
+            (Err(m), _) | (_, Err(m)) => {
+                problem(m);
+                continue;
+            }
+        };
+        let understanding = match field(4) {
+            "" => None,
+            text => match text
+                .parse::<u8>()
+                .ok()
+                .and_then(|n| Understanding::try_from(n).ok())
+            {
+                Some(u) => Some(u),
+                None => {
+                    problem(format!("理解度 {text:?} は 1〜5 で入力してください"));
+                    continue;
+                }
+            },
+        };
+        let staff_id = staff_id_of(&employee_no);
+        let course_code = field(1).to_string();
+        let found = ledger.projector.read(|h| {
+            let registered = h.staff.contains_key(&staff_id);
+            let sessions: Vec<(Uuid, bool)> = h
+                .sessions
+                .values()
+                .filter(|s| {
+                    s.schedule.course_code.as_str() == course_code
+                        && s.schedule.starts_on == starts_on
+                })
+                .map(|s| {
+                    let completed = s
+                        .completions
+                        .iter()
+                        .any(|c| c.staff_id == staff_id && !c.revoked);
+                    (s.session_id, completed)
+                })
+                .collect();
+            (registered, sessions)
+        })?;
+        let (registered, sessions) = found;
+        if !registered {
+            problem(format!(
+                "職員番号 {} は登録されていません",
+                employee_no.as_str()
+            ));
+            continue;
+        }
+        let (session_id, completed) = match sessions.as_slice() {
+            [one] => *one,
+            [] => {
+                problem(format!(
+                    "研修 {course_code} の {starts_on} 開催回が見つかりません"
+                ));
+                continue;
+            }
+            _ => {
+                problem(format!(
+                    "研修 {course_code} の {starts_on} 開催回が複数あります"
+                ));
+                continue;
+            }
+        };
+        if completed {
+            problem(format!(
+                "職員番号 {} はこの開催回を修了済みです",
+                employee_no.as_str()
+            ));
+            continue;
+        }
+        if completed_on < starts_on {
+            problem(format!(
+                "修了日 {completed_on} が開催日 {starts_on} より前です"
+            ));
+            continue;
+        }
+        if !seen.insert((session_id, staff_id)) {
+            problem(format!(
+                "職員番号 {} の同じ開催回の行が重複しています",
+                employee_no.as_str()
+            ));
+            continue;
+        }
+        rows.push(Row {
+            line,
+            session_id,
+            attendance: Attendance {
+                staff_id,
+                staff_registered: true,
+                completed_on,
+                understanding,
+            },
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ImportError::Rejected(errors));
+    }
+    if rows.is_empty() {
+        return Err(rejected(2, "取り込む行がありません"));
+    }
+    Ok(rows)
+}
+
+/// Imports an attendance sheet. `progress` is told how many rows are recorded so far.
+pub async fn import_attendance(
+    ledger: &Ledger,
+    text: &str,
+    meta: &Meta,
+    progress: impl Fn(usize, usize),
+) -> Result<ImportSummary, ImportError> {
+    let _one_at_a_time = IMPORTING.lock().await;
+    ledger.projector.catch_up().await?;
+    let rows = validate(ledger, text)?;
+    let total = rows.len();
+    let mut by_session: BTreeMap<Uuid, Vec<Row>> = BTreeMap::new();
+    for row in rows {
+        by_session.entry(row.session_id).or_default().push(row);
+    }
+    let mut summary = ImportSummary {
+        rows: total,
+        sessions: by_session.len(),
+        events: 0,
+        recorded_at: None,
+        position: None,
+    };
+    let mut done = 0;
+    for (session_id, rows) in by_session {
+        let count = rows.len();
+        let first_line = rows.first().map(|r| r.line).unwrap_or(0);
+        let command =
+            SessionCommand::RecordAttendances(rows.into_iter().map(|r| r.attendance).collect());
+        let appended = ledger
+            .execute(&ledger.sessions, &session_id.to_string(), command, meta)
+            .await
+            .map_err(|error| match error {
+                CommandError::Refused { message, .. } => ImportError::Rejected(vec![RowError {
+                    line: first_line,
+                    message,
+                }]),
+                other => ImportError::Command(other),
+            })?;
+        summary.events += appended.events.len();
+        if let Some(last) = appended.events.last() {
+            summary.recorded_at = Some(last.recorded_at);
+            summary.position = Some(last.position);
+        }
+        done += count;
+        progress(done, total);
+    }
+    Ok(summary)
+}

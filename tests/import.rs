@@ -1,0 +1,166 @@
+//! Attendance sheets from Excel: UTF-8 or Shift_JIS, all rows or none, errors by line.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::TestApp;
+
+/// A course code only Windows-31J (CP932) can carry: an IBM extension kanji and NEC symbols.
+const COURSE: &str = "髙度化研修Ⅲ①㎝";
+
+async fn setup(app: &TestApp) -> Vec<String> {
+    let mut body = support::session_body(2);
+    body["course_code"] = json!(COURSE);
+    body["starts_on"] = json!("2023-06-01");
+    body["ends_on"] = json!("2023-06-02");
+    let session = app.post(&app.hr, "/sessions", &body).await;
+    assert_eq!(session.status.as_u16(), 201, "{:?}", session.body);
+    let mut staff = Vec::new();
+    for no in ["S001", "S002", "S003"] {
+        app.register(no, "総務課", 2).await;
+        staff.push(no.to_string());
+    }
+    staff
+}
+
+async fn post_csv(app: &TestApp, charset: &str, bytes: Vec<u8>) -> support::Reply {
+    app.post_raw(
+        &app.hr,
+        "/imports/attendance",
+        &format!("text/csv; charset={charset}"),
+        bytes,
+    )
+    .await
+}
+
+both_backends!(
+    a_shift_jis_sheet_is_imported_whole,
+    |app: TestApp| async move {
+        setup(&app).await;
+        let csv = format!(
+            "employee_no,course_code,session_starts_on,completed_on,understanding\r\n\
+         S001,{COURSE},2023-06-01,2023-06-02,5\r\n\
+         S002,{COURSE},2023-06-01,2023-06-02,\r\n\
+         S003,{COURSE},2023-06-01,2023-06-02,3\r\n"
+        );
+        let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&csv);
+        assert!(!unmappable, "the test file is valid CP932");
+        let before = app.event_count().await;
+        let reply = post_csv(&app, "shift_jis", bytes.into_owned()).await;
+        assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+        assert_eq!(reply.body["rows"], json!(3));
+        // Capacity 2 does not stop people who attended: each row enrols and completes.
+        assert_eq!(app.event_count().await, before + 6);
+
+        let staff = app
+            .get(
+                &app.hr,
+                &format!(
+                    "/staff/{}",
+                    kiroku_domain::staff::staff_id_of(
+                        &kiroku_domain::values::EmployeeNo::parse("S001").expect("no"),
+                    )
+                ),
+            )
+            .await;
+        let training = &staff.body["trainings"][0];
+        assert_eq!(
+            training["course_code"],
+            json!(COURSE),
+            "髙, Ⅲ, ① and ㎝ survived"
+        );
+        assert_eq!(training["completed_on"], "2023-06-02");
+        assert_eq!(training["understanding"], json!(5));
+
+        // Importing the same sheet again is refused as a whole: all three already completed.
+        let again = post_csv(
+            &app,
+            "shift_jis",
+            encoding_rs::SHIFT_JIS.encode(&csv).0.into_owned(),
+        )
+        .await;
+        again.assert_problem(400, "import_rejected");
+        assert_eq!(again.body["errors"].as_array().map(Vec::len), Some(3));
+        assert_eq!(app.event_count().await, before + 6);
+    }
+);
+
+both_backends!(
+    one_bad_row_rejects_the_whole_sheet_with_line_numbers,
+    |app: TestApp| async move {
+        setup(&app).await;
+        let csv = format!(
+            "employee_no,course_code,session_starts_on,completed_on,understanding\n\
+         S001,{COURSE},2023-06-01,2023-06-02,5\n\
+         X999,{COURSE},2023-06-01,2023-06-02,4\n\
+         S002,{COURSE},2023-06-01,2023-02-30,4\n\
+         S003,{COURSE},2023-06-01,2023-06-02,7\n\
+         S003,存在しない研修,2023-06-01,2023-06-02,4\n"
+        );
+        let before = app.event_count().await;
+        let reply = post_csv(&app, "utf-8", csv.into_bytes()).await;
+        reply.assert_problem(400, "import_rejected");
+        let lines: Vec<i64> = reply.body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["line"].as_i64())
+            .collect();
+        assert_eq!(lines, vec![3, 4, 5, 6]);
+        assert_eq!(app.event_count().await, before, "nothing was recorded");
+
+        let wrong_header = post_csv(&app, "utf-8", b"a,b\n1,2\n".to_vec()).await;
+        wrong_header.assert_problem(400, "import_rejected");
+        let not_sjis = post_csv(&app, "utf-8", vec![0x82, 0xA0, b'\n']).await;
+        not_sjis.assert_problem(400, "import_rejected");
+        let staff_token = app
+            .token(kiroku::storage::tokens::Role::Auditor, "監査", None)
+            .await;
+        let forbidden = app
+            .post_raw(
+                &staff_token,
+                "/imports/attendance",
+                "text/csv",
+                b"x".to_vec(),
+            )
+            .await;
+        forbidden.assert_problem(403, "forbidden");
+        assert_eq!(app.event_count().await, before);
+    }
+);
+
+both_backends!(
+    the_cli_imports_a_file_with_a_progress_bar,
+    |app: TestApp| async move {
+        setup(&app).await;
+        let csv = format!(
+            "employee_no,course_code,session_starts_on,completed_on,understanding\r\n\
+         S001,{COURSE},2023-06-01,2023-06-02,4\r\n"
+        );
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("受講実績.csv");
+        std::fs::write(&path, encoding_rs::SHIFT_JIS.encode(&csv).0).expect("write");
+        let before = app.event_count().await;
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiroku"))
+            .args(["import", "attendance"])
+            .arg(&path)
+            .args(["--encoding", "shift_jis"])
+            .env("DATABASE_URL", &app.database_url)
+            .output()
+            .expect("kiroku import");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(app.event_count().await, before + 2);
+        let events: Value = app.get(&app.hr, "/events?after=0&limit=1000").await.body;
+        let last = events["events"]
+            .as_array()
+            .and_then(|e| e.last())
+            .cloned()
+            .unwrap_or(Value::Null);
+        assert_eq!(last["event_type"], "TrainingCompleted");
+        assert_eq!(last["metadata"]["actor"], "人事課（CLI）");
+    }
+);

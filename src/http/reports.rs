@@ -37,13 +37,46 @@ pub fn parse_as_of(as_of: Option<&str>) -> ApiResult<Option<i64>> {
     }
 }
 
+/// Every plan item with this fiscal year's target, actual and achievement per indicator.
 async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(READERS)?;
-    let items = state.ledger.projector.plan_items()?;
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|(code, title)| json!({"code": code, "title": title}))
-        .collect();
+    let this_year = FiscalYear::of(super::staff::today_jst());
+    let projector = &state.ledger.projector;
+    let mut items = Vec::new();
+    for (code, title) in projector.plan_items()? {
+        let sheet = projector.sheet(&code, None)?.unwrap_or(Value::Null);
+        let indicators: Vec<Value> = sheet["indicators"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|indicator| {
+                let cell = indicator["years"]
+                    .as_array()
+                    .and_then(|years| {
+                        years
+                            .iter()
+                            .find(|y| y["fiscal_year"] == json!(this_year.year()))
+                    })
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                json!({
+                    "code": indicator["code"],
+                    "name": indicator["name"],
+                    "target": cell["target"],
+                    "actual": cell["actual"],
+                    "achieved": cell["achieved"],
+                })
+            })
+            .collect();
+        items.push(json!({
+            "code": code,
+            "title": title,
+            "fiscal_year": this_year.year(),
+            "label": this_year.label(),
+            "indicators": indicators,
+        }));
+    }
     Ok(Json(json!({ "items": items })))
 }
 

@@ -123,6 +123,25 @@ fn text(value: &str, field: &str) -> ApiResult<Text> {
     Text::parse(value).map_err(|e| ApiError::validation(format!("{field}: {e}")))
 }
 
+/// Checks a piece of personal text and seals it under the staff member's key.
+async fn seal(ledger: &Ledger, staff_id: Uuid, value: &str, field: &str) -> ApiResult<Sealed> {
+    let checked = text(value, field)?;
+    Ok(ledger.keys.seal(staff_id, checked.as_str()).await?)
+}
+
+/// [`seal`] for optional fields.
+async fn seal_optional(
+    ledger: &Ledger,
+    staff_id: Uuid,
+    value: Option<&String>,
+    field: &str,
+) -> ApiResult<Option<Sealed>> {
+    match value {
+        Some(value) => Ok(Some(seal(ledger, staff_id, value, field).await?)),
+        None => Ok(None),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
@@ -298,7 +317,7 @@ async fn record_interview(
     AppJson(body): AppJson<InterviewBody>,
 ) -> ApiResult<Response> {
     require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let note = text(&body.note, "note")?;
+    let note = seal(&state.ledger, staff_id, &body.note, "note").await?;
     let interview_id = Uuid::new_v4();
     let command = StaffCommand::RecordInterview {
         interview: Interview {
@@ -306,7 +325,7 @@ async fn record_interview(
             kind: body.kind,
             held_on: body.held_on,
             interviewer_id: body.interviewer_id,
-            note: state.ledger.keys.seal(staff_id, note.as_str()).await?,
+            note,
         },
         interviewer_registered: is_registered(&state.ledger, body.interviewer_id)?,
     };
@@ -332,13 +351,7 @@ async fn correct_interview(
     AppJson(body): AppJson<InterviewCorrectionBody>,
 ) -> ApiResult<Response> {
     require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let note = match &body.note {
-        Some(note) => {
-            let note = text(note, "note")?;
-            Some(state.ledger.keys.seal(staff_id, note.as_str()).await?)
-        }
-        None => None,
-    };
+    let note = seal_optional(&state.ledger, staff_id, body.note.as_ref(), "note").await?;
     let meta = Meta::new(&caller.0, &request_id).with_reason(body.reason.as_str());
     let command = StaffCommand::CorrectInterview {
         interview_id,
@@ -392,13 +405,7 @@ async fn record_evaluation(
     AppJson(body): AppJson<EvaluationBody>,
 ) -> ApiResult<Response> {
     require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let comment = match &body.comment {
-        Some(comment) => {
-            let comment = text(comment, "comment")?;
-            Some(state.ledger.keys.seal(staff_id, comment.as_str()).await?)
-        }
-        None => None,
-    };
+    let comment = seal_optional(&state.ledger, staff_id, body.comment.as_ref(), "comment").await?;
     let evaluation_id = Uuid::new_v4();
     let command = StaffCommand::RecordEvaluation {
         evaluation: Evaluation {
@@ -434,13 +441,7 @@ async fn correct_evaluation(
     AppJson(body): AppJson<EvaluationCorrectionBody>,
 ) -> ApiResult<Response> {
     require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let comment = match &body.comment {
-        Some(comment) => {
-            let comment = text(comment, "comment")?;
-            Some(state.ledger.keys.seal(staff_id, comment.as_str()).await?)
-        }
-        None => None,
-    };
+    let comment = seal_optional(&state.ledger, staff_id, body.comment.as_ref(), "comment").await?;
     let meta = Meta::new(&caller.0, &request_id).with_reason(body.reason.as_str());
     let command = StaffCommand::CorrectEvaluation {
         evaluation_id,
@@ -472,10 +473,9 @@ async fn dispute_evaluation(
         return Err(ApiError::forbidden());
     }
     require_known(&state.ledger, staff_id)?;
-    let dispute = text(&body.text, "text")?;
     let command = StaffCommand::DisputeEvaluation {
         evaluation_id,
-        text: state.ledger.keys.seal(staff_id, dispute.as_str()).await?,
+        text: seal(&state.ledger, staff_id, &body.text, "text").await?,
     };
     let meta = Meta::new(&caller.0, &request_id);
     run(

@@ -116,52 +116,12 @@ fn changes_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LedgerEvent, Recorded};
+    use crate::testing::*;
+    use crate::LedgerEvent;
     use kiroku_domain::incident::IncidentEvent;
-    use kiroku_domain::plan::{
-        IndicatorDefinition, Manual, PlanEvent, PlanItemDefinition, RuleName, RuleParams,
-    };
-    use kiroku_domain::session::{Schedule, SessionEvent};
-    use kiroku_domain::staff::{Interview, Registration, Rehire, StaffEvent};
+    use kiroku_domain::plan::{Manual, PlanEvent, RuleName, RuleParams};
+    use kiroku_domain::staff::StaffEvent;
     use kiroku_domain::values::*;
-    use uuid::Uuid;
-
-    const ITEM: &str = "2-1-2";
-
-    fn date(s: &str) -> Date {
-        s.parse().expect("test date")
-    }
-
-    fn fy(year: i32) -> FiscalYear {
-        FiscalYear::new(year).expect("test fiscal year")
-    }
-
-    fn text(s: &str) -> Text {
-        Text::parse(s).expect("test text")
-    }
-
-    fn code(s: &str) -> Code {
-        Code::parse(s).expect("test code")
-    }
-
-    fn grade(g: u8) -> Grade {
-        Grade::try_from(g).expect("test grade")
-    }
-
-    fn understanding(u: u8) -> Understanding {
-        Understanding::try_from(u).expect("test understanding")
-    }
-
-    fn sealed() -> Sealed {
-        Sealed {
-            enc: "test".into(),
-            ct: "AAAA".into(),
-        }
-    }
-
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
-    }
 
     fn actual(position: i64, before: Value, after: Value) -> Change {
         Change {
@@ -181,253 +141,7 @@ mod tests {
         }
     }
 
-    /// A hand-written log: every call appends one event at the next position (1, 2, 3…) and
-    /// applies it to the fact store and the plan book.
-    #[derive(Default)]
-    struct Log {
-        facts: Facts,
-        book: PlanBook,
-        position: i64,
-    }
-
     impl Log {
-        fn push(&mut self, aggregate: String, event: LedgerEvent) -> i64 {
-            self.position += 1;
-            let recorded = Recorded {
-                position: self.position,
-                recorded_at: 1_700_000_000_000 + self.position,
-                aggregate_id: aggregate,
-                actor: Some("hr".into()),
-                reason: None,
-                event,
-            };
-            self.facts.apply(&recorded);
-            self.book.apply(&recorded);
-            self.position
-        }
-
-        fn staff(&mut self, staff: Uuid, event: StaffEvent) -> i64 {
-            self.push(staff.to_string(), LedgerEvent::Staff(event))
-        }
-
-        fn session(&mut self, session: Uuid, event: SessionEvent) -> i64 {
-            self.push(session.to_string(), LedgerEvent::Session(event))
-        }
-
-        fn plan(&mut self, event: PlanEvent) -> i64 {
-            self.push(ITEM.to_string(), LedgerEvent::Plan(event))
-        }
-
-        fn define_item(&mut self) -> i64 {
-            self.plan(PlanEvent::PlanItemDefined(PlanItemDefinition {
-                code: code(ITEM),
-                title: text("研修内容の充実"),
-                pillar: text("人材育成"),
-                parent_code: None,
-                lead_department: text("人事課"),
-                status: ItemStatus::Continued,
-                aim: None,
-                related_plans: None,
-                from_fiscal_year: fy(2023),
-                to_fiscal_year: fy(2025),
-            }))
-        }
-
-        fn define(&mut self, indicator: &str, source: IndicatorSource) -> i64 {
-            self.plan(PlanEvent::IndicatorDefined(IndicatorDefinition {
-                indicator_code: code(indicator),
-                name: text(indicator),
-                description: None,
-                kind: IndicatorKind::Outcome,
-                unit: Unit::Count,
-                source,
-                baseline: None,
-            }))
-        }
-
-        fn define_rule(&mut self, indicator: &str, rule: RuleName) -> i64 {
-            self.define(
-                indicator,
-                IndicatorSource::Rule {
-                    rule,
-                    params: RuleParams::default(),
-                },
-            )
-        }
-
-        fn set_target(&mut self, indicator: &str, year: i32, value: f64) -> i64 {
-            self.plan(PlanEvent::TargetSet {
-                indicator_code: code(indicator),
-                fiscal_year: fy(year),
-                op: TargetOp::AtLeast,
-                value,
-            })
-        }
-
-        fn register(&mut self, staff: Uuid, gender: Gender, hired_on: &str, g: u8) -> i64 {
-            self.register_in(staff, gender, hired_on, g, DepartmentKind::FrontOffice)
-        }
-
-        fn register_in(
-            &mut self,
-            staff: Uuid,
-            gender: Gender,
-            hired_on: &str,
-            g: u8,
-            kind: DepartmentKind,
-        ) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffRegistered(Registration {
-                    employee_no: EmployeeNo::parse(&format!("E{}", staff.as_u128()))
-                        .expect("test employee no"),
-                    name: sealed(),
-                    name_kana: None,
-                    gender,
-                    hired_on: date(hired_on),
-                    grade: grade(g),
-                    job_type: JobType::Administrative,
-                    employment: Employment::Regular,
-                    department: text("税務課"),
-                    department_kind: kind,
-                }),
-            )
-        }
-
-        fn grade_change(&mut self, staff: Uuid, g: u8, effective_on: &str) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::GradeChanged {
-                    grade: grade(g),
-                    effective_on: date(effective_on),
-                    reason: GradeChangeReason::Promotion,
-                },
-            )
-        }
-
-        fn transfer(
-            &mut self,
-            staff: Uuid,
-            department_kind: DepartmentKind,
-            effective_on: &str,
-            kind: TransferKind,
-        ) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffTransferred {
-                    to_department: text("企画課"),
-                    department_kind,
-                    effective_on: date(effective_on),
-                    kind,
-                },
-            )
-        }
-
-        fn separate(&mut self, staff: Uuid, effective_on: &str) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffSeparated {
-                    effective_on: date(effective_on),
-                    reason: SeparationReason::Resignation,
-                },
-            )
-        }
-
-        fn rehire(&mut self, staff: Uuid, effective_on: &str, kind: DepartmentKind) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffRehired(Rehire {
-                    effective_on: date(effective_on),
-                    grade: grade(6),
-                    department: text("財政課"),
-                    department_kind: kind,
-                    employment: Employment::Reappointed,
-                }),
-            )
-        }
-
-        fn interview(&mut self, staff: Uuid, interview: Uuid, held_on: &str) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::InterviewRecorded(Interview {
-                    interview_id: interview,
-                    kind: InterviewKind::Evaluation,
-                    held_on: date(held_on),
-                    interviewer_id: id(999),
-                    note: sealed(),
-                }),
-            )
-        }
-
-        fn schedule(&mut self, session: Uuid) -> i64 {
-            self.session(
-                session,
-                SessionEvent::SessionScheduled(Schedule {
-                    course_code: text("K-01"),
-                    title: text("新任係長研修"),
-                    category: TrainingCategory::Tiered,
-                    provider: text("庁内"),
-                    delivery: Delivery::InPerson,
-                    starts_on: date("2023-04-01"),
-                    ends_on: date("2023-04-01"),
-                    capacity: 100,
-                }),
-            )
-        }
-
-        /// Enrols and completes; returns the position of the completion.
-        fn complete(&mut self, session: Uuid, staff: Uuid, on: &str, u: Option<u8>) -> i64 {
-            self.session(
-                session,
-                SessionEvent::StaffEnrolled {
-                    staff_id: staff,
-                    status: EnrolmentStatus::Enrolled,
-                },
-            );
-            self.session(
-                session,
-                SessionEvent::TrainingCompleted {
-                    staff_id: staff,
-                    completed_on: date(on),
-                    understanding: u.map(understanding),
-                },
-            )
-        }
-
-        fn correct(&mut self, session: Uuid, staff: Uuid, on: Option<&str>, u: Option<u8>) -> i64 {
-            self.session(
-                session,
-                SessionEvent::CompletionCorrected {
-                    staff_id: staff,
-                    completed_on: on.map(date),
-                    understanding: u.map(understanding),
-                    reason: text("訂正"),
-                },
-            )
-        }
-
-        fn revoke(&mut self, session: Uuid, staff: Uuid) -> i64 {
-            self.session(
-                session,
-                SessionEvent::CompletionRevoked {
-                    staff_id: staff,
-                    reason: text("受講していなかった"),
-                },
-            )
-        }
-
-        fn incident(&mut self, incident: Uuid, occurred_on: &str) -> i64 {
-            self.push(
-                incident.to_string(),
-                LedgerEvent::Incident(IncidentEvent::ComplianceIncidentRecorded {
-                    incident_id: incident,
-                    occurred_on: date(occurred_on),
-                    department: text("市民課"),
-                    summary: text("誤送付"),
-                }),
-            )
-        }
-
         fn trail(&self, indicator: &str, year: i32) -> Option<Vec<Change>> {
             trail(
                 &self.facts,
@@ -458,7 +172,7 @@ mod tests {
         log.define_item();
         log.define_rule("attendees", RuleName::TrainingCompletions);
         log.register(id(1), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let completed = log.complete(id(100), id(1), "2023-06-01", None);
         let revoked = log.revoke(id(100), id(1));
         let again = log.complete(id(100), id(1), "2023-07-01", None);
@@ -480,7 +194,7 @@ mod tests {
         log.define_item();
         log.define_rule("attendees", RuleName::TrainingCompletions);
         log.register(id(1), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let completed = log.complete(id(100), id(1), "2024-03-31", None);
         let corrected = log.correct(id(100), id(1), Some("2024-04-01"), None);
         assert_eq!(
@@ -505,7 +219,7 @@ mod tests {
         log.define_rule("understood", RuleName::TrainingUnderstandingRate);
         log.register(id(1), Gender::Male, "2020-04-01", 2);
         log.register(id(2), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let first = log.complete(id(100), id(1), "2023-06-01", Some(5));
         let second = log.complete(id(100), id(2), "2023-06-01", Some(3));
         let corrected = log.correct(id(100), id(2), None, Some(4));
@@ -534,7 +248,7 @@ mod tests {
         log.define_rule("attendees", RuleName::TrainingCompletions);
         let set = log.set_target("attendees", 2023, 2300.0);
         log.register(id(1), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let completed = log.complete(id(100), id(1), "2023-06-01", None);
         let revised = log.set_target("attendees", 2023, 2500.0);
         // Setting the same target again changes nothing.
@@ -597,7 +311,7 @@ mod tests {
         log.define_item();
         log.define_rule("attendees", RuleName::TrainingCompletions);
         log.register(id(1), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let completed = log.complete(id(100), id(1), "2023-06-01", None);
         let revoked = log.revoke(id(100), id(1));
         log.set_target("attendees", 2023, 10.0);
@@ -622,7 +336,7 @@ mod tests {
         log.define_rule("participation", RuleName::TrainingParticipationRate);
         let first = log.register(id(1), Gender::Male, "2020-04-01", 2);
         log.register(id(2), Gender::Male, "2020-04-01", 2);
-        log.schedule(id(100));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
         let completed = log.complete(id(100), id(1), "2023-06-01", None);
         // Staff 2 left on the reference date itself: out of FY2023's population.
         let separated = log.separate(id(2), "2023-04-01");
@@ -705,8 +419,8 @@ mod tests {
         log.transfer(id(2), FrontOffice, "2019-04-01", TransferKind::Regular);
         log.transfer(id(2), Administration, "2024-04-01", TransferKind::Dispatch);
         log.grade_change(id(3), 2, "2024-04-01");
-        log.schedule(id(100));
-        log.schedule(id(101));
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.schedule(id(101), TrainingCategory::Tiered, "庁内");
         log.complete(id(100), id(1), "2023-06-01", Some(5));
         log.complete(id(100), id(2), "2024-03-31", Some(2));
         log.complete(id(101), id(3), "2023-09-01", None);
@@ -714,10 +428,10 @@ mod tests {
         log.correct(id(101), id(3), None, Some(4));
         log.revoke(id(100), id(1));
         log.complete(id(100), id(1), "2024-01-15", Some(3));
-        log.interview(id(1), id(500), "2023-05-01");
-        log.interview(id(1), id(501), "2023-11-01");
-        log.interview(id(2), id(502), "2023-05-01");
-        log.interview(id(2), id(503), "2024-03-01");
+        log.interview(id(1), id(500), InterviewKind::Evaluation, "2023-05-01");
+        log.interview(id(1), id(501), InterviewKind::Evaluation, "2023-11-01");
+        log.interview(id(2), id(502), InterviewKind::Evaluation, "2023-05-01");
+        log.interview(id(2), id(503), InterviewKind::Evaluation, "2024-03-01");
         log.staff(
             id(2),
             StaffEvent::InterviewCorrected {
@@ -736,7 +450,7 @@ mod tests {
             },
         );
         log.separate(id(2), "2024-04-01");
-        log.rehire(id(2), "2025-04-01", Administration);
+        log.rehire(id(2), "2025-04-01", 6, Administration);
         log.separate(id(3), "2023-04-01");
         log.incident(id(700), "2023-05-01");
         log.incident(id(701), "2024-05-01");

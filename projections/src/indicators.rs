@@ -1002,230 +1002,10 @@ impl Facts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
     use kiroku_domain::plan::IndicatorDefinition;
-    use kiroku_domain::session::Schedule;
-    use kiroku_domain::staff::{Interview, Registration, Rehire};
-
-    fn date(s: &str) -> Date {
-        s.parse().expect("test date")
-    }
-
-    fn fy(year: i32) -> FiscalYear {
-        FiscalYear::new(year).expect("test fiscal year")
-    }
-
-    fn text(s: &str) -> Text {
-        Text::parse(s).expect("test text")
-    }
-
-    fn code(s: &str) -> Code {
-        Code::parse(s).expect("test code")
-    }
-
-    fn grade(g: u8) -> Grade {
-        Grade::try_from(g).expect("test grade")
-    }
-
-    fn understanding(u: u8) -> Understanding {
-        Understanding::try_from(u).expect("test understanding")
-    }
-
-    fn sealed() -> Sealed {
-        Sealed {
-            enc: "test".into(),
-            ct: "AAAA".into(),
-        }
-    }
-
-    fn id(n: u128) -> Uuid {
-        Uuid::from_u128(n)
-    }
-
-    const ITEM: &str = "2-1-2";
-
-    /// A hand-written log: every call appends one event at the next position (1, 2, 3…) and
-    /// applies it to the fact store.
-    #[derive(Default)]
-    struct Log {
-        facts: Facts,
-        position: i64,
-    }
 
     impl Log {
-        fn push(&mut self, aggregate: String, event: LedgerEvent) -> i64 {
-            self.position += 1;
-            self.facts.apply(&Recorded {
-                position: self.position,
-                recorded_at: 1_700_000_000_000 + self.position,
-                aggregate_id: aggregate,
-                actor: Some("hr".into()),
-                reason: None,
-                event,
-            });
-            self.position
-        }
-
-        fn staff(&mut self, staff: Uuid, event: StaffEvent) -> i64 {
-            self.push(staff.to_string(), LedgerEvent::Staff(event))
-        }
-
-        fn session(&mut self, session: Uuid, event: SessionEvent) -> i64 {
-            self.push(session.to_string(), LedgerEvent::Session(event))
-        }
-
-        fn plan(&mut self, event: PlanEvent) -> i64 {
-            self.push(ITEM.to_string(), LedgerEvent::Plan(event))
-        }
-
-        fn register(&mut self, staff: Uuid, gender: Gender, hired_on: &str, g: u8) -> i64 {
-            self.register_in(staff, gender, hired_on, g, DepartmentKind::FrontOffice)
-        }
-
-        fn register_in(
-            &mut self,
-            staff: Uuid,
-            gender: Gender,
-            hired_on: &str,
-            g: u8,
-            kind: DepartmentKind,
-        ) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffRegistered(Registration {
-                    employee_no: EmployeeNo::parse(&format!("E{}", staff.as_u128()))
-                        .expect("test employee no"),
-                    name: sealed(),
-                    name_kana: None,
-                    gender,
-                    hired_on: date(hired_on),
-                    grade: grade(g),
-                    job_type: JobType::Administrative,
-                    employment: Employment::Regular,
-                    department: text("税務課"),
-                    department_kind: kind,
-                }),
-            )
-        }
-
-        fn grade_change(&mut self, staff: Uuid, g: u8, effective_on: &str) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::GradeChanged {
-                    grade: grade(g),
-                    effective_on: date(effective_on),
-                    reason: GradeChangeReason::Promotion,
-                },
-            )
-        }
-
-        fn transfer(
-            &mut self,
-            staff: Uuid,
-            department_kind: DepartmentKind,
-            effective_on: &str,
-            kind: TransferKind,
-        ) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffTransferred {
-                    to_department: text("企画課"),
-                    department_kind,
-                    effective_on: date(effective_on),
-                    kind,
-                },
-            )
-        }
-
-        fn separate(&mut self, staff: Uuid, effective_on: &str) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffSeparated {
-                    effective_on: date(effective_on),
-                    reason: SeparationReason::Resignation,
-                },
-            )
-        }
-
-        fn rehire(&mut self, staff: Uuid, effective_on: &str, kind: DepartmentKind) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::StaffRehired(Rehire {
-                    effective_on: date(effective_on),
-                    grade: grade(3),
-                    department: text("財政課"),
-                    department_kind: kind,
-                    employment: Employment::Reappointed,
-                }),
-            )
-        }
-
-        fn interview(
-            &mut self,
-            staff: Uuid,
-            interview: Uuid,
-            kind: InterviewKind,
-            held_on: &str,
-        ) -> i64 {
-            self.staff(
-                staff,
-                StaffEvent::InterviewRecorded(Interview {
-                    interview_id: interview,
-                    kind,
-                    held_on: date(held_on),
-                    interviewer_id: id(999),
-                    note: sealed(),
-                }),
-            )
-        }
-
-        fn schedule(&mut self, session: Uuid, category: TrainingCategory, provider: &str) -> i64 {
-            self.session(
-                session,
-                SessionEvent::SessionScheduled(Schedule {
-                    course_code: text("K-01"),
-                    title: text("新任係長研修"),
-                    category,
-                    provider: text(provider),
-                    delivery: Delivery::InPerson,
-                    starts_on: date("2023-04-01"),
-                    ends_on: date("2023-04-01"),
-                    capacity: 100,
-                }),
-            )
-        }
-
-        /// Enrols and completes in one go (as an attendance import does); returns the
-        /// position of the completion.
-        fn complete(&mut self, session: Uuid, staff: Uuid, on: &str, u: Option<u8>) -> i64 {
-            self.session(
-                session,
-                SessionEvent::StaffEnrolled {
-                    staff_id: staff,
-                    status: EnrolmentStatus::Enrolled,
-                },
-            );
-            self.session(
-                session,
-                SessionEvent::TrainingCompleted {
-                    staff_id: staff,
-                    completed_on: date(on),
-                    understanding: u.map(understanding),
-                },
-            )
-        }
-
-        fn incident(&mut self, incident: Uuid, occurred_on: &str) -> i64 {
-            self.push(
-                incident.to_string(),
-                LedgerEvent::Incident(IncidentEvent::ComplianceIncidentRecorded {
-                    incident_id: incident,
-                    occurred_on: date(occurred_on),
-                    department: text("市民課"),
-                    summary: text("誤送付"),
-                }),
-            )
-        }
-
         fn value(&self, rule: RuleName, params: &RuleParams, year: i32) -> Option<f64> {
             self.facts.compute(rule, params, fy(year), self.position)
         }
@@ -1575,7 +1355,7 @@ mod tests {
         let mut log = Log::default();
         log.register(id(1), Gender::Female, "2010-04-01", 6);
         let separated = log.separate(id(1), "2022-04-01");
-        log.rehire(id(1), "2023-04-01", DepartmentKind::Administration);
+        log.rehire(id(1), "2023-04-01", 3, DepartmentKind::Administration);
         let rate = RuleName::WomenInManagementRate;
         assert_eq!(
             log.value_at(rate, &none(), 2021, separated - 1),
@@ -1617,7 +1397,7 @@ mod tests {
         log.register_in(id(4), Gender::Female, "2009-04-01", 3, FrontOffice);
         log.transfer(id(4), Program, "2011-04-01", TransferKind::Regular);
         log.separate(id(4), "2014-04-01");
-        log.rehire(id(4), "2019-04-01", Administration);
+        log.rehire(id(4), "2019-04-01", 3, Administration);
         let rotation = RuleName::RotationCoverage;
         // FY2024: denominator staff 1, 2, 4; numerator staff 1, 4 → 66.7 %.
         assert_eq!(log.value(rotation, &none(), 2024), Some(66.7));

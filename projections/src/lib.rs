@@ -6,6 +6,8 @@ pub mod history;
 pub mod indicators;
 pub mod plans;
 pub mod sheet;
+#[cfg(test)]
+mod testing;
 
 use kiroku_domain::incident::{ComplianceIncident, IncidentEvent};
 use kiroku_domain::plan::{PlanEvent, PlanItem};

@@ -187,6 +187,17 @@ both_backends!(
         let (status, _) = sheet_text(&app, "?format=pdf").await;
         assert_eq!(status, 400);
 
+        let list = app.get(&app.auditor, "/plan-items").await;
+        assert_eq!(list.status.as_u16(), 200);
+        assert_eq!(list.body["items"][0]["code"], "2-1-2");
+        assert_eq!(list.body["items"][0]["indicators"][0]["code"], "attendees");
+        let staff_token = app
+            .token(kiroku::storage::tokens::Role::Staff, "職員", Some(staff[2]))
+            .await;
+        app.get(&staff_token, "/plan-items")
+            .await
+            .assert_problem(403, "forbidden");
+
         let (status, _) = sheet_text(&app, "?as_of=yesterday").await;
         assert_eq!(status, 400);
     }

@@ -33,7 +33,12 @@ pub enum Command {
     Serve {
         #[arg(long, env = "KIROKU_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Fill an empty ledger with the demo city before serving.
+        #[arg(long)]
+        demo: bool,
     },
+    /// Fills an empty ledger with the demo city (about 1,000 staff, FY2021–FY2025).
+    Demo,
     /// Manages API tokens.
     Token {
         #[command(subcommand)]
@@ -114,10 +119,25 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn execute(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Serve { addr } => {
+        Command::Serve { addr, demo } => {
             let app = Application::build(&cli.database, addr)
                 .await
                 .map_err(|e| e.to_string())?;
+            if demo {
+                let ledger = app.ledger();
+                let events = crate::storage::log::count(&ledger.backend)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if events == 0 {
+                    let summary = load_demo(&ledger).await?;
+                    tracing::info!(events = summary.events, "the demo city is loaded");
+                } else {
+                    tracing::info!(
+                        events,
+                        "the ledger is not empty; the demo city is not loaded again"
+                    );
+                }
+            }
             tracing::info!(port = app.port(), database = %redact(&cli.database), "kiroku is serving");
             app.run_until(shutdown_signal())
                 .await
@@ -155,6 +175,17 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo => {
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let summary = load_demo(&ledger).await?;
+            println!(
+                "demo city loaded: {} events, {} staff, {} sessions, {} completions",
+                summary.events, summary.staff, summary.sessions, summary.completions
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild => {
@@ -301,6 +332,17 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+async fn load_demo(ledger: &Ledger) -> Result<crate::demo::DemoSummary, String> {
+    let started = std::time::Instant::now();
+    let summary = crate::demo::load(ledger).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        events = summary.events,
+        "demo city generated"
+    );
+    Ok(summary)
 }
 
 /// Hides a password in a database URL for logs.

@@ -173,36 +173,51 @@ impl Ledger {
         A::Command: Clone,
         A::Error: DomainError,
     {
-        let metadata = meta.to_map();
-        {
-            let _turn = self.stripe(A::TYPE, id).lock().await;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match cqrs
-                    .execute_with_metadata(id, command.clone(), metadata.clone())
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(AggregateError::UserError(error)) => {
-                        return Err(CommandError::Refused {
-                            code: error.code(),
-                            refusal: error.refusal(),
-                            message: error.to_string(),
-                        })
-                    }
-                    Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
-                        // Another process wrote to this aggregate first: reload and decide again.
-                        let pause = rand::thread_rng().gen_range(1..=(2 * attempt as u64));
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
-                    }
-                    Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
-                    Err(other) => return Err(CommandError::Storage(other.to_string())),
-                }
-            }
-        }
+        self.record(cqrs, id, command, meta).await?;
         let events = read_request(&self.backend, A::TYPE, id, &meta.request_id).await?;
         self.projector.catch_up().await?;
         Ok(Appended { events })
+    }
+
+    /// [`execute`](Self::execute) without reading the appended events back or folding them
+    /// into the read models: for bulk loads that catch the projector up once at the end.
+    pub async fn record<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        id: &str,
+        command: A::Command,
+        meta: &Meta,
+    ) -> Result<(), CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        A::Error: DomainError,
+    {
+        let metadata = meta.to_map();
+        let _turn = self.stripe(A::TYPE, id).lock().await;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match cqrs
+                .execute_with_metadata(id, command.clone(), metadata.clone())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(AggregateError::UserError(error)) => {
+                    return Err(CommandError::Refused {
+                        code: error.code(),
+                        refusal: error.refusal(),
+                        message: error.to_string(),
+                    })
+                }
+                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    // Another process wrote to this aggregate first: reload and decide again.
+                    let pause = rand::thread_rng().gen_range(1..=(2 * attempt as u64));
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
+                Err(other) => return Err(CommandError::Storage(other.to_string())),
+            }
+        }
     }
 }

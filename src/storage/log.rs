@@ -160,3 +160,20 @@ pub async fn read_positions(
     events.dedup_by_key(|e| e.position);
     Ok(events)
 }
+
+/// How many events of each type the log holds.
+pub async fn count_by_type(
+    backend: &Backend,
+) -> Result<std::collections::BTreeMap<String, usize>, StorageError> {
+    with_pool!(backend, pool => {
+        let rows = sqlx::query("SELECT event_type, COUNT(*) FROM events GROUP BY event_type")
+            .fetch_all(pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let count: i64 = row.try_get(1)?;
+                Ok((row.try_get::<String, _>(0)?, count.max(0) as usize))
+            })
+            .collect()
+    })
+}

@@ -10,9 +10,9 @@
 //!    interviews twice a year, annual evaluations, compliance incidents and the plan items of
 //!    the progress sheets. Every command is stamped with the business date a clerk would have
 //!    entered it, and every id is a UUIDv5 of a demo namespace and a counter.
-//! 2. The commands are executed one by one in date order through [`Ledger::execute`], built
+//! 2. The commands are executed one by one in date order through [`Ledger::record`], built
 //!    exactly as the HTTP handlers build them: names and free text sealed under each person's
-//!    key, `staff_registered` / `interviewer_registered` looked up in the projector,
+//!    key, `staff_registered` / `interviewer_registered` from the staff this load registered,
 //!    publications freezing the actuals the projector computes at that point of the log.
 //!
 //! The generator steers a few aggregates so the sheets tell a plausible story: about 2,300

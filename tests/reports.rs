@@ -158,6 +158,11 @@ both_backends!(
         assert_eq!(attendees["published"]["value"], json!(2.0));
         assert_eq!(attendees["actual"]["value"], json!(1.0));
         assert_eq!(attendees["drift"], json!(-1.0));
+        let (_, after_publication) = sheet_text(&app, &format!("?as_of={t1}")).await;
+        assert_eq!(
+            after_publication, before,
+            "a publication and a later revocation leave the sheet as of T1 unchanged"
+        );
 
         // The same sheet in the other formats, over HTTP.
         for (format, content_type, magic) in [

@@ -367,28 +367,41 @@ impl Facts {
         index
     }
 
+    /// A registration or rehire: a period of service starting on `on`, with its grade and
+    /// department kind from that day.
+    fn start_period(
+        &mut self,
+        staff: usize,
+        on: Date,
+        grade: Grade,
+        kind: DepartmentKind,
+        position: i64,
+    ) {
+        self.service_events.push((on, position));
+        let facts = &mut self.staff[staff];
+        facts.periods.push(Period {
+            start: on,
+            from: position,
+            end: None,
+        });
+        facts.grades.push(Dated {
+            value: grade,
+            effective_on: on,
+            from: position,
+        });
+        facts.departments.push(Dated {
+            value: kind,
+            effective_on: on,
+            from: position,
+        });
+    }
+
     fn apply_staff(&mut self, id: Uuid, position: i64, event: &StaffEvent) {
         let staff = self.staff_index(id);
         match event {
             StaffEvent::StaffRegistered(r) => {
-                self.service_events.push((r.hired_on, position));
-                let facts = &mut self.staff[staff];
-                facts.gender = Some(r.gender);
-                facts.periods.push(Period {
-                    start: r.hired_on,
-                    from: position,
-                    end: None,
-                });
-                facts.grades.push(Dated {
-                    value: r.grade,
-                    effective_on: r.hired_on,
-                    from: position,
-                });
-                facts.departments.push(Dated {
-                    value: r.department_kind,
-                    effective_on: r.hired_on,
-                    from: position,
-                });
+                self.staff[staff].gender = Some(r.gender);
+                self.start_period(staff, r.hired_on, r.grade, r.department_kind, position);
             }
             StaffEvent::GradeChanged {
                 grade,
@@ -438,23 +451,7 @@ impl Facts {
                 }
             }
             StaffEvent::StaffRehired(r) => {
-                self.service_events.push((r.effective_on, position));
-                let facts = &mut self.staff[staff];
-                facts.periods.push(Period {
-                    start: r.effective_on,
-                    from: position,
-                    end: None,
-                });
-                facts.grades.push(Dated {
-                    value: r.grade,
-                    effective_on: r.effective_on,
-                    from: position,
-                });
-                facts.departments.push(Dated {
-                    value: r.department_kind,
-                    effective_on: r.effective_on,
-                    from: position,
-                });
+                self.start_period(staff, r.effective_on, r.grade, r.department_kind, position);
             }
             StaffEvent::InterviewRecorded(i) => {
                 let key = (staff, i.interview_id);

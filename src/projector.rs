@@ -45,6 +45,14 @@ struct State {
 }
 
 impl State {
+    /// The position a report `as_of` (ms; `None` = now) is drawn at, and its `as_of` label.
+    fn resolve(&self, as_of: Option<i64>) -> (i64, String) {
+        match as_of {
+            Some(ms) => (self.position_at(ms), rfc3339_ms(ms)),
+            None => (self.position, rfc3339_ms(now_ms())),
+        }
+    }
+
     /// The last position recorded at or before `as_of` (ms), 0 before the first event.
     fn position_at(&self, as_of: i64) -> i64 {
         let after = self.timeline.partition_point(|&(_, at)| at <= as_of);
@@ -236,10 +244,7 @@ impl Projector {
     /// epoch; `None` = now). `None` when the item was not defined by then.
     pub fn sheet(&self, code: &str, as_of: Option<i64>) -> Result<Option<Value>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        let (at, label) = match as_of {
-            Some(ms) => (state.position_at(ms), rfc3339_ms(ms)),
-            None => (state.position, rfc3339_ms(now_ms())),
-        };
+        let (at, label) = state.resolve(as_of);
         Ok(sheet::sheet(&state.plans, &state.facts, code, at, &label))
     }
 
@@ -286,10 +291,7 @@ impl Projector {
         as_of: Option<i64>,
     ) -> Result<Option<(i64, String, Vec<Change>)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        let (at, label) = match as_of {
-            Some(ms) => (state.position_at(ms), rfc3339_ms(ms)),
-            None => (state.position, rfc3339_ms(now_ms())),
-        };
+        let (at, label) = state.resolve(as_of);
         Ok(
             audit::trail(&state.facts, &state.plans, code, indicator, fiscal_year, at)
                 .map(|changes| (at, label, changes)),

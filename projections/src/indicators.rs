@@ -914,11 +914,7 @@ impl Facts {
         at: i64,
     ) -> Vec<i64> {
         plan_facts(&self.targets, item, indicator, fy).map_or_else(Vec::new, |entries| {
-            entries
-                .iter()
-                .map(|e| e.from)
-                .take_while(|p| *p <= at)
-                .collect()
+            up_to(entries.iter().map(|e| e.from), at)
         })
     }
 
@@ -933,11 +929,7 @@ impl Facts {
         at: i64,
     ) -> Vec<i64> {
         plan_facts(&self.actuals, item, indicator, fy).map_or_else(Vec::new, |entries| {
-            entries
-                .iter()
-                .map(|e| e.from)
-                .take_while(|p| *p <= at)
-                .collect()
+            up_to(entries.iter().map(|e| e.from), at)
         })
     }
 
@@ -994,6 +986,11 @@ impl Facts {
             .enumerate()
             .filter(move |(_, s)| s.in_service_on(date, at))
     }
+}
+
+/// The ascending positions of `froms` up to and including `at`.
+fn up_to(froms: impl Iterator<Item = i64>, at: i64) -> Vec<i64> {
+    froms.take_while(|p| *p <= at).collect()
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// The whole log as NDJSON: backup, and the move from SQLite to PostgreSQL.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Reports from the ledger.
     Report {
         #[command(subcommand)]
@@ -72,6 +77,19 @@ pub enum ImportCommand {
         #[arg(long, env = "KIROKU_ACTOR", default_value = "人事課（CLI）")]
         actor: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Writes every event (with its position, recorded_at and hash) and the personal keys.
+    /// The file is as confidential as the database.
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Restores an export into an empty ledger, all or nothing; refused on a non-empty one.
+    Import { file: std::path::PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -308,6 +326,59 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Log {
+            command: LogCommand::Export { output },
+        } => {
+            use crate::storage::backup;
+            let backend = crate::storage::Backend::connect(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let sealer = crate::storage::chain::Sealer::new(backend.clone());
+            let header = match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut out = std::io::BufWriter::new(file);
+                    backup::export(&backend, &sealer, &mut out).await
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut out = std::io::BufWriter::new(stdout.lock());
+                    backup::export(&backend, &sealer, &mut out).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "exported {} events up to position {} (head {})",
+                header.events, header.head_position, header.head_hash
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log {
+            command: LogCommand::Import { file },
+        } => {
+            use crate::storage::backup;
+            let backend = crate::storage::Backend::connect(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            match backup::import_file(&backend, &file).await {
+                Ok(restored) => {
+                    println!(
+                        "imported {} events and {} keys up to position {} (head {})",
+                        restored.events, restored.keys, restored.head_position, restored.head_hash
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(
+                    error @ (backup::BackupError::NotEmpty { .. }
+                    | backup::BackupError::Invalid { .. }),
+                ) => {
+                    eprintln!("kiroku: {error}。何も取り込みませんでした");
+                    Ok(ExitCode::from(1))
+                }
+                Err(error) => Err(error.to_string()),
+            }
         }
         Command::Verify => {
             let ledger = Ledger::open(&cli.database)

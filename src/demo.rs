@@ -21,6 +21,7 @@
 //! sheet was published, so the sheets show drift that the audit trail explains.
 
 use crate::ledger::{CommandError, Cqrs, Ledger, Meta};
+use crate::storage::backup::{self, BackupError, LogImage};
 use crate::storage::{log, StorageError};
 use chrono::{Datelike, NaiveDate, TimeDelta, Weekday};
 use cqrs_es::Aggregate;
@@ -111,29 +112,123 @@ pub enum DemoError {
     Date(i32, u32, u32),
     #[error("plan item {0} is unknown to the projector")]
     UnknownPlanItem(String),
+    #[error("the scratch ledger of the demo city failed: {0}")]
+    Scratch(String),
+    #[error(transparent)]
+    Backup(#[from] BackupError),
 }
 
 /// Fills an empty ledger with the demo city. Refuses a ledger that already holds events.
+///
+/// The city is first played through the real commands into a scratch ledger; its log is then
+/// given the transaction times of the story (see [`stamp`]), re-chained, and restored into
+/// `ledger` through [`backup::restore`], the one path that takes stored times from outside
+/// and only into an empty ledger.
 pub async fn load(ledger: &Ledger) -> Result<DemoSummary, DemoError> {
     let existing = log::count(&ledger.backend).await?;
     if existing > 0 {
         return Err(DemoError::NotEmpty(existing));
     }
-    let city = City::simulate()?;
-    let mut summary = city.summary();
-    let mut runner = Runner {
-        ledger,
-        requests: 0,
-        registered: HashSet::new(),
-    };
-    for (_, op) in city.ops {
-        runner.execute(op).await?;
-    }
+    let (image, mut summary) = build().await?;
+    backup::restore(&ledger.backend, &image).await?;
     ledger.projector.catch_up().await?;
-    summary.commands = runner.requests;
     summary.event_types = log::count_by_type(&ledger.backend).await?;
     summary.events = log::count(&ledger.backend).await?;
     Ok(summary)
+}
+
+/// The demo city as a log whose `recorded_at` follow the story, hash-chained, with the
+/// personal keys its names are sealed under.
+pub async fn build() -> Result<(LogImage, DemoSummary), DemoError> {
+    let city = City::simulate()?;
+    let mut summary = city.summary();
+    let scratch = Scratch::create()?;
+    let ledger = Ledger::open(&scratch.url()).await?;
+    let mut runner = Runner {
+        ledger: &ledger,
+        requests: 0,
+        registered: HashSet::new(),
+        date: None,
+        dates: Vec::new(),
+    };
+    for (date, op) in city.ops {
+        runner.date = Some(date);
+        runner.execute(op).await?;
+    }
+    let dates = std::mem::take(&mut runner.dates);
+    summary.commands = runner.requests;
+    let mut image = backup::image(&ledger.backend).await?;
+    ledger.backend.close().await;
+    drop(scratch);
+    stamp(&mut image.events, &dates)?;
+    backup::rechain(&mut image.events);
+    Ok((image, summary))
+}
+
+/// A scratch SQLite ledger in a fresh temporary directory, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn create() -> Result<Scratch, DemoError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("kiroku-demo-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| DemoError::Scratch(e.to_string()))?;
+        Ok(Scratch(dir))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.join("demo.db").display())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The working day in JST when clerks record: 09:00–17:30.
+const DAY_STARTS_MIN: i64 = 9 * 60;
+const DAY_MINUTES: i64 = 8 * 60 + 30;
+
+/// Gives every event the transaction time of its command: the business date the command was
+/// made for (`dates[n]` for request `demo-{n+1}`), the commands of one day spread evenly over
+/// that day's office hours in JST, in the order they were made. Times never decrease along the
+/// log, as positions follow the order of the commands.
+fn stamp(events: &mut [backup::EventLine], dates: &[Date]) -> Result<(), DemoError> {
+    let mut per_day: BTreeMap<Date, i64> = BTreeMap::new();
+    for date in dates {
+        *per_day.entry(*date).or_default() += 1;
+    }
+    let mut times = Vec::with_capacity(dates.len());
+    let mut seen: BTreeMap<Date, i64> = BTreeMap::new();
+    for date in dates {
+        let n = per_day.get(date).copied().unwrap_or(1);
+        let k = seen.entry(*date).or_default();
+        *k += 1;
+        let midnight_jst = date
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis() - 9 * 3_600_000)
+            .ok_or(DemoError::Date(date.year(), date.month(), date.day()))?;
+        let offset = DAY_STARTS_MIN * 60_000 + *k * DAY_MINUTES * 60_000 / (n + 1);
+        times.push(midnight_jst + offset);
+    }
+    for event in events.iter_mut() {
+        let request = event
+            .metadata
+            .get("request_id")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|id| id.strip_prefix("demo-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n >= 1 && *n <= times.len())
+            .ok_or_else(|| {
+                DemoError::Scratch(format!("event {} names no demo request", event.position))
+            })?;
+        event.recorded_at = times[request - 1];
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -214,6 +309,15 @@ fn ymd(y: i32, m: u32, d: u32) -> Result<Date, DemoError> {
 fn plus(date: Date, days: i64) -> Date {
     date.checked_add_signed(TimeDelta::days(days))
         .unwrap_or(date)
+}
+
+/// The last weekday on or before `date`.
+fn last_weekday(date: Date) -> Date {
+    let mut d = date;
+    while !is_weekday(d) {
+        d = plus(d, -1);
+    }
+    d
 }
 
 /// The first weekday on or after `date`.
@@ -495,6 +599,10 @@ struct Runner<'a> {
     requests: usize,
     /// Staff this load has registered (the projector is caught up only where needed).
     registered: HashSet<Uuid>,
+    /// The business date of the command being executed.
+    date: Option<Date>,
+    /// The business date of every request so far, `dates[n]` for `demo-{n+1}`.
+    dates: Vec<Date>,
 }
 
 impl Runner<'_> {
@@ -511,6 +619,10 @@ impl Runner<'_> {
         A::Error: DomainError,
     {
         self.requests += 1;
+        let date = self
+            .date
+            .ok_or_else(|| DemoError::Scratch("a command without a business date".into()))?;
+        self.dates.push(date);
         let meta = Meta {
             actor: ACTOR.to_string(),
             role: ROLE.to_string(),
@@ -2860,18 +2972,18 @@ struct Item {
     indicators: Vec<Ind>,
     /// 取組内容・取組目標, the same for every year of the plan.
     planned: &'static str,
-    /// 実績 for FY2021–FY2024.
-    results: [&'static str; 4],
-    /// 自己評価 for FY2021–FY2024: grade, 評価理由, next step.
-    evaluations: [(SelfGrade, &'static str, NextStep); 4],
+    /// 実績 for FY2021–FY2025.
+    results: [&'static str; 5],
+    /// 自己評価 for FY2021–FY2025: grade, 評価理由, next step.
+    evaluations: [(SelfGrade, &'static str, NextStep); 5],
     direction: &'static str,
-    /// Manual indicator → (estimates FY2021–2025, confirmed FY2021–2024).
-    actuals: Vec<(&'static str, [f64; 5], [f64; 4])>,
+    /// Manual indicator → (estimates FY2021–2025, confirmed FY2021–2025).
+    actuals: Vec<(&'static str, [f64; 5], [f64; 5])>,
 }
 
 const PILLAR: &str = "２　職員（ひと）づくりの改革";
 const RELATED: &str = "職員づくり基本方針実施計画";
-const HR: &str = "職員課";
+const HR: &str = "人事課";
 
 fn items() -> Result<Vec<Item>, DemoError> {
     use IndicatorKind::{Activity, Outcome};
@@ -2942,17 +3054,19 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "階層別研修に「対話」を取り入れるとともに、コンプライアンス研修、次世代育成アカデミーを計画どおり実施した。職員アンケートでは前向きな行動の実感が増加したが、目標には届かなかった。",
                 "AI・RPA活用研修を新設し、庁内インターンシップを開始した。研修理解度は目標を上回ったが、前向きな行動を実感する職員割合は目標を下回った。",
                 "研修体系を見直し、全ての取組を計画どおり実施した。前向きな行動を実感する職員割合が初めて目標を達成した。",
+                "計画期間の最終年度として全ての取組を計画どおり完了した。前向きな行動を実感する職員割合は２年続けて目標を達成した。",
             ],
             evaluations: [
                 (A, "令和３年度の取組予定は全て着手できており、予定どおりに取組みができている。", Continue),
                 (B, "取組は計画どおり実施したが、成果指標（前向きな行動の実感）が目標に届かなかった。", Continue),
                 (B, "研修の受講者数・理解度は目標を達成したが、前向きな行動の実感は目標に届かなかった。", Continue),
                 (A, "全ての指標で目標を達成した。", Continue),
+                (A, "計画期間の全ての取組を完了し、全ての指標で目標を達成した。", Continue),
             ],
             direction: "毎年度、取組みの振り返りを行い、研修等の効果を測定して、次年度以降の取組みへとつなげる。",
             actuals: vec![
-                ("positive_behaviour", [30.0, 38.0, 45.0, 50.0, 53.0], [32.4, 39.1, 46.8, 51.2]),
-                ("progress", [20.0, 40.0, 60.0, 80.0, 100.0], [20.0, 40.0, 60.0, 80.0]),
+                ("positive_behaviour", [30.0, 38.0, 45.0, 50.0, 53.0], [32.4, 39.1, 46.8, 51.2, 52.6]),
+                ("progress", [20.0, 40.0, 60.0, 80.0, 100.0], [20.0, 40.0, 60.0, 80.0, 100.0]),
             ],
         },
         Item {
@@ -2979,15 +3093,17 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "1、階層別研修において「対話」を取り入れた。2、女性職員キャリアデザイン研修を実施した。3、新採用職員にメンターを配置し、メンター面談を実施した。",
                 "1、階層別研修・管理職研修で「対話」を推進した。2、女性職員キャリアデザイン研修にロールモデル職員との座談会を加えた。3、新採用職員への人事課面談・再面談を実施した。",
                 "1、全階層の研修で「対話」を取り入れた。2、女性職員キャリアデザイン研修を継続実施した。3、新採用職員の職場定着に向け、OJT指導者とメンターの連携を強化した。",
+                "1、全階層の研修で「対話」を継続した。2、女性職員キャリアデザイン研修に管理職との対話の場を設けた。3、新採用職員へのメンター面談を継続した。",
             ],
             evaluations: [
                 (A, "階層別研修等において、「対話」を多く取り入れるとともに、女性キャリアデザイン研修において、今後のキャリアについて考える機会を創出した。また、新採用職員に対し、面談を通じ、心のケア等を図った。", Continue),
                 (B, "取組は計画どおり実施したが、「管理職になりたいと思う」と回答する比率が目標を下回った。", Continue),
                 (A, "「管理職になりたいと思う」と回答する比率が目標を上回った。", Continue),
                 (A, "女性職員キャリアデザイン研修の継続等により、比率は目標を維持した。", Continue),
+                (A, "「管理職になりたいと思う」と回答する比率は目標を上回った。", Continue),
             ],
             direction: "継続して実施する。",
-            actuals: vec![("want_management", [30.0, 28.0, 30.0, 31.0, 31.0], [30.2, 29.1, 31.2, 30.5])],
+            actuals: vec![("want_management", [30.0, 28.0, 30.0, 31.0, 31.0], [30.2, 29.1, 31.2, 30.5, 31.4])],
         },
         Item {
             code: "2-1-2",
@@ -3013,12 +3129,14 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "1、ICT活用研修をオンラインで実施した。2、階層別研修の一部をリモート研修とした。3、管理職マネジメント研修を実施した。",
                 "1、AI・RPA活用研修を新設した。2、集合研修とリモート研修を組み合わせて実施した。3、管理職マネジメント研修と人事評価者研修を連動させた。",
                 "1、ICT・AI活用研修を継続実施した。2、eラーニングによる研修を拡充した。3、管理職マネジメント研修を実施した。",
+                "1、生成AI活用研修を新設した。2、eラーニングとリモート研修を組み合わせて受講機会を広げた。3、管理職マネジメント研修を実施した。",
             ],
             evaluations: [
                 (A, "各研修において、時代に即した研修内容の充実を図った。", Continue),
                 (A, "年間延べ受講者数は目標の2,300人を上回った。", Continue),
                 (A, "新設研修を含め、年間延べ受講者数は目標を上回った。", Expand),
                 (A, "eラーニングの拡充により、年間延べ受講者数は目標を上回った。", Continue),
+                (A, "生成AI活用研修の新設等により、年間延べ受講者数は目標を上回った。", Continue),
             ],
             direction: "継続して実施する。",
             actuals: Vec::new(),
@@ -3047,12 +3165,14 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "各階層別研修でコンプライアンスの事例演習を実施したが、通知書の誤送付など２件の不適切な事務処理が発生した。",
                 "発生事例を全庁で共有し、チェックリストによる自己点検を導入した。",
                 "自己点検を継続し、不適切な事務処理の発生はなかった。",
+                "自己点検を継続したが、通知書の誤送付が１件発生した。発生事例を全庁で共有した。",
             ],
             evaluations: [
                 (B, "各階層別研修において、コンプライアンスに関して周知を行うとともに、基礎基本に立ち返る研修を実施した。", Continue),
                 (B, "研修は計画どおり実施したが、不適切な事務処理が２件発生した。", Continue),
                 (B, "自己点検を導入したが、課税誤りが１件発生した。", Expand),
                 (A, "不適切な事務処理の発生件数ゼロを達成した。", Continue),
+                (B, "不適切な事務処理が１件発生し、発生件数ゼロを達成できなかった。", Expand),
             ],
             direction: "継続して実施する。",
             actuals: Vec::new(),
@@ -3081,15 +3201,17 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "次世代育成アカデミーを実施し、受講生12人が政策提言発表会で成果を報告した。",
                 "大学教授等の講義とゼミ活動を通じ、データに基づく政策提言を行った。",
                 "アカデミー修了生の提言の一部が事業化に向けて検討された。",
+                "次世代育成アカデミーを実施し、受講生10人が政策提言発表会で成果を報告した。",
             ],
             evaluations: [
                 (A, "３人の大学教授等の講師から、知識と見識を習得し、ゼミ活動においてエビデンスに基づく政策立案に取り組み、中間報告を経て、政策提言発表会において、研修の成果を報告した。", Continue),
                 (B, "発表会の「良かった」の比率が目標をわずかに下回った。", Continue),
                 (A, "発表会の「良かった」の比率が目標を上回った。", Continue),
                 (A, "発表会の「良かった」の比率が目標を上回った。", Continue),
+                (A, "発表会の「良かった」の比率が３年続けて目標を上回った。", Continue),
             ],
             direction: "継続して実施する。",
-            actuals: vec![("academy_rating", [90.0, 90.0, 92.0, 92.0, 92.0], [92.3, 88.9, 93.5, 91.7])],
+            actuals: vec![("academy_rating", [90.0, 90.0, 92.0, 92.0, 92.0], [92.3, 88.9, 93.5, 91.7, 92.8])],
         },
         Item {
             code: "O-1",
@@ -3176,12 +3298,14 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 "研修計画を全職員に周知し、女性職員キャリアデザイン研修を実施した。",
                 "女性管理職のロールモデルとの座談会を実施した。庁内インターンシップを開始した。",
                 "研修の受講機会確保のためeラーニングを拡充した。女性職員の管理職登用を進めた。",
+                "女性職員の管理職登用を進め、管理的地位にある女性職員の割合は目標の20％に達した。",
             ],
             evaluations: [
                 (B, "研修参加率は育児休業中・派遣中の職員等により100％に届かなかった。女性管理職比率は15.6％。", Continue),
                 (B, "研修参加率は改善したが100％に届かなかった。女性管理職比率は上昇した。", Continue),
                 (B, "女性管理職比率は計画どおり上昇したが、研修参加率は100％に届かなかった。", Expand),
                 (B, "女性管理職比率は目標に向け上昇を続けている。研修参加率の向上が引き続き課題である。", Continue),
+                (A, "女性管理職比率は目標の20％を達成した。研修参加率の向上は引き続き課題である。", Continue),
             ],
             direction: "休業中の職員の復帰後研修の受講機会を確保するとともに、女性職員のキャリア形成支援を拡充する。",
             actuals: Vec::new(),
@@ -3202,8 +3326,9 @@ impl City {
     }
 
     /// The plan items, adopted in March 2021, and their yearly cycle: estimates in February,
-    /// confirmed survey results, 実績 and 自己評価 in May, publication of the sheet at the end
-    /// of June (FY2021–FY2023), one external evaluation, and a correction after publication.
+    /// confirmed survey results, 実績 and 自己評価 in May, publication of the sheet on the last
+    /// weekday before May 31 (every year), one external evaluation, and a correction after
+    /// publication.
     fn plan_items(&mut self) -> Result<(), DemoError> {
         let adopted = ymd(2021, 3, 25)?;
         for item in items()? {
@@ -3284,9 +3409,9 @@ impl City {
                     };
                     self.plan(ymd(fy + 1, 5, 28)?, item.code, command, None);
                 }
-                if fy <= 2023 {
+                if item.evaluations.get(i).is_some() {
                     self.push(
-                        ymd(fy + 1, 6, 30)?,
+                        last_weekday(ymd(fy + 1, 5, 30)?),
                         Op::Publish {
                             code: item.code,
                             fiscal_year: fiscal,

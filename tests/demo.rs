@@ -158,6 +158,40 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
     // The xlsx the city would open holds the same numbers, with Japanese labels.
     served.xlsx_matches(&token, &training).await;
 
+    // The city lived through its years: the sheet as it stood on 2024-05-31 shows FY2023 as
+    // published on 2024-05-30, with the values of that day.
+    let then = served
+        .sheet_at(&token, "2-1-2", "2024-05-31T00:00:00Z")
+        .await;
+    let fy2023 = cell(&then, "attendees", 2023);
+    assert_eq!(fy2023["published"]["value"], fy2023["actual"]["value"]);
+    assert_eq!(fy2023["published"]["value"].as_f64(), Some(2341.0));
+    let published_at = fy2023["published"]["recorded_at"].as_str().unwrap_or("");
+    assert!(published_at.starts_with("2024-05-30T"), "{published_at}");
+    // FY2024 had barely begun, and nothing of it was published.
+    assert_eq!(cell(&then, "attendees", 2024)["published"], Value::Null);
+    // Today's sheet: a completion of FY2021 was revoked after its publication (found by the
+    // audit in September 2022), so today's actual drifts from the published figure.
+    assert_eq!(
+        cell(&training, "attendees", 2021)["drift"].as_f64(),
+        Some(-1.0)
+    );
+    assert_eq!(
+        cell(&training, "attendees", 2022)["drift"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(cell(&then, "attendees", 2021)["drift"].as_f64(), Some(-1.0));
+    // Two years earlier, only FY2021 had been published.
+    let early = served
+        .sheet_at(&token, "2-1-2", "2022-05-31T00:00:00Z")
+        .await;
+    assert_eq!(
+        cell(&early, "attendees", 2021)["published"]["value"].as_f64(),
+        Some(2303.0)
+    );
+    assert_eq!(cell(&early, "attendees", 2021)["drift"].as_f64(), Some(0.0));
+    assert_eq!(cell(&early, "attendees", 2022)["published"], Value::Null);
+
     // A ledger that already holds events is refused, and nothing is appended.
     let before = app.event_count().await;
     match demo::load(&app.ledger).await {
@@ -251,6 +285,14 @@ impl ServedDemo {
             .json()
             .await
             .expect("json")
+    }
+
+    async fn sheet_at(&self, token: &str, code: &str, as_of: &str) -> Value {
+        let response = self
+            .get(token, &format!("/plan-items/{code}/sheet?as_of={as_of}"))
+            .await;
+        assert_eq!(response.status(), 200, "the sheet of {code} as of {as_of}");
+        response.json().await.expect("json")
     }
 
     /// The served 2-1-2 sheet as xlsx reads back with the actuals and targets of `sheet`.

@@ -61,7 +61,7 @@ macro_rules! both_backends {
 
 /// A fresh PostgreSQL database on the test server, or `None` when there is no server
 /// (only allowed outside CI: `scripts/test.sh` always starts one).
-async fn postgres_database() -> Option<String> {
+pub async fn postgres_database() -> Option<String> {
     let Ok(admin) = std::env::var("KIROKU_TEST_POSTGRES_URL") else {
         if std::env::var("CI").is_ok() {
             panic!("KIROKU_TEST_POSTGRES_URL is not set: run the tests with scripts/test.sh");

@@ -2905,7 +2905,7 @@ impl City {
 // Plan items: 2-1 and 2-1-1 … 2-1-4 of the progress sheets (seed 000) and an action-plan item
 // in the style of seed 004.
 
-const PLAN_CODES: [&str; 6] = ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1"];
+const PLAN_CODES: [&str; 7] = ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1", "O-2"];
 
 /// One indicator with its targets (`(fiscal year, op, value)`).
 struct Ind {
@@ -2977,9 +2977,71 @@ struct Item {
     /// 自己評価 for FY2021–FY2025: grade, 評価理由, next step.
     evaluations: [(SelfGrade, &'static str, NextStep); 5],
     direction: &'static str,
-    /// Manual indicator → (estimates FY2021–2025, confirmed FY2021–2025).
-    actuals: Vec<(&'static str, [f64; 5], [f64; 5])>,
+    /// The manual indicators' reported values.
+    actuals: Vec<Actuals>,
+    /// The plan the item belongs to (the sheet's title).
+    plan: &'static str,
 }
+
+/// A manual indicator's values: estimates reported in February, confirmed ones in May, one
+/// per fiscal year from `from`.
+struct Actuals {
+    indicator: &'static str,
+    from: i32,
+    estimates: &'static [f64],
+    confirmed: &'static [f64],
+    /// Where the confirmed figure comes from.
+    source: Source,
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    /// The staff survey held in April after the year.
+    Survey,
+    /// The payroll and attendance system.
+    Payroll,
+}
+
+impl Source {
+    fn note(self, fy: i32) -> String {
+        match self {
+            Source::Survey => format!("職員アンケート（{}年4月実施）の集計結果", fy + 1),
+            Source::Payroll => format!("人事給与システムによる{fy}年度の集計結果"),
+        }
+    }
+}
+
+fn survey(
+    indicator: &'static str,
+    from: i32,
+    estimates: &'static [f64],
+    confirmed: &'static [f64],
+) -> Actuals {
+    Actuals {
+        indicator,
+        from,
+        estimates,
+        confirmed,
+        source: Source::Survey,
+    }
+}
+
+fn payroll(
+    indicator: &'static str,
+    estimates: &'static [f64],
+    confirmed: &'static [f64],
+) -> Actuals {
+    Actuals {
+        indicator,
+        from: FIRST_FY,
+        estimates,
+        confirmed,
+        source: Source::Payroll,
+    }
+}
+
+const HADANO_PLAN: &str = "はだの行政サービス改革基本方針実行計画";
+const OSAKI_PLAN: &str = "人財育成アクションプラン";
 
 const PILLAR: &str = "２　職員（ひと）づくりの改革";
 const RELATED: &str = "職員づくり基本方針実施計画";
@@ -3000,6 +3062,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::Continued,
             aim: "職員一人ひとりの知識や見識、個人の資質や感性を高める取組みを行い、行動の変革を促すことで、職員の意識改革を推進し、組織力の向上につなげます。",
             related: "総合計画（基本施策「適正かつ持続可能な行政経営の推進」）、職員づくり基本方針実施計画",
+            plan: HADANO_PLAN,
             indicators: vec![
                 Ind {
                     code: "positive_behaviour",
@@ -3065,8 +3128,8 @@ fn items() -> Result<Vec<Item>, DemoError> {
             ],
             direction: "毎年度、取組みの振り返りを行い、研修等の効果を測定して、次年度以降の取組みへとつなげる。",
             actuals: vec![
-                ("positive_behaviour", [30.0, 38.0, 45.0, 50.0, 53.0], [32.4, 39.1, 46.8, 51.2, 52.6]),
-                ("progress", [20.0, 40.0, 60.0, 80.0, 100.0], [20.0, 40.0, 60.0, 80.0, 100.0]),
+                survey("positive_behaviour", 2021, &[30.0, 38.0, 45.0, 50.0, 53.0], &[32.4, 39.1, 46.8, 51.2, 52.6]),
+                survey("progress", 2021, &[20.0, 40.0, 60.0, 80.0, 100.0], &[20.0, 40.0, 60.0, 80.0, 100.0]),
             ],
         },
         Item {
@@ -3077,6 +3140,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::Continued,
             aim: "職場における執務を通じた人材育成（ＯＪＴ）と執務を離れた研修（Ｏｆｆ－ＪＴ）を適切に組み合わせながら、様々な手法や機会を設け人材育成に取り組むとともに、「新たな日常」を踏まえた対応を進めていきます。",
             related: RELATED,
+            plan: HADANO_PLAN,
             indicators: vec![Ind {
                 code: "want_management",
                 name: "「管理職になりたいと思う」と回答する比率",
@@ -3103,7 +3167,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 (A, "「管理職になりたいと思う」と回答する比率は目標を上回った。", Continue),
             ],
             direction: "継続して実施する。",
-            actuals: vec![("want_management", [30.0, 28.0, 30.0, 31.0, 31.0], [30.2, 29.1, 31.2, 30.5, 31.4])],
+            actuals: vec![survey("want_management", 2021, &[30.0, 28.0, 30.0, 31.0, 31.0], &[30.2, 29.1, 31.2, 30.5, 31.4])],
         },
         Item {
             code: "2-1-2",
@@ -3113,6 +3177,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::Expanded,
             aim: "本市が求める職員像の理解を深めるとともに、市民との協働・連携、公正公平な市役所づくりを目指して、研修の目的や各階層に求める役割と能力を明確にし、今後の自身のキャリア形成の見通しを考えさせるなど、引き続き時代に即した研修内容の充実を図っていきます。",
             related: RELATED,
+            plan: HADANO_PLAN,
             indicators: vec![Ind {
                 code: "attendees",
                 name: "職員研修の年間延べ受講者数",
@@ -3149,6 +3214,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::Continued,
             aim: "全職員が法令等を遵守し、事務を適切に執行し、誠実かつ公平に職務を行うとともに、組織の秩序を維持するため、組織としてコンプライアンスの推進を図っていきます。",
             related: RELATED,
+            plan: HADANO_PLAN,
             indicators: vec![Ind {
                 code: "incidents",
                 name: "不適切な事務処理等の件数",
@@ -3185,6 +3251,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::New,
             aim: "様々な経験を通して、能動的に行動できる職員を育成するため、時代に即した人材育成プログラムにより、職員の資質向上を図っていきます。",
             related: RELATED,
+            plan: HADANO_PLAN,
             indicators: vec![Ind {
                 code: "academy_rating",
                 name: "政策提言発表会で「良かった」と回答する比率",
@@ -3211,7 +3278,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 (A, "発表会の「良かった」の比率が３年続けて目標を上回った。", Continue),
             ],
             direction: "継続して実施する。",
-            actuals: vec![("academy_rating", [90.0, 90.0, 92.0, 92.0, 92.0], [92.3, 88.9, 93.5, 91.7, 92.8])],
+            actuals: vec![survey("academy_rating", 2021, &[90.0, 90.0, 92.0, 92.0, 92.0], &[92.3, 88.9, 93.5, 91.7, 92.8])],
         },
         Item {
             code: "O-1",
@@ -3221,6 +3288,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             status: ItemStatus::Expanded,
             aim: "職員は年1回以上研修に参加します。女性職員が更に活躍することができるよう、意欲を向上させ、能力や適性を活かして働くことのできる環境を整備します。人事評価面談を有効に活用し、所属長と職員の良いコミュニケーションを図ります。",
             related: "人財育成基本方針、特定事業主行動計画",
+            plan: OSAKI_PLAN,
             indicators: vec![
                 Ind {
                     code: "women_in_management",
@@ -3291,6 +3359,16 @@ fn items() -> Result<Vec<Item>, DemoError> {
                     baseline: None,
                     targets: Vec::new(),
                 },
+                Ind {
+                    code: "self_growth",
+                    name: "職員意識調査「自己成長」の点数",
+                    description: "職員意識調査のうち達成感やスキルアップに関する項目の点数（100点満点）。※実績は、年度終了後に把握",
+                    kind: Outcome,
+                    unit: Unit::Points,
+                    source: manual(),
+                    baseline: Some((2022, 59.0)),
+                    targets: vec![(2025, ge, 65.0)],
+                },
             ],
             planned: "【取組内容】1、研修計画の策定及び職員への周知 2、庁内研修の受講機会の確保（eラーニングの活用） 3、女性職員の活躍促進（キャリア形成支援） 4、人事評価面談の実施（期首・期末）\n【取組目標】職員は年1回以上研修に参加する。管理的地位にある女性職員の割合を令和７年度までに20％とする。",
             results: [
@@ -3308,7 +3386,81 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 (A, "女性管理職比率は目標の20％を達成した。研修参加率の向上は引き続き課題である。", Continue),
             ],
             direction: "休業中の職員の復帰後研修の受講機会を確保するとともに、女性職員のキャリア形成支援を拡充する。",
-            actuals: Vec::new(),
+            actuals: vec![survey("self_growth", 2022, &[59.0, 61.0, 62.0, 64.0], &[59.0, 60.8, 62.3, 63.6])],
+        },
+        Item {
+            code: "O-2",
+            title: "ワーク・ライフ・バランスの推進",
+            pillar: "人財育成アクションプラン　Ⅲ「目指す職場の姿」実現への取組み",
+            parent: None,
+            status: ItemStatus::Expanded,
+            aim: "効率的な働き方を推進し、慢性的な長時間勤務の解消に取り組みます。年次有給休暇等を活用し、仕事と日常生活の両立を図ります。育児、介護等の各種支援制度を職員が主体的に活用できる職場づくりを推進します。",
+            related: "人財育成基本方針、特定事業主行動計画",
+            plan: OSAKI_PLAN,
+            indicators: vec![
+                Ind {
+                    code: "overtime_over_240h",
+                    name: "時間外勤務240時間超の職員割合",
+                    description: "特定事業主行動計画の指標。年間の時間外勤務が240時間を超えた職員の割合",
+                    kind: Outcome,
+                    unit: Unit::Percent,
+                    source: manual(),
+                    baseline: Some((2021, 10.7)),
+                    targets: vec![(2025, AtMost, 7.0)],
+                },
+                Ind {
+                    code: "paid_leave_days",
+                    name: "年次有給休暇の取得日数",
+                    description: "特定事業主行動計画の指標。職員1人当たりの年次有給休暇の平均取得日数",
+                    kind: Outcome,
+                    unit: Unit::Days,
+                    source: manual(),
+                    baseline: Some((2021, 11.1)),
+                    targets: vec![(2025, ge, 15.0)],
+                },
+                Ind {
+                    code: "male_childcare_leave",
+                    name: "男性職員の育児休業取得率",
+                    description: "特定事業主行動計画の指標。当該年度に子が生まれた男性職員のうち育児休業を取得した職員の割合（取得者/対象者）",
+                    kind: Outcome,
+                    unit: Unit::Percent,
+                    source: manual(),
+                    baseline: Some((2021, 50.0)),
+                    targets: every_year(ge, 10.0),
+                },
+                Ind {
+                    code: "survey_environment",
+                    name: "職員意識調査「環境」の点数",
+                    description: "職員意識調査のうち働きやすい環境になっているかに関する項目の点数（100点満点）。※実績は、年度終了後に把握",
+                    kind: Outcome,
+                    unit: Unit::Points,
+                    source: manual(),
+                    baseline: Some((2022, 56.0)),
+                    targets: vec![(2025, ge, 59.0)],
+                },
+            ],
+            planned: "【取組内容】1、時間外勤務の事前命令の徹底と業務の平準化 2、年次有給休暇の計画的な取得促進 3、男性職員の育児休業取得の促進（対象職員への個別周知、所属長面談）\n【取組目標】時間外勤務240時間超の職員割合を令和７年度までに7％以内、年次有給休暇の取得日数を15日とする。",
+            results: [
+                "時間外勤務の事前命令を徹底し、所属長による業務の平準化を進めた。男性職員の育児休業取得について対象職員へ個別に周知した。",
+                "年次有給休暇の取得計画表を全所属で作成し、計画的な取得を促進した。",
+                "時間外勤務が多い所属へのヒアリングを実施した。男性職員の育児休業取得に向けた所属長面談を開始した。",
+                "ノー残業デーを週2回に拡大した。職員意識調査の結果を所属ごとに共有した。",
+                "業務の見直しとRPAの活用により時間外勤務を縮減した。年次有給休暇の連続取得を奨励した。",
+            ],
+            evaluations: [
+                (B, "時間外勤務240時間超の職員割合は10.7％と高い水準にある。男性職員の育児休業取得率は目標を上回った。", Continue),
+                (B, "時間外勤務の縮減は進んだが、年次有給休暇の取得日数は目標に届いていない。", Continue),
+                (B, "時間外勤務240時間超の職員割合、年次有給休暇の取得日数とも改善したが、目標には届いていない。", Expand),
+                (B, "各指標とも改善が続いている。職員意識調査「環境」の点数は目標に届いていない。", Continue),
+                (B, "時間外勤務240時間超の職員割合は目標の7％以内を達成したが、年次有給休暇の取得日数は目標の15日に届かなかった。", Continue),
+            ],
+            direction: "時間外勤務の縮減を継続するとともに、年次有給休暇の取得日数の更なる向上に取り組む。",
+            actuals: vec![
+                payroll("overtime_over_240h", &[10.5, 10.2, 9.4, 8.3, 7.2], &[10.7, 10.1, 9.2, 8.1, 6.9]),
+                payroll("paid_leave_days", &[11.5, 12.0, 12.8, 13.6, 14.5], &[11.1, 11.8, 12.6, 13.5, 14.2]),
+                payroll("male_childcare_leave", &[45.0, 40.0, 45.0, 50.0, 60.0], &[50.0, 38.5, 46.2, 52.9, 61.1]),
+                survey("survey_environment", 2022, &[56.0, 57.0, 58.0, 59.0], &[56.0, 57.1, 57.8, 58.6]),
+            ],
         },
     ])
 }
@@ -3347,6 +3499,7 @@ impl City {
                 related_plans: Some(text(item.related)?),
                 from_fiscal_year: fiscal_year(FIRST_FY)?,
                 to_fiscal_year: fiscal_year(LAST_FY)?,
+                plan: Some(text(item.plan)?),
             };
             self.plan(
                 adopted,
@@ -3368,25 +3521,27 @@ impl City {
             for fy in FIRST_FY..=LAST_FY {
                 let i = fy_index(fy);
                 let fiscal = fiscal_year(fy)?;
-                for (indicator, estimates, confirmed) in &item.actuals {
-                    let command = PlanCommand::ReportActual {
-                        indicator_code: code(indicator)?,
-                        fiscal_year: fiscal,
-                        value: estimates[i],
-                        status: ActualStatus::Estimate,
-                        note: Some(text("年度末時点の見込み")?),
+                for actuals in &item.actuals {
+                    let Some(j) = usize::try_from(fy - actuals.from).ok() else {
+                        continue;
                     };
-                    self.plan(ymd(fy + 1, 2, 20)?, item.code, command, None);
-                    if let Some(value) = confirmed.get(i) {
+                    if let Some(value) = actuals.estimates.get(j) {
                         let command = PlanCommand::ReportActual {
-                            indicator_code: code(indicator)?,
+                            indicator_code: code(actuals.indicator)?,
+                            fiscal_year: fiscal,
+                            value: *value,
+                            status: ActualStatus::Estimate,
+                            note: Some(text("年度末時点の見込み")?),
+                        };
+                        self.plan(ymd(fy + 1, 2, 20)?, item.code, command, None);
+                    }
+                    if let Some(value) = actuals.confirmed.get(j) {
+                        let command = PlanCommand::ReportActual {
+                            indicator_code: code(actuals.indicator)?,
                             fiscal_year: fiscal,
                             value: *value,
                             status: ActualStatus::Confirmed,
-                            note: Some(text(&format!(
-                                "職員アンケート（{}年4月実施）の集計結果",
-                                fy + 1
-                            ))?),
+                            note: Some(text(&actuals.source.note(fy))?),
                         };
                         self.plan(ymd(fy + 1, 5, 20)?, item.code, command, None);
                     }
@@ -3591,5 +3746,69 @@ mod tests {
             })
             .collect();
         assert_eq!(rates, vec![15.6, 16.7, 17.9, 18.9, 20.0]);
+    }
+
+    #[test]
+    fn every_year_is_published_at_the_end_of_may_after_its_self_evaluation() {
+        let city = city();
+        let mut published: BTreeMap<(&str, i32), Date> = BTreeMap::new();
+        let mut evaluated: BTreeMap<(&str, i32), Date> = BTreeMap::new();
+        for (date, op) in &city.ops {
+            match op {
+                Op::Publish { code, fiscal_year } => {
+                    published.insert((*code, fiscal_year.year()), *date);
+                }
+                Op::Plan {
+                    code,
+                    command: PlanCommand::SelfEvaluate { fiscal_year, .. },
+                    ..
+                } => {
+                    evaluated.insert((*code, fiscal_year.year()), *date);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(published.len(), PLAN_CODES.len() * 5);
+        for ((code, fy), date) in &published {
+            assert_eq!((date.year(), date.month()), (fy + 1, 5), "{code} FY{fy}");
+            assert!(
+                date.day() >= 27 && date.day() <= 30,
+                "{code} FY{fy}: {date}"
+            );
+            assert!(is_weekday(*date), "{code} FY{fy}: {date}");
+            assert!(evaluated[&(*code, *fy)] <= *date, "{code} FY{fy}");
+        }
+    }
+
+    #[test]
+    fn commands_are_stamped_in_office_hours_of_their_day_in_jst() {
+        let day = |y, m, d| ymd(y, m, d).expect("date");
+        let dates = vec![day(2024, 4, 1), day(2024, 4, 1), day(2024, 5, 30)];
+        let mut events: Vec<backup::EventLine> = (1..=4)
+            .map(|n: usize| backup::EventLine {
+                position: n as i64,
+                recorded_at: 0,
+                aggregate_type: "Staff".into(),
+                aggregate_id: "a".into(),
+                sequence: n as i64,
+                event_type: "X".into(),
+                event_version: "1".into(),
+                payload: serde_json::Value::Null,
+                metadata: serde_json::json!({"request_id": format!("demo-{:06}", n.min(3))}),
+                hash: String::new(),
+            })
+            .collect();
+        stamp(&mut events, &dates).expect("stamp");
+        let jst = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms + 9 * 3_600_000)
+                .expect("time")
+                .naive_utc()
+                .to_string()
+        };
+        assert_eq!(jst(events[0].recorded_at), "2024-04-01 11:50:00");
+        assert_eq!(jst(events[1].recorded_at), "2024-04-01 14:40:00");
+        // Events of one request share its time.
+        assert_eq!(jst(events[2].recorded_at), "2024-05-30 13:15:00");
+        assert_eq!(events[3].recorded_at, events[2].recorded_at);
     }
 }

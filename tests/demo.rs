@@ -93,7 +93,7 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
         summary.events
     );
 
-    for code in ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1"] {
+    for code in ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1", "O-2"] {
         let sheet = sheet(&app, code);
         for indicator in sheet["indicators"].as_array().into_iter().flatten() {
             let row: Vec<String> = indicator["years"]
@@ -146,9 +146,23 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
     let women_2025 = actual(&action, "women_in_management", 2025);
     assert!((18.0..=22.0).contains(&women_2025), "{women_2025}");
 
+    // O-2 (Osaki): the manual indicators of the action plan with their baselines.
+    let balance = sheet(&app, "O-2");
+    assert_eq!(actual(&balance, "paid_leave_days", 2025), 14.2);
+    assert_eq!(actual(&balance, "overtime_over_240h", 2025), 6.9);
+    assert_eq!(cell(&balance, "overtime_over_240h", 2025)["achieved"], true);
+    assert_eq!(cell(&balance, "paid_leave_days", 2025)["achieved"], false);
+    assert_eq!(
+        indicator(&balance, "paid_leave_days")["baseline"]["value"].as_f64(),
+        Some(11.1)
+    );
+    assert_eq!(indicator(&balance, "survey_environment")["unit"], "points");
+    assert_eq!(actual(&action, "self_growth", 2025), 63.6);
+    assert_eq!(balance["item"]["lead_department"], "人事課");
+
     // The same seed gives the same city, whichever process generates it.
     let token = served.ready().await;
-    for code in ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1"] {
+    for code in ["2-1", "2-1-1", "2-1-2", "2-1-3", "2-1-4", "O-1", "O-2"] {
         assert_eq!(
             normalized(sheet(&app, code)),
             normalized(served.sheet(&token, code).await),

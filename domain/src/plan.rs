@@ -20,6 +20,10 @@ pub struct PlanItemDefinition {
     pub related_plans: Option<Text>,
     pub from_fiscal_year: FiscalYear,
     pub to_fiscal_year: FiscalYear,
+    /// The plan the item belongs to, e.g. はだの行政サービス改革基本方針実行計画: the title
+    /// of its progress sheet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Text>,
 }
 
 /// The rules of SPEC §4 that compute an indicator's actual from the log.
@@ -631,6 +635,7 @@ mod tests {
             related_plans: None,
             from_fiscal_year: fy(from),
             to_fiscal_year: fy(to),
+            plan: None,
         }
     }
 

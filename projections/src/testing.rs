@@ -101,6 +101,7 @@ impl Log {
             related_plans: None,
             from_fiscal_year: fy(2023),
             to_fiscal_year: fy(2025),
+            plan: None,
         }))
     }
 

@@ -110,6 +110,7 @@ struct DefineBody {
     related_plans: Option<Text>,
     from_fiscal_year: FiscalYear,
     to_fiscal_year: FiscalYear,
+    plan: Option<Text>,
     #[serde(default)]
     indicators: Vec<IndicatorBody>,
 }
@@ -133,6 +134,7 @@ async fn define(
             related_plans: body.related_plans,
             from_fiscal_year: body.from_fiscal_year,
             to_fiscal_year: body.to_fiscal_year,
+            plan: body.plan,
         },
         indicators: body
             .indicators

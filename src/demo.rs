@@ -22,7 +22,7 @@
 
 use crate::ledger::{CommandError, Cqrs, Ledger, Meta};
 use crate::storage::backup::{self, BackupError, LogImage};
-use crate::storage::{log, StorageError};
+use crate::storage::{log, Backend, StorageError};
 use chrono::{Datelike, NaiveDate, TimeDelta, Weekday};
 use cqrs_es::Aggregate;
 use kiroku_domain::incident::IncidentCommand;
@@ -129,9 +129,18 @@ pub async fn load(ledger: &Ledger) -> Result<DemoSummary, DemoError> {
     if existing > 0 {
         return Err(DemoError::NotEmpty(existing));
     }
+    let started = std::time::Instant::now();
     let (image, mut summary) = build().await?;
+    let built = started.elapsed().as_secs_f64();
     backup::restore(&ledger.backend, &image).await?;
+    let restored = started.elapsed().as_secs_f64();
     ledger.projector.catch_up().await?;
+    tracing::info!(
+        built,
+        restored,
+        projected = started.elapsed().as_secs_f64(),
+        "demo city: commands played into the scratch ledger, log restored, projections caught up (seconds since start)"
+    );
     summary.event_types = log::count_by_type(&ledger.backend).await?;
     summary.events = log::count(&ledger.backend).await?;
     Ok(summary)
@@ -143,7 +152,7 @@ pub async fn build() -> Result<(LogImage, DemoSummary), DemoError> {
     let city = City::simulate()?;
     let mut summary = city.summary();
     let scratch = Scratch::create()?;
-    let ledger = Ledger::open(&scratch.url()).await?;
+    let ledger = Ledger::scratch(Backend::scratch(&scratch.path()).await?).await?;
     let mut runner = Runner {
         ledger: &ledger,
         requests: 0,
@@ -178,8 +187,8 @@ impl Scratch {
         Ok(Scratch(dir))
     }
 
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.0.join("demo.db").display())
+    fn path(&self) -> std::path::PathBuf {
+        self.0.join("demo.db")
     }
 }
 

@@ -135,8 +135,22 @@ where
 impl Ledger {
     /// Opens the ledger at `url`, migrating the schema and catching the projector up.
     pub async fn open(url: &str) -> Result<Arc<Ledger>, StorageError> {
-        let backend = Backend::connect(url).await?;
-        let sealer = Arc::new(Sealer::new(backend.clone()));
+        Ledger::on(Backend::connect(url).await?).await
+    }
+
+    /// The ledger on a backend already connected and migrated.
+    pub async fn on(backend: Backend) -> Result<Arc<Ledger>, StorageError> {
+        Ledger::with_sealer(backend.clone(), Sealer::new(backend)).await
+    }
+
+    /// A scratch ledger whose log is re-chained and restored elsewhere (the demo city): its
+    /// commits are not sealed one by one.
+    pub async fn scratch(backend: Backend) -> Result<Arc<Ledger>, StorageError> {
+        Ledger::with_sealer(backend.clone(), Sealer::deferred(backend)).await
+    }
+
+    async fn with_sealer(backend: Backend, sealer: Sealer) -> Result<Arc<Ledger>, StorageError> {
+        let sealer = Arc::new(sealer);
         sealer.seal().await?;
         let ledger = Ledger {
             staff: framework(&backend, &sealer),

@@ -207,7 +207,9 @@ pub async fn export(
 /// The whole log and the keys in memory, for a generator that rewrites times before a
 /// restore (the demo city). Everything must be sealed.
 pub async fn image(backend: &Backend) -> Result<LogImage, BackupError> {
-    super::chain::Sealer::new(backend.clone()).seal().await?;
+    super::chain::Sealer::new(backend.clone())
+        .seal_all()
+        .await?;
     let mut image = LogImage::default();
     let mut after = 0;
     loop {

@@ -80,6 +80,25 @@ impl Backend {
         Ok(backend)
     }
 
+    /// A throwaway SQLite ledger at `path` for a generator whose log is restored elsewhere
+    /// (the demo city): nothing is synced to disk, since a crash only loses the scratch.
+    pub async fn scratch(path: &std::path::Path) -> Result<Backend, StorageError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Off)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let backend = Backend::Sqlite(pool);
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
     async fn migrate(&self) -> Result<(), StorageError> {
         match self {
             Backend::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,

@@ -98,7 +98,8 @@ pub enum ReportCommand {
     Sheet {
         #[arg(long)]
         item: String,
-        /// RFC 3339 timestamp: the sheet as the ledger stood then.
+        /// The sheet as the ledger stood then: RFC 3339, or a date alone for the end of that
+        /// day in JST (2024-05-31).
         #[arg(long)]
         as_of: Option<String>,
         /// json, csv, xlsx or html.
@@ -301,9 +302,8 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .ok_or_else(|| format!("format {format:?}: use json, csv, xlsx or html"))?;
             let as_of = match as_of {
                 Some(text) => Some(
-                    chrono::DateTime::parse_from_rfc3339(&text)
-                        .map_err(|e| format!("--as-of must be RFC 3339: {e}"))?
-                        .timestamp_millis(),
+                    kiroku_projections::time::parse_as_of(&text, crate::storage::now_ms())
+                        .map_err(|e| e.to_string())?,
                 ),
                 None => None,
             };

@@ -599,6 +599,8 @@ enum Op {
     Publish {
         code: &'static str,
         fiscal_year: FiscalYear,
+        /// Why a year is published again.
+        reason: Option<String>,
     },
 }
 
@@ -788,7 +790,11 @@ impl Runner<'_> {
                 self.run(&ledger.plans, code, command, reason.as_deref())
                     .await
             }
-            Op::Publish { code, fiscal_year } => {
+            Op::Publish {
+                code,
+                fiscal_year,
+                reason,
+            } => {
                 // As POST /plan-items/{code}/publications does: freeze the actuals as the
                 // projector computes them now.
                 ledger.projector.catch_up().await?;
@@ -800,8 +806,10 @@ impl Runner<'_> {
                     fiscal_year,
                     values,
                     published_by: ACTOR.to_string(),
+                    reason: reason.as_deref().map(text).transpose()?,
                 };
-                self.run(&ledger.plans, code, command, None).await
+                self.run(&ledger.plans, code, command, reason.as_deref())
+                    .await
             }
         }
     }
@@ -3579,6 +3587,7 @@ impl City {
                         Op::Publish {
                             code: item.code,
                             fiscal_year: fiscal,
+                            reason: None,
                         },
                     );
                 }
@@ -3597,6 +3606,15 @@ impl City {
             reason: text(reason)?,
         };
         self.plan(ymd(2023, 9, 5)?, "2-1-1", command, Some(reason));
+        // The corrected figure is published as the FY2022 sheet's second version.
+        self.push(
+            ymd(2023, 9, 8)?,
+            Op::Publish {
+                code: "2-1-1",
+                fiscal_year: fiscal_year(2022)?,
+                reason: Some("「管理職になりたい」比率の集計誤りを訂正したため再公表".to_string()),
+            },
+        );
         Ok(())
     }
 }
@@ -3764,7 +3782,11 @@ mod tests {
         let mut evaluated: BTreeMap<(&str, i32), Date> = BTreeMap::new();
         for (date, op) in &city.ops {
             match op {
-                Op::Publish { code, fiscal_year } => {
+                Op::Publish {
+                    code,
+                    fiscal_year,
+                    reason: None,
+                } => {
                     published.insert((*code, fiscal_year.year()), *date);
                 }
                 Op::Plan {

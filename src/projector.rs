@@ -16,10 +16,10 @@ use kiroku_projections::audit::{self, Change};
 use kiroku_projections::history::Histories;
 use kiroku_projections::indicators::Facts;
 use kiroku_projections::plans::PlanBook;
-use kiroku_projections::{rfc3339_ms, sheet};
+use kiroku_projections::rfc3339_ms;
+use kiroku_projections::sheet::{self, Sheet};
 use kiroku_projections::{LedgerEvent, Recorded};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -47,9 +47,15 @@ struct State {
 impl State {
     /// The position a report `as_of` (ms; `None` = now) is drawn at, and its `as_of` label.
     fn resolve(&self, as_of: Option<i64>) -> (i64, String) {
+        let (at, moment) = self.moment(as_of);
+        (at, rfc3339_ms(moment))
+    }
+
+    /// The position a report `as_of` (ms; `None` = now) is drawn at, and that moment.
+    fn moment(&self, as_of: Option<i64>) -> (i64, i64) {
         match as_of {
-            Some(ms) => (self.position_at(ms), rfc3339_ms(ms)),
-            None => (self.position, rfc3339_ms(now_ms())),
+            Some(ms) => (self.position_at(ms), ms),
+            None => (self.position, now_ms()),
         }
     }
 
@@ -242,10 +248,10 @@ impl Projector {
 impl Projector {
     /// The progress sheet of plan item `code` as the log stood at `as_of` (ms since the
     /// epoch; `None` = now). `None` when the item was not defined by then.
-    pub fn sheet(&self, code: &str, as_of: Option<i64>) -> Result<Option<Value>, StorageError> {
+    pub fn sheet(&self, code: &str, as_of: Option<i64>) -> Result<Option<Sheet>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        let (at, label) = state.resolve(as_of);
-        Ok(sheet::sheet(&state.plans, &state.facts, code, at, &label))
+        let (at, moment) = state.moment(as_of);
+        Ok(sheet::sheet(&state.plans, &state.facts, code, at, moment))
     }
 
     /// Every indicator's actual of plan item `code` for `fiscal_year` as the log stands now:

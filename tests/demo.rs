@@ -37,6 +37,7 @@ fn actual(sheet: &Value, code: &str, year: i64) -> f64 {
 /// and the transaction times of the publications.
 fn normalized(mut sheet: Value) -> Value {
     sheet["as_of"] = Value::Null;
+    sheet["as_of_jst"] = Value::Null;
     if let Some(indicators) = sheet["indicators"].as_array_mut() {
         for indicator in indicators {
             if let Some(years) = indicator["years"].as_array_mut() {
@@ -52,11 +53,13 @@ fn normalized(mut sheet: Value) -> Value {
 }
 
 fn sheet(app: &support::TestApp, code: &str) -> Value {
-    app.ledger
+    let sheet = app
+        .ledger
         .projector
         .sheet(code, None)
         .expect("sheet")
-        .unwrap_or_else(|| panic!("no plan item {code}"))
+        .unwrap_or_else(|| panic!("no plan item {code}"));
+    serde_json::to_value(sheet).expect("the sheet as JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -195,6 +198,30 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
         Some(1.0)
     );
     assert_eq!(cell(&then, "attendees", 2021)["drift"].as_f64(), Some(-1.0));
+    // A date alone is the end of that day in Japan.
+    let day = served.sheet_at(&token, "2-1-2", "2024-05-31").await;
+    assert_eq!(day["as_of_jst"], "2024-05-31 23:59 JST");
+    assert_eq!(
+        cell(&day, "attendees", 2023)["published"],
+        cell(&then, "attendees", 2023)["published"]
+    );
+    assert_eq!(
+        cell(&then, "attendees", 2023)["published"]["published_on"],
+        "2024-05-30"
+    );
+    assert_eq!(cell(&then, "attendees", 2023)["published"]["version"], 1);
+    // FY2024 had barely begun on 2024-05-31: 集計中, and not judged.
+    assert_eq!(cell(&then, "attendees", 2024)["achievement"], "in_progress");
+    assert_eq!(cell(&then, "attendees", 2024)["achieved"], Value::Null);
+    // The FY2022 「管理職になりたい」 figure was corrected and the year republished (第2版).
+    let awareness = sheet(&app, "2-1-1");
+    let republished = &cell(&awareness, "want_management", 2022)["published"];
+    assert_eq!(republished["version"], 2);
+    assert_eq!(republished["value"].as_f64(), Some(28.6));
+    assert!(republished["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("再公表"));
     // Two years earlier, only FY2021 had been published.
     let early = served
         .sheet_at(&token, "2-1-2", "2022-05-31T00:00:00Z")

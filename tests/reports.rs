@@ -84,7 +84,7 @@ both_backends!(
         let sheet: Value = serde_json::from_str(&before).expect("json");
         assert_eq!(sheet["fiscal_years"], json!([2021, 2022, 2023, 2024, 2025]));
         let attendees = support::sheet_cell(&sheet, "attendees", 2023);
-        assert_eq!(attendees["label"], "令和5年度");
+        assert_eq!(attendees["label"], "令和5年度（2023年度）");
         assert_eq!(attendees["target"], json!({"op": ">=", "value": 2300.0}));
         assert_eq!(
             attendees["actual"],
@@ -135,6 +135,25 @@ both_backends!(
             json!(19.0)
         );
 
+        // A year without a self-evaluation is not published; nothing is appended.
+        let count = app.event_count().await;
+        app.post(
+            &app.hr,
+            "/plan-items/2-1-2/publications",
+            &json!({"fiscal_year": 2023}),
+        )
+        .await
+        .assert_problem(409, "self_evaluation_missing");
+        assert_eq!(app.event_count().await, count);
+        let evaluated = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/self-evaluations",
+                &json!({"fiscal_year": 2023, "grade": "A", "reason": "計画どおり", "next_step": "continue"}),
+            )
+            .await;
+        assert_eq!(evaluated.status.as_u16(), 200, "{:?}", evaluated.body);
+
         // Publish FY2023, then revoke one more completion: the sheet shows both and the drift.
         let published = app
             .post(
@@ -158,6 +177,58 @@ both_backends!(
         assert_eq!(attendees["published"]["value"], json!(2.0));
         assert_eq!(attendees["actual"]["value"], json!(1.0));
         assert_eq!(attendees["drift"], json!(-1.0));
+        assert_eq!(attendees["published"]["version"], json!(1));
+        assert_eq!(
+            attendees["published"]["published_by"],
+            json!("人事課 テスト")
+        );
+        let today = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).expect("JST"))
+            .format("%Y-%m-%d")
+            .to_string();
+        assert_eq!(attendees["published"]["published_on"], json!(today));
+
+        // Publishing the year again needs a reason, and keeps the first version.
+        let count = app.event_count().await;
+        app.post(
+            &app.hr,
+            "/plan-items/2-1-2/publications",
+            &json!({"fiscal_year": 2023}),
+        )
+        .await
+        .assert_problem(400, "publication_reason_required");
+        assert_eq!(app.event_count().await, count);
+        let (_, first_version) = sheet_text(&app, "").await;
+        let republished = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/publications",
+                &json!({"fiscal_year": 2023, "reason": "受講記録の重複を訂正したため"}),
+            )
+            .await;
+        assert_eq!(republished.status.as_u16(), 201, "{:?}", republished.body);
+        let (_, now) = sheet_text(&app, "").await;
+        let now: Value = serde_json::from_str(&now).expect("json");
+        let attendees = support::sheet_cell(&now, "attendees", 2023);
+        assert_eq!(attendees["published"]["value"], json!(1.0));
+        assert_eq!(attendees["published"]["version"], json!(2));
+        assert_eq!(
+            attendees["published"]["reason"],
+            json!("受講記録の重複を訂正したため")
+        );
+        assert_eq!(attendees["drift"], json!(0.0));
+        let first_version: Value = serde_json::from_str(&first_version).expect("json");
+        assert_eq!(
+            support::sheet_cell(&first_version, "attendees", 2023)["published"]["value"],
+            json!(2.0),
+            "the first version is still what the sheet showed before"
+        );
+        let (_, csv) = sheet_text(&app, "?format=csv").await;
+        assert!(
+            csv.contains(&format!("{today} 第2版（人事課 テスト）")),
+            "{csv}"
+        );
+
         let (_, after_publication) = sheet_text(&app, &format!("?as_of={t1}")).await;
         assert_eq!(
             after_publication, before,
@@ -205,5 +276,20 @@ both_backends!(
 
         let (status, _) = sheet_text(&app, "?as_of=yesterday").await;
         assert_eq!(status, 400);
+        // The future cannot be shown; a date alone is the end of that day in Japan.
+        let (status, body) = sheet_text(&app, "?as_of=2999-01-01").await;
+        assert_eq!(status, 400);
+        assert!(body.contains("as_of_in_future"), "{body}");
+        assert!(body.contains("未来"), "{body}");
+        let (status, body) = sheet_text(&app, "?as_of=2024-05-31").await;
+        assert_eq!(status, 404, "the item was defined later: {body}");
+        let (status, body) = sheet_text(&app, &format!("?as_of={today}")).await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_str(&body).expect("json");
+        assert!(
+            body["as_of_jst"].as_str().unwrap_or("").starts_with(&today),
+            "{}",
+            body["as_of_jst"]
+        );
     }
 );

@@ -182,10 +182,18 @@ pub enum PlanEvent {
         fiscal_year: FiscalYear,
         text: Text,
     },
+    /// A fiscal year's sheet published with each indicator's actual frozen. Publishing a
+    /// year again is a new version (第2版 …) with a reason; earlier versions stay in the log.
     SheetPublished {
         fiscal_year: FiscalYear,
         values: BTreeMap<Code, Option<f64>>,
         published_by: String,
+        /// 1 for the first publication of the year (absent in events written before versions
+        /// were recorded: read as 0, and counted by the readers).
+        #[serde(default)]
+        version: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<Text>,
     },
 }
 
@@ -263,6 +271,8 @@ pub enum PlanCommand {
         fiscal_year: FiscalYear,
         values: BTreeMap<Code, Option<f64>>,
         published_by: String,
+        /// Required when the year was published before.
+        reason: Option<Text>,
     },
 }
 
@@ -290,6 +300,12 @@ pub enum PlanError {
     InvalidRuleParams(&'static str),
     #[error("an activity needs its plan or its result")]
     NothingToRecord,
+    #[error("この年度は公表済みです。再公表（新しい版）には理由が必要です")]
+    PublicationReasonRequired,
+    #[error(
+        "この年度の自己評価が記録されていないため公表できません。先に自己評価を記録してください"
+    )]
+    SelfEvaluationMissing,
 }
 
 impl DomainError for PlanError {
@@ -306,6 +322,8 @@ impl DomainError for PlanError {
             PlanError::InvalidValue => "invalid_value",
             PlanError::InvalidRuleParams(_) => "invalid_rule_params",
             PlanError::NothingToRecord => "nothing_to_record",
+            PlanError::PublicationReasonRequired => "publication_reason_required",
+            PlanError::SelfEvaluationMissing => "self_evaluation_missing",
         }
     }
 
@@ -315,12 +333,14 @@ impl DomainError for PlanError {
             PlanError::PlanItemExists
             | PlanError::IndicatorExists
             | PlanError::IndicatorNotManual
-            | PlanError::ActualNotReported => Refusal::Conflict,
+            | PlanError::ActualNotReported
+            | PlanError::SelfEvaluationMissing => Refusal::Conflict,
             PlanError::InvalidPeriod
             | PlanError::FiscalYearOutsidePeriod
             | PlanError::InvalidValue
             | PlanError::InvalidRuleParams(_)
-            | PlanError::NothingToRecord => Refusal::Invalid,
+            | PlanError::NothingToRecord
+            | PlanError::PublicationReasonRequired => Refusal::Invalid,
         }
     }
 }
@@ -337,6 +357,10 @@ struct IndicatorState {
 pub struct PlanItem {
     period: Option<(FiscalYear, FiscalYear)>,
     indicators: BTreeMap<Code, IndicatorState>,
+    /// Fiscal years with a self-evaluation.
+    evaluated: BTreeSet<FiscalYear>,
+    /// How many times each fiscal year was published.
+    publications: BTreeMap<FiscalYear, u32>,
 }
 
 impl PlanItem {
@@ -421,7 +445,7 @@ impl PlanItem {
             }
             let defined = PlanItem {
                 period: Some((item.from_fiscal_year, item.to_fiscal_year)),
-                indicators: BTreeMap::new(),
+                ..PlanItem::default()
             };
             let mut known = BTreeSet::new();
             let mut events = vec![PlanEvent::PlanItemDefined(item)];
@@ -525,8 +549,16 @@ impl PlanItem {
                 fiscal_year,
                 values,
                 published_by,
+                reason,
             } => {
                 self.check_year(fiscal_year)?;
+                if !self.evaluated.contains(&fiscal_year) {
+                    return Err(PlanError::SelfEvaluationMissing);
+                }
+                let earlier = self.publications.get(&fiscal_year).copied().unwrap_or(0);
+                if earlier > 0 && reason.is_none() {
+                    return Err(PlanError::PublicationReasonRequired);
+                }
                 for (code, value) in &values {
                     let indicator = self.indicator(code)?;
                     if let Some(value) = value {
@@ -537,6 +569,8 @@ impl PlanItem {
                     fiscal_year,
                     values,
                     published_by,
+                    version: earlier + 1,
+                    reason,
                 }
             }
         };
@@ -597,12 +631,16 @@ impl Aggregate for PlanItem {
                     indicator.reported.insert(fiscal_year);
                 }
             }
+            PlanEvent::SelfEvaluated { fiscal_year, .. } => {
+                self.evaluated.insert(fiscal_year);
+            }
+            PlanEvent::SheetPublished { fiscal_year, .. } => {
+                *self.publications.entry(fiscal_year).or_default() += 1;
+            }
             PlanEvent::TargetSet { .. }
             | PlanEvent::ActualCorrected { .. }
             | PlanEvent::ActivityRecorded { .. }
-            | PlanEvent::SelfEvaluated { .. }
-            | PlanEvent::ExternalEvaluated { .. }
-            | PlanEvent::SheetPublished { .. } => {}
+            | PlanEvent::ExternalEvaluated { .. } => {}
         }
     }
 }
@@ -871,13 +909,71 @@ mod tests {
     #[test]
     fn publishing_a_value_for_an_unknown_indicator_is_rejected() {
         Given::with(())
-            .given(defined())
+            .given([defined(), vec![evaluated(2023)]].concat())
             .when(PlanCommand::Publish {
                 fiscal_year: fy(2023),
                 values: BTreeMap::from([(code("nope"), Some(1.0))]),
                 published_by: "hr".into(),
+                reason: None,
             })
             .then_expect_error(PlanError::IndicatorNotFound);
+    }
+
+    fn evaluated(year: i32) -> PlanEvent {
+        PlanEvent::SelfEvaluated {
+            fiscal_year: fy(year),
+            grade: SelfGrade::A,
+            reason: text("計画どおり実施"),
+            next_step: NextStep::Continue,
+            direction: None,
+        }
+    }
+
+    fn publish(reason: Option<&str>) -> PlanCommand {
+        PlanCommand::Publish {
+            fiscal_year: fy(2023),
+            values: BTreeMap::new(),
+            published_by: "人事課".into(),
+            reason: reason.map(text),
+        }
+    }
+
+    fn published(version: u32, reason: Option<&str>) -> PlanEvent {
+        PlanEvent::SheetPublished {
+            fiscal_year: fy(2023),
+            values: BTreeMap::new(),
+            published_by: "人事課".into(),
+            version,
+            reason: reason.map(text),
+        }
+    }
+
+    #[test]
+    fn a_year_without_a_self_evaluation_cannot_be_published() {
+        Given::with(())
+            .given(defined())
+            .when(publish(None))
+            .then_expect_error(PlanError::SelfEvaluationMissing);
+    }
+
+    #[test]
+    fn the_first_publication_of_a_year_is_version_1() {
+        Given::with(())
+            .given([defined(), vec![evaluated(2023)]].concat())
+            .when(publish(None))
+            .then_expect_events(vec![published(1, None)]);
+    }
+
+    #[test]
+    fn publishing_a_year_again_needs_a_reason_and_makes_version_2() {
+        Given::with(())
+            .given([defined(), vec![evaluated(2023), published(1, None)]].concat())
+            .when(publish(None))
+            .then_expect_error(PlanError::PublicationReasonRequired);
+        Given::with(())
+            .given([defined(), vec![evaluated(2023), published(1, None)]].concat())
+            .when(publish(Some("集計誤りの訂正")))
+            .then_expect_events(vec![published(2, Some("集計誤りの訂正"))]);
     }
 
     #[test]

@@ -60,6 +60,12 @@ impl FiscalYear {
         }
     }
 
+    /// `令和3年度（2021年度）`: the era label with the western year, as the cities' sheets
+    /// head their year columns.
+    pub fn full_label(self) -> String {
+        format!("{}（{}年度）", self.label(), self.0)
+    }
+
     /// `R5`, `H30`: the short form used in table headers.
     pub fn short_label(self) -> String {
         let (era, n) = self.era();

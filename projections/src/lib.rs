@@ -8,6 +8,7 @@ pub mod plans;
 pub mod sheet;
 #[cfg(test)]
 mod testing;
+pub mod time;
 
 use kiroku_domain::incident::{ComplianceIncident, IncidentEvent};
 use kiroku_domain::plan::{PlanEvent, PlanItem};
@@ -78,12 +79,7 @@ pub struct Recorded {
     pub event: LedgerEvent,
 }
 
-/// RFC 3339 in UTC with milliseconds, the form every timestamp takes in reports.
-pub fn rfc3339_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub use time::rfc3339_ms;
 
 /// Serializes a `HashMap` as a list of pairs sorted by key, so that the serialized read
 /// models are byte-identical whatever the map's iteration order (and keys need not be strings).

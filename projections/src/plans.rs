@@ -41,6 +41,9 @@ pub struct Publication {
     pub fiscal_year: FiscalYear,
     pub values: BTreeMap<Code, Option<f64>>,
     pub published_by: String,
+    /// 第n版: the n-th publication of this item's fiscal year, counted in log order.
+    pub version: u32,
+    pub reason: Option<Text>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,16 +175,27 @@ impl PlanBook {
                 fiscal_year,
                 values,
                 published_by,
-            } => item.publications.push(At {
-                position: recorded.position,
-                recorded_at: recorded.recorded_at,
-                actor: recorded.actor.clone(),
-                value: Publication {
-                    fiscal_year: *fiscal_year,
-                    values: values.clone(),
-                    published_by: published_by.clone(),
-                },
-            }),
+                version: _,
+                reason,
+            } => {
+                let earlier = item
+                    .publications
+                    .iter()
+                    .filter(|p| p.value.fiscal_year == *fiscal_year)
+                    .count();
+                item.publications.push(At {
+                    position: recorded.position,
+                    recorded_at: recorded.recorded_at,
+                    actor: recorded.actor.clone(),
+                    value: Publication {
+                        fiscal_year: *fiscal_year,
+                        values: values.clone(),
+                        published_by: published_by.clone(),
+                        version: earlier as u32 + 1,
+                        reason: reason.clone(),
+                    },
+                })
+            }
         }
     }
 }

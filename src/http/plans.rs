@@ -388,6 +388,8 @@ async fn evaluate_externally(
 #[serde(deny_unknown_fields)]
 struct PublicationBody {
     fiscal_year: FiscalYear,
+    /// Why the year is published again (required from the second version on).
+    reason: Option<Text>,
 }
 
 /// Publishes a year's sheet: freezes every indicator's actual as computed now.
@@ -404,10 +406,12 @@ async fn publish(
         .projector
         .actuals(&code, body.fiscal_year)?
         .ok_or_else(|| ApiError::not_found("plan_item_not_found", "no plan item with this code"))?;
+    let reason = body.reason.as_ref().map(|r| r.as_str().to_string());
     let command = PlanCommand::Publish {
         fiscal_year: body.fiscal_year,
         values,
         published_by,
+        reason: body.reason,
     };
     run(
         &state,
@@ -415,7 +419,7 @@ async fn publish(
         &request_id,
         &code,
         command,
-        None,
+        reason.as_deref(),
         StatusCode::CREATED,
     )
     .await

@@ -27,57 +27,94 @@ pub fn routes() -> Router<AppState> {
         .route("/projections", get(projections))
 }
 
-/// Parses an RFC 3339 `as_of` into ms since the epoch.
+/// Reads a report's `as_of` (see [`kiroku_projections::time::parse_as_of`]): RFC 3339, or a
+/// date alone for the end of that day in JST; a moment in the future is refused.
 pub fn parse_as_of(as_of: Option<&str>) -> ApiResult<Option<i64>> {
+    use kiroku_projections::time::{parse_as_of, AsOfError};
     match as_of {
         None => Ok(None),
-        Some(text) => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Some(t.timestamp_millis()))
-            .map_err(|e| ApiError::validation(format!("as_of must be an RFC 3339 timestamp: {e}"))),
+        Some(text) => match parse_as_of(text, crate::storage::now_ms()) {
+            Ok(ms) => Ok(Some(ms)),
+            Err(error @ AsOfError::InFuture(_)) => Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "as_of_in_future",
+                error.to_string(),
+            )),
+            Err(error) => Err(ApiError::validation(error.to_string())),
+        },
     }
 }
 
-/// Every plan item with this fiscal year's target, actual and achievement per indicator.
-async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    fiscal_year: Option<FiscalYear>,
+}
+
+/// Every plan item with one fiscal year's target, actual and achievement per indicator: the
+/// year asked for, or else the latest year of the plan period that has an actual, so a list
+/// read after the plan period does not show an empty year.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
     caller.require(READERS)?;
-    let this_year = FiscalYear::of(super::staff::today_jst());
     let projector = &state.ledger.projector;
-    let mut items = Vec::new();
+    let mut sheets = Vec::new();
     for (code, title) in projector.plan_items()? {
-        let sheet = projector.sheet(&code, None)?.unwrap_or(Value::Null);
-        let indicators: Vec<Value> = sheet["indicators"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-            .iter()
-            .map(|indicator| {
-                let cell = indicator["years"]
-                    .as_array()
-                    .and_then(|years| {
-                        years
-                            .iter()
-                            .find(|y| y["fiscal_year"] == json!(this_year.year()))
-                    })
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                json!({
-                    "code": indicator["code"],
-                    "name": indicator["name"],
-                    "target": cell["target"],
-                    "actual": cell["actual"],
-                    "achieved": cell["achieved"],
-                })
-            })
-            .collect();
-        items.push(json!({
-            "code": code,
-            "title": title,
-            "fiscal_year": this_year.year(),
-            "label": this_year.label(),
-            "indicators": indicators,
-        }));
+        if let Some(sheet) = projector.sheet(&code, None)? {
+            sheets.push((code, title, sheet));
+        }
     }
-    Ok(Json(json!({ "items": items })))
+    let this_year = FiscalYear::of(super::staff::today_jst()).year();
+    let latest_with_data = sheets
+        .iter()
+        .flat_map(|(_, _, sheet)| sheet.indicators.iter())
+        .flat_map(|indicator| indicator.years.iter())
+        .filter(|cell| cell.actual.is_some_and(|a| a.value.is_some()))
+        .map(|cell| cell.fiscal_year)
+        .filter(|year| *year <= this_year)
+        .max();
+    let year = match (query.fiscal_year, latest_with_data) {
+        (Some(asked), _) => asked.year(),
+        (None, Some(latest)) => latest,
+        (None, None) => this_year,
+    };
+    let label = FiscalYear::new(year)
+        .map(|fy| fy.full_label())
+        .unwrap_or_default();
+    let items: Vec<Value> = sheets
+        .iter()
+        .map(|(code, title, sheet)| {
+            let indicators: Vec<Value> = sheet
+                .indicators
+                .iter()
+                .map(|indicator| {
+                    let cell = indicator.years.iter().find(|y| y.fiscal_year == year);
+                    json!({
+                        "code": indicator.code,
+                        "name": indicator.name,
+                        "target": cell.and_then(|c| c.target),
+                        "actual": cell.and_then(|c| c.actual),
+                        "achieved": cell.and_then(|c| c.achieved),
+                        "achievement": cell.map(|c| c.achievement),
+                        "achievement_label": cell.map(|c| c.achievement.label_ja()),
+                    })
+                })
+                .collect();
+            json!({
+                "code": code,
+                "title": title,
+                "fiscal_year": year,
+                "label": label,
+                "indicators": indicators,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "fiscal_year": year, "label": label, "items": items }),
+    ))
 }
 
 #[derive(Deserialize)]

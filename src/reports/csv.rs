@@ -4,13 +4,13 @@
 
 use super::view::{View, TABLE_HEAD, YEAR_SECTION};
 use super::ReportError;
-use serde_json::Value;
+use kiroku_projections::sheet::Sheet;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// The sheet as CSV bytes (UTF-8 with BOM).
-pub fn csv(sheet: &Value) -> Result<Vec<u8>, ReportError> {
-    let view = View::from_json(sheet)?;
+pub fn csv(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
+    let view = View::of(sheet);
     let builder = {
         let mut builder = ::csv::WriterBuilder::new();
         builder.flexible(true).terminator(::csv::Terminator::CRLF);
@@ -85,7 +85,9 @@ mod tests {
         let bytes = csv(&sample_sheet()).expect("csv");
         assert_eq!(&bytes[..3], BOM);
         let text = std::str::from_utf8(&bytes[3..]).expect("utf-8");
-        assert!(text.starts_with("進行管理シート　2-1-2 研修内容の充実\r\n項目コード,2-1-2\r\n"));
+        assert!(text.starts_with(
+            "はだの行政サービス改革基本方針実行計画　進行管理シート　2-1-2 研修内容の充実\r\n項目,2-1-2 研修内容の充実\r\n"
+        ));
         assert!(text.contains("\r\n\r\n指標,区分,単位,行,R3,R4,R5,R6,R7\r\n"));
     }
 
@@ -100,17 +102,24 @@ mod tests {
         );
         let actual = row(&records, "職員研修の年間延べ受講者数", "実績");
         assert_eq!(actual[4..], ["－", "－", "2,412人", "120人", "－"]);
+        // FY2024 is not over on 2024-06-30: 集計中, not 未達成.
         let achieved = row(&records, "職員研修の年間延べ受講者数", "達成");
-        assert_eq!(achieved[4..], ["－", "－", "達成", "未達成", "－"]);
+        assert_eq!(achieved[4..], ["－", "－", "達成", "集計中", "－"]);
         let published = row(&records, "職員研修の年間延べ受講者数", "公表値");
         assert_eq!(published[6], "2,415人");
+        let published_on = row(&records, "職員研修の年間延べ受講者数", "公表日・版");
+        assert_eq!(published_on[6], "2024-05-30 第2版（人事課）");
         let drift = row(&records, "職員研修の年間延べ受講者数", "乖離");
         assert_eq!(drift[6], "-3人");
 
+        // Rates measured always with one decimal; an exact target without 以上 or 以下.
         let want = "「管理職になりたいと思う」と回答する比率";
         assert_eq!(row(&records, want, "目標")[6], "90%以上");
         assert_eq!(row(&records, want, "目標")[8], "0%");
         assert_eq!(row(&records, want, "実績")[6], "18.5%（見込み）");
+        assert_eq!(row(&records, want, "実績")[7], "98.0%");
+        assert_eq!(row(&records, want, "達成")[6], "未達成");
+        assert_eq!(row(&records, want, "達成")[7], "集計中");
     }
 
     #[test]
@@ -125,14 +134,21 @@ mod tests {
         };
         assert_eq!(header("取組主管課"), "職員課");
         assert_eq!(header("区分"), "継続");
-        assert_eq!(header("関係計画等"), "－");
-        assert!(header("基準時点").starts_with("2024-06-30T00:00:00.000Z"));
+        assert_eq!(header("関係計画"), "－");
+        assert_eq!(header("基準時点"), "2024-06-30 09:00 JST");
         assert_eq!(row(&records, YEAR_SECTION, "自己評価")[6], "A：計画どおり");
-        assert_eq!(row(&records, YEAR_SECTION, "次年度以降")[6], "継続実施");
+        assert_eq!(
+            row(&records, YEAR_SECTION, "次年度以降の方向性")[6],
+            "継続実施"
+        );
+        assert_eq!(
+            row(&records, YEAR_SECTION, "内部評価（結果要因、次年度課題等）")[6],
+            "研修等の効果を測定する。"
+        );
         assert_eq!(row(&records, YEAR_SECTION, "外部評価")[5], "－");
         // Quoting is the csv crate's: commas, quotes and newlines survive a round trip.
         assert_eq!(
-            row(&records, YEAR_SECTION, "取組実績")[6],
+            row(&records, YEAR_SECTION, "活動実績")[6],
             "階層別研修に「対話」を取り入れた <新> 研修 & 講演"
         );
     }

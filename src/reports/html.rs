@@ -3,7 +3,7 @@
 
 use super::view::{Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
 use super::ReportError;
-use serde_json::Value;
+use kiroku_projections::sheet::Sheet;
 use std::fmt::Write;
 
 const STYLE: &str = r#"
@@ -22,6 +22,7 @@ table.sheet td { white-space: pre-wrap; }
 td.num { text-align: right; white-space: nowrap; }
 td.none { text-align: center; color: #666; }
 td.ng { font-weight: bold; }
+td.pending { text-align: center; color: #555; }
 .fy { font-weight: normal; font-size: 8.5pt; }
 .note { font-weight: normal; font-size: 8.5pt; white-space: pre-wrap; margin-top: .3em; }
 tr { page-break-inside: avoid; break-inside: avoid; }
@@ -29,11 +30,11 @@ tr { page-break-inside: avoid; break-inside: avoid; }
 "#;
 
 /// The sheet as a complete HTML page.
-pub fn html(sheet: &Value) -> Result<String, ReportError> {
-    let view = View::from_json(sheet)?;
+pub fn html(sheet: &Sheet) -> Result<String, ReportError> {
+    let view = View::of(sheet);
     let mut page = String::new();
     // Writing into a String cannot fail; the error type is fmt's.
-    write_page(&mut page, &view).map_err(|e| ReportError::Malformed(e.to_string()))?;
+    write_page(&mut page, &view).map_err(|e| ReportError::Page(e.to_string()))?;
     Ok(page)
 }
 
@@ -146,6 +147,7 @@ fn class(kind: RowKind, cell: &Cell) -> &'static str {
         Cell::Number { .. } => "num",
         Cell::Text(text) if text == NONE => "none",
         Cell::Text(_) if kind == RowKind::Achieved && cell.text() == "未達成" => "ng",
+        Cell::Text(_) if kind == RowKind::Achieved && cell.text() == "集計中" => "pending",
         Cell::Text(_) => "text",
     }
 }
@@ -185,7 +187,9 @@ mod tests {
         assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"ja\">"));
         assert!(page.contains("<meta charset=\"utf-8\">"));
         assert!(page.contains("@page { size: A4 landscape;"));
-        assert!(page.contains("<title>進行管理シート　2-1-2 研修内容の充実</title>"));
+        assert!(page.contains(
+            "<title>はだの行政サービス改革基本方針実行計画　進行管理シート　2-1-2 研修内容の充実</title>"
+        ));
         for outside in ["<script", "<link", "http://", "https://", "@import", "url("] {
             assert!(
                 !page.contains(outside),
@@ -207,10 +211,15 @@ mod tests {
         let page = html(&sample_sheet()).expect("html");
         assert!(page.contains("<td class=\"num\">2,300人以上</td>"));
         assert!(page.contains("<td class=\"num\">18.5%（見込み）</td>"));
+        assert!(page.contains("<td class=\"num\">98.0%</td>"));
         assert!(page.contains("<td class=\"ng\">未達成</td>"));
+        // An unfinished year is 集計中, not a bold 未達成.
+        assert!(page.contains("<td class=\"pending\">集計中</td>"));
+        assert!(page.contains("<td class=\"text\">2024-05-30 第2版（人事課）</td>"));
         assert!(page.contains("<td class=\"none\">－</td>"));
         assert!(page.contains("<th scope=\"col\">R5</th>"));
-        assert!(page.contains("<th class=\"fy\">令和5年度</th>"));
+        assert!(page.contains("<th class=\"fy\">令和5年度（2023年度）</th>"));
+        assert!(page.contains("<td>2024-06-30 09:00 JST</td>"));
         assert!(page.contains("A：計画どおり"));
     }
 }

@@ -1,110 +1,16 @@
-//! The sheet JSON read back into types, and the one table every format draws: item header,
-//! one column per fiscal year, per indicator the rows 目標・実績・達成・公表値・乖離, then per
-//! year the activities and evaluations. CSV, HTML and XLSX only differ in how they draw it.
+//! The one table every format draws from a [`Sheet`]: item header, one column per fiscal year,
+//! per indicator the rows 目標・実績・達成・公表値・公表日・乖離, then per year the activities and
+//! evaluations. CSV, HTML and XLSX only differ in how they draw it; how a value reads (a rate
+//! with one decimal and %, a drift of a rate in ポイント, an exact target without 以上) is
+//! decided here, once.
 
-use super::ReportError;
-use kiroku_domain::values::{FiscalYear, TargetOp};
-use serde::Deserialize;
-use serde_json::Value;
+use kiroku_domain::values::{FiscalYear, TargetOp, Unit};
+use kiroku_projections::sheet::{
+    ActualSource, IndicatorCell, PublishedCell, Sheet, SheetIndicator, SheetYear,
+};
 
 /// What an empty value (no target, no actual, a rate with an empty denominator) shows as.
 pub(crate) const NONE: &str = "－";
-
-#[derive(Debug, Deserialize)]
-struct Sheet {
-    item: Item,
-    as_of: String,
-    position: Option<i64>,
-    fiscal_years: Vec<i32>,
-    #[serde(default)]
-    indicators: Vec<Indicator>,
-    #[serde(default)]
-    years: Vec<YearBlock>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Item {
-    code: String,
-    title: String,
-    pillar: Option<String>,
-    lead_department: Option<String>,
-    status_label: Option<String>,
-    aim: Option<String>,
-    related_plans: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Indicator {
-    name: String,
-    description: Option<String>,
-    unit_label: String,
-    kind_label: String,
-    baseline: Option<Baseline>,
-    #[serde(default)]
-    years: Vec<IndicatorYear>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Baseline {
-    fiscal_year: i32,
-    value: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct IndicatorYear {
-    fiscal_year: i32,
-    target: Option<Target>,
-    actual: Option<Actual>,
-    achieved: Option<bool>,
-    published: Option<Published>,
-    drift: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Target {
-    op: TargetOp,
-    value: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Actual {
-    value: Option<f64>,
-    source: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Published {
-    value: Option<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct YearBlock {
-    fiscal_year: i32,
-    #[serde(default)]
-    activities: Vec<Activity>,
-    self_evaluation: Option<SelfEvaluation>,
-    external_evaluation: Option<ExternalEvaluation>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Activity {
-    planned: Option<String>,
-    result: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct SelfEvaluation {
-    grade: String,
-    grade_label: String,
-    reason: Option<String>,
-    next_step_label: String,
-    direction: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ExternalEvaluation {
-    text: String,
-}
 
 /// One cell of a year column. A `Number` keeps its value so the spreadsheet stays computable;
 /// `text` is how CSV and HTML show it, `suffix` what the spreadsheet's number format appends.
@@ -114,7 +20,12 @@ pub(crate) enum Cell {
     Number {
         value: f64,
         text: String,
+        /// What the spreadsheet's number format appends (以上, （見込み）, ポイント).
         suffix: &'static str,
+        /// The unit the spreadsheet's number format shows right after the number (`%`).
+        unit: &'static str,
+        /// Fixed decimals (rates: 1), or as many as the value has.
+        decimals: Option<usize>,
         signed: bool,
     },
 }
@@ -138,6 +49,7 @@ pub(crate) enum RowKind {
     Actual,
     Achieved,
     Published,
+    PublishedOn,
     Drift,
 }
 
@@ -148,6 +60,7 @@ impl RowKind {
             RowKind::Actual => "実績",
             RowKind::Achieved => "達成",
             RowKind::Published => "公表値",
+            RowKind::PublishedOn => "公表日・版",
             RowKind::Drift => "乖離",
         }
     }
@@ -194,6 +107,7 @@ pub(crate) struct View {
     pub years: Vec<YearHead>,
     pub indicators: Vec<IndicatorBlock>,
     pub year_rows: Vec<TextRow>,
+    pub plan: Option<String>,
 }
 
 /// The label in the 指標 column of the per-year rows.
@@ -202,36 +116,28 @@ pub(crate) const YEAR_SECTION: &str = "取組・評価";
 pub(crate) const TABLE_HEAD: [&str; 4] = ["指標", "区分", "単位", "行"];
 
 impl View {
-    /// `進行管理シート　2-1-2 研修内容の充実`
+    /// `はだの行政サービス改革基本方針実行計画　進行管理シート　2-1-2 研修内容の充実`
     pub(crate) fn heading(&self) -> String {
-        format!("進行管理シート　{} {}", self.code, self.title)
+        match &self.plan {
+            Some(plan) => format!("{plan}　進行管理シート　{} {}", self.code, self.title),
+            None => format!("進行管理シート　{} {}", self.code, self.title),
+        }
     }
 
-    pub(crate) fn from_json(sheet: &Value) -> Result<View, ReportError> {
-        let sheet: Sheet = serde_json::from_value(sheet.clone())
-            .map_err(|e| ReportError::Malformed(e.to_string()))?;
-        Ok(View::build(&sheet))
-    }
-
-    fn build(sheet: &Sheet) -> View {
+    pub(crate) fn of(sheet: &Sheet) -> View {
         let item = &sheet.item;
         let or_none = |s: &Option<String>| match s {
             Some(s) if !s.is_empty() => s.clone(),
             _ => NONE.to_string(),
         };
-        let as_of = match sheet.position {
-            Some(position) => format!("{}（イベント位置 {position}）", sheet.as_of),
-            None => sheet.as_of.clone(),
-        };
         let header = vec![
-            ("項目コード", item.code.clone()),
-            ("項目名", item.title.clone()),
+            ("項目", format!("{} {}", item.code, item.title)),
             ("改革の柱", or_none(&item.pillar)),
             ("取組主管課", or_none(&item.lead_department)),
             ("区分", or_none(&item.status_label)),
-            ("概要・目指すもの", or_none(&item.aim)),
-            ("関係計画等", or_none(&item.related_plans)),
-            ("基準時点", as_of),
+            ("概要（目指す姿）", or_none(&item.aim)),
+            ("関係計画", or_none(&item.related_plans)),
+            ("基準時点", sheet.as_of_jst.clone()),
         ];
         let years = sheet
             .fiscal_years
@@ -239,7 +145,7 @@ impl View {
             .map(|&y| YearHead {
                 short: short_label(y),
                 label: FiscalYear::new(y)
-                    .map(|fy| fy.label())
+                    .map(|fy| fy.full_label())
                     .unwrap_or_else(|_| format!("{y}年度")),
             })
             .collect();
@@ -251,6 +157,7 @@ impl View {
         View {
             code: item.code.clone(),
             title: item.title.clone(),
+            plan: item.plan.clone(),
             header,
             years,
             indicators,
@@ -265,75 +172,136 @@ fn short_label(year: i32) -> String {
         .unwrap_or_else(|_| year.to_string())
 }
 
-fn indicator_block(indicator: &Indicator, fiscal_years: &[i32]) -> IndicatorBlock {
-    let unit = indicator.unit_label.as_str();
-    let cells: Vec<Option<&IndicatorYear>> = fiscal_years
+/// A value with its unit: `2,300人`, `98.0%`, `14.2日`.
+pub(crate) fn with_unit(value: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Percent => format!("{}%", rate(value)),
+        other => format!("{}{}", number(value), other.label_ja()),
+    }
+}
+
+/// A rate always with one decimal: `98.0`, `15.6`.
+pub(crate) fn rate(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// What a target's operator adds after the value: 以上 or 以下, and nothing when the target
+/// is in effect exact: `=`, at most 0 (0件), or at least 100 % (100%).
+fn op_suffix(op: TargetOp, value: f64, unit: Unit) -> &'static str {
+    let exact = match op {
+        TargetOp::Exactly => true,
+        TargetOp::AtMost => value <= 0.0,
+        TargetOp::AtLeast => unit == Unit::Percent && value >= 100.0,
+    };
+    if exact {
+        ""
+    } else {
+        op.label_ja()
+    }
+}
+
+/// A drift: `+1人`, `-0.5ポイント` (a difference of rates is in points), `0人`.
+pub(crate) fn drift_text(value: f64, unit: Unit) -> String {
+    match unit {
+        Unit::Percent => {
+            let sign = if value > 0.0 { "+" } else { "" };
+            format!("{sign}{value:.1}ポイント")
+        }
+        other => format!("{}{}", signed(value), other.label_ja()),
+    }
+}
+
+/// The suffix of a drift in the spreadsheet's number format.
+fn drift_suffix(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Percent => "ポイント",
+        other => other.label_ja(),
+    }
+}
+
+/// `2024-05-30 第1版（人事課）`
+fn published_on(p: &PublishedCell) -> String {
+    let by = if p.published_by.is_empty() {
+        String::new()
+    } else {
+        format!("（{}）", p.published_by)
+    };
+    format!("{} 第{}版{by}", p.published_on, p.version)
+}
+
+fn indicator_block(indicator: &SheetIndicator, fiscal_years: &[i32]) -> IndicatorBlock {
+    let unit = indicator.unit;
+    let unit_label = unit.label_ja();
+    let cells: Vec<Option<&IndicatorCell>> = fiscal_years
         .iter()
         .map(|&y| indicator.years.iter().find(|c| c.fiscal_year == y))
         .collect();
-    let row = |kind: RowKind, f: &dyn Fn(&IndicatorYear) -> Cell| Row {
+    let row = |kind: RowKind, f: &dyn Fn(&IndicatorCell) -> Cell| Row {
         kind,
         cells: cells
             .iter()
             .map(|c| c.map(f).unwrap_or_else(Cell::none))
             .collect(),
     };
+    let percent = unit == Unit::Percent;
+    let number_cell = |value: f64, suffix: &'static str| Cell::Number {
+        value,
+        text: format!("{}{suffix}", with_unit(value, unit)),
+        suffix,
+        unit: unit_label,
+        decimals: if percent { Some(1) } else { None },
+        signed: false,
+    };
     let rows = vec![
+        // A target reads as the plan writes it (90%以上, 100%, 0件); values as measured.
         row(RowKind::Target, &|c| match &c.target {
             Some(t) => {
-                let suffix = t.op.label_ja();
+                let suffix = op_suffix(t.op, t.value, unit);
                 Cell::Number {
                     value: t.value,
-                    text: format!("{}{unit}{suffix}", number(t.value)),
+                    text: format!("{}{unit_label}{suffix}", number(t.value)),
                     suffix,
+                    unit: unit_label,
+                    decimals: None,
                     signed: false,
                 }
             }
             None => Cell::none(),
         }),
         row(RowKind::Actual, &|c| match &c.actual {
-            Some(Actual {
-                value: Some(value),
-                source,
-            }) => {
-                let suffix = if source == "estimate" {
-                    "（見込み）"
-                } else {
-                    ""
-                };
-                Cell::Number {
-                    value: *value,
-                    text: format!("{}{unit}{suffix}", number(*value)),
-                    suffix,
-                    signed: false,
-                }
-            }
-            _ => Cell::none(),
+            Some(a) => match a.value {
+                Some(value) => number_cell(
+                    value,
+                    if a.source == ActualSource::Estimate {
+                        "（見込み）"
+                    } else {
+                        ""
+                    },
+                ),
+                None => Cell::none(),
+            },
+            None => Cell::none(),
         }),
         row(RowKind::Achieved, &|c| {
-            Cell::Text(
-                match c.achieved {
-                    Some(true) => "達成",
-                    Some(false) => "未達成",
-                    None => NONE,
-                }
-                .to_string(),
-            )
+            Cell::Text(c.achievement.label_ja().to_string())
         }),
         row(RowKind::Published, &|c| match &c.published {
-            Some(Published { value: Some(value) }) => Cell::Number {
-                value: *value,
-                text: format!("{}{unit}", number(*value)),
-                suffix: "",
-                signed: false,
-            },
+            Some(PublishedCell {
+                value: Some(value), ..
+            }) => number_cell(*value, ""),
             _ => Cell::none(),
+        }),
+        row(RowKind::PublishedOn, &|c| match &c.published {
+            Some(p) => Cell::Text(published_on(p)),
+            None => Cell::none(),
         }),
         row(RowKind::Drift, &|c| match c.drift {
             Some(drift) => Cell::Number {
                 value: drift,
-                text: format!("{}{unit}", signed(drift)),
-                suffix: "",
+                text: drift_text(drift, unit),
+                suffix: drift_suffix(unit),
+                unit: "",
+                decimals: if percent { Some(1) } else { None },
                 signed: true,
             },
             None => Cell::none(),
@@ -345,9 +313,9 @@ fn indicator_block(indicator: &Indicator, fiscal_years: &[i32]) -> IndicatorBloc
     }
     if let Some(baseline) = &indicator.baseline {
         notes.push(format!(
-            "基準値：{} {}{unit}",
-            short_label(baseline.fiscal_year),
-            number(baseline.value)
+            "基準値：{} {}",
+            baseline.fiscal_year.short_label(),
+            with_unit(baseline.value, unit)
         ));
     }
     IndicatorBlock {
@@ -360,12 +328,12 @@ fn indicator_block(indicator: &Indicator, fiscal_years: &[i32]) -> IndicatorBloc
     }
 }
 
-fn year_rows(blocks: &[YearBlock], fiscal_years: &[i32]) -> Vec<TextRow> {
-    let blocks: Vec<Option<&YearBlock>> = fiscal_years
+fn year_rows(blocks: &[SheetYear], fiscal_years: &[i32]) -> Vec<TextRow> {
+    let blocks: Vec<Option<&SheetYear>> = fiscal_years
         .iter()
         .map(|&y| blocks.iter().find(|b| b.fiscal_year == y))
         .collect();
-    let row = |label: &'static str, f: &dyn Fn(&YearBlock) -> Option<String>| TextRow {
+    let row = |label: &'static str, f: &dyn Fn(&SheetYear) -> Option<String>| TextRow {
         label,
         cells: blocks
             .iter()
@@ -378,7 +346,7 @@ fn year_rows(blocks: &[YearBlock], fiscal_years: &[i32]) -> Vec<TextRow> {
     };
     let joined = |texts: Vec<&str>| (!texts.is_empty()).then(|| texts.join("\n"));
     vec![
-        row("取組内容", &|b| {
+        row("取組内容・取組目標", &|b| {
             joined(
                 b.activities
                     .iter()
@@ -386,7 +354,7 @@ fn year_rows(blocks: &[YearBlock], fiscal_years: &[i32]) -> Vec<TextRow> {
                     .collect(),
             )
         }),
-        row("取組実績", &|b| {
+        row("活動実績", &|b| {
             joined(
                 b.activities
                     .iter()
@@ -397,19 +365,20 @@ fn year_rows(blocks: &[YearBlock], fiscal_years: &[i32]) -> Vec<TextRow> {
         row("自己評価", &|b| {
             b.self_evaluation
                 .as_ref()
-                .map(|e| format!("{}：{}", e.grade, e.grade_label))
+                .map(|e| format!("{}：{}", e.grade.as_str(), e.grade_label))
         }),
         row("評価理由", &|b| {
             b.self_evaluation.as_ref().and_then(|e| e.reason.clone())
         }),
-        row("次年度以降", &|b| {
+        row("次年度以降の方向性", &|b| {
             b.self_evaluation
                 .as_ref()
                 .map(|e| e.next_step_label.clone())
         }),
-        row("方向性・課題等", &|b| {
-            b.self_evaluation.as_ref().and_then(|e| e.direction.clone())
-        }),
+        row(
+            "内部評価（結果要因、次年度課題等）",
+            &|b| b.self_evaluation.as_ref().and_then(|e| e.direction.clone()),
+        ),
         row("外部評価", &|b| {
             b.external_evaluation.as_ref().map(|e| e.text.clone())
         }),

@@ -6,10 +6,10 @@
 
 use super::view::{decimals, Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
 use super::ReportError;
+use kiroku_projections::sheet::Sheet;
 use rust_xlsxwriter::{
     ColNum, Color, Format as CellFormat, FormatAlign, FormatBorder, RowNum, Workbook, Worksheet,
 };
-use serde_json::Value;
 
 const FONT: &str = "游ゴシック";
 /// The font size in points and the height of one line of it.
@@ -22,8 +22,8 @@ const YEAR_WIDTH: f64 = 24.0;
 const A4: u8 = 9;
 
 /// The sheet as the bytes of an .xlsx file.
-pub fn xlsx(sheet: &Value) -> Result<Vec<u8>, ReportError> {
-    let view = View::from_json(sheet)?;
+pub fn xlsx(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
+    let view = View::of(sheet);
     let mut workbook = Workbook::new();
     // Pixel metrics of an 11pt Japanese default font (Excel's for 游ゴシック).
     workbook.set_default_format(&Styles::base(), 24, 72)?;
@@ -73,17 +73,26 @@ impl Styles {
         }
     }
 
-    /// A number cell: thousands separators, as many decimals as the value has, and the
-    /// suffix (以上, （見込み）) as a literal of the format so the cell stays a number.
-    fn number(&self, value: f64, suffix: &str, signed: bool) -> CellFormat {
-        let digits = match decimals(value) {
+    /// A number cell: thousands separators, one decimal for a rate (as many as the value has
+    /// otherwise), and the unit and suffix (`%`, 以上, （見込み）, ポイント) as literals of the
+    /// format, so the cell stays a number and reads as the CSV does.
+    fn number(
+        &self,
+        value: f64,
+        unit: &str,
+        suffix: &str,
+        fixed: Option<usize>,
+        signed: bool,
+    ) -> CellFormat {
+        let digits = match fixed.unwrap_or_else(|| decimals(value)) {
             0 => "#,##0".to_string(),
             n => format!("#,##0.{}", "0".repeat(n)),
         };
-        let suffix = if suffix.is_empty() {
+        let literal = format!("{unit}{suffix}");
+        let suffix = if literal.is_empty() {
             String::new()
         } else {
-            format!("\"{suffix}\"")
+            format!("\"{literal}\"")
         };
         let format = if signed {
             format!("+{digits}{suffix};-{digits}{suffix};0{suffix}")
@@ -141,7 +150,11 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
             .rows
             .iter()
             .filter(|r| {
-                indicator.published || !matches!(r.kind, RowKind::Published | RowKind::Drift)
+                indicator.published
+                    || !matches!(
+                        r.kind,
+                        RowKind::Published | RowKind::PublishedOn | RowKind::Drift
+                    )
             })
             .collect();
         let Some(span) = (rows.len() as RowNum).checked_sub(1) else {
@@ -181,10 +194,12 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
                     Cell::Number {
                         value,
                         suffix,
+                        unit,
+                        decimals,
                         signed,
                         ..
                     } => {
-                        let format = styles.number(*value, suffix, *signed);
+                        let format = styles.number(*value, unit, suffix, *decimals, *signed);
                         ws.write_number_with_format(at, col, *value, &format)?;
                     }
                     Cell::Text(text) if text == NONE => {
@@ -220,11 +235,14 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
         row += span + 1;
     }
 
-    // Only the lead columns stay put: frozen header rows would eat half the screen.
-    ws.set_freeze_panes(0, lead)?;
+    // The year heads and the lead columns stay put while scrolling.
+    ws.set_freeze_panes(head + 2, lead)?;
+    // One item, one A4 landscape page, numbered in the footer.
     ws.set_landscape();
     ws.set_paper_size(A4);
-    ws.set_print_fit_to_pages(1, 0);
+    ws.set_margins(0.4, 0.4, 0.5, 0.5, 0.2, 0.2);
+    ws.set_print_fit_to_pages(1, 1);
+    ws.set_footer("&C&P / &N");
     ws.set_repeat_rows(head, head + 1)?;
     ws.set_print_area(0, 0, row.saturating_sub(1), last)?;
     Ok(())
@@ -296,7 +314,7 @@ mod tests {
         let (head, r5) = find(&range, "R5");
         assert_eq!(
             range.get((head + 1, r5)),
-            Some(&Data::String("令和5年度".into()))
+            Some(&Data::String("令和5年度（2023年度）".into()))
         );
         let (target, label_col) = find(&range, "目標");
         let (actual, _) = find(&range, "実績");
@@ -313,8 +331,13 @@ mod tests {
             Some(&Data::String(NONE.into()))
         );
         assert_eq!(
+            range.get((actual + 1, r5)),
+            Some(&Data::String("達成".into()))
+        );
+        assert_eq!(
             range.get((actual + 1, r5 + 1)),
-            Some(&Data::String("未達成".into()))
+            Some(&Data::String("集計中".into())),
+            "FY2024 is not over at the sheet's moment"
         );
         // 区分 and 単位 are merged over the block: the value sits in its first row.
         assert_eq!(range.get((target, 2)), Some(&Data::String("人".into())));
@@ -325,10 +348,16 @@ mod tests {
         let range = read_back(xlsx(&sample_sheet()).expect("xlsx"));
         assert_eq!(
             range.get((0, 0)),
-            Some(&Data::String("進行管理シート　2-1-2 研修内容の充実".into()))
+            Some(&Data::String(
+                "はだの行政サービス改革基本方針実行計画　進行管理シート　2-1-2 研修内容の充実"
+                    .into()
+            ))
         );
-        let (code, _) = find(&range, "項目コード");
-        assert_eq!(range.get((code, 1)), Some(&Data::String("2-1-2".into())));
+        let (code, _) = find(&range, "項目");
+        assert_eq!(
+            range.get((code, 1)),
+            Some(&Data::String("2-1-2 研修内容の充実".into()))
+        );
         let (_, r5) = find(&range, "R5");
         let (grade, _) = find(&range, "自己評価");
         assert_eq!(
@@ -350,7 +379,11 @@ mod tests {
         let (row, _, _) = published[0];
         let (_, r5) = find(&range, "R5");
         assert_eq!(range.get((row, r5)), Some(&Data::Float(2415.0)));
-        assert_eq!(range.get((row + 1, r5)), Some(&Data::Float(-3.0)));
+        assert_eq!(
+            range.get((row + 1, r5)),
+            Some(&Data::String("2024-05-30 第2版（人事課）".into()))
+        );
+        assert_eq!(range.get((row + 2, r5)), Some(&Data::Float(-3.0)));
     }
 
     #[test]
@@ -363,12 +396,55 @@ mod tests {
             .collect();
         assert_eq!(estimates.len(), 1);
         assert_eq!(
-            Styles::new().number(18.5, "（見込み）", false),
+            Styles::new().number(18.5, "%", "（見込み）", Some(1), false),
             Styles::base()
                 .set_border(FormatBorder::Thin)
                 .set_align(FormatAlign::Right)
                 .set_align(FormatAlign::Top)
-                .set_num_format("#,##0.0\"（見込み）\"")
+                .set_num_format("#,##0.0\"%（見込み）\"")
         );
+    }
+
+    /// The part of the workbook that holds the worksheet's XML.
+    fn worksheet_xml(bytes: &[u8]) -> String {
+        use std::io::Read;
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+        let mut xml = String::new();
+        zip.by_name("xl/worksheets/sheet1.xml")
+            .expect("the worksheet")
+            .read_to_string(&mut xml)
+            .expect("xml");
+        xml
+    }
+
+    #[test]
+    fn the_sheet_prints_on_one_a4_landscape_page_with_page_numbers() {
+        let xml = worksheet_xml(&xlsx(&sample_sheet()).expect("xlsx"));
+        assert!(xml.contains("<pageSetUpPr fitToPage=\"1\"/>"), "{xml}");
+        assert!(xml.contains("paperSize=\"9\""), "A4");
+        assert!(xml.contains("orientation=\"landscape\""));
+        assert!(!xml.contains("fitToHeight=\"0\""), "one page tall");
+        assert!(xml.contains("<oddFooter>&amp;C&amp;P / &amp;N</oddFooter>"));
+        // The two rows of year heads are frozen with the lead columns.
+        assert!(xml.contains("state=\"frozen\""));
+        assert!(xml.contains("xSplit=\"4\""));
+        assert!(xml.contains("ySplit="));
+    }
+
+    #[test]
+    fn rates_carry_one_decimal_and_percent_in_the_number_format() {
+        let bytes = xlsx(&sample_sheet()).expect("xlsx");
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+        let mut styles = String::new();
+        std::io::Read::read_to_string(
+            &mut zip.by_name("xl/styles.xml").expect("styles"),
+            &mut styles,
+        )
+        .expect("xml");
+        assert!(
+            styles.contains("formatCode=\"#,##0.0&quot;%&quot;\""),
+            "{styles}"
+        );
+        assert!(styles.contains("formatCode=\"#,##0&quot;人以上&quot;\""));
     }
 }

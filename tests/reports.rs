@@ -266,6 +266,20 @@ both_backends!(
         let list = app.get(&app.auditor, "/plan-items").await;
         assert_eq!(list.status.as_u16(), 200);
         assert_eq!(list.body["items"][0]["code"], "2-1-2");
+        // The latest year with data (FY2023), not the empty current year after the period.
+        assert_eq!(list.body["fiscal_year"], 2023);
+        assert_eq!(list.body["items"][0]["fiscal_year"], 2023);
+        assert_eq!(list.body["label"], "令和5年度（2023年度）");
+        assert_eq!(
+            list.body["items"][0]["indicators"][0]["actual"]["value"],
+            json!(1.0)
+        );
+        let asked = app.get(&app.auditor, "/plan-items?fiscal_year=2022").await;
+        assert_eq!(asked.body["fiscal_year"], 2022);
+        assert_eq!(
+            asked.body["items"][0]["indicators"][0]["actual"]["value"],
+            json!(0.0)
+        );
         assert_eq!(list.body["items"][0]["indicators"][0]["code"], "attendees");
         let staff_token = app
             .token(kiroku::storage::tokens::Role::Staff, "職員", Some(staff[2]))

@@ -51,6 +51,16 @@ struct ListQuery {
     fiscal_year: Option<FiscalYear>,
 }
 
+/// Whether an actual says something about its year: a manual report, or a computed value
+/// other than 0 (every year of the period computes to 0 before anything is recorded).
+fn has_data(actual: kiroku_projections::sheet::ActualCell) -> bool {
+    use kiroku_projections::sheet::ActualSource;
+    match actual.source {
+        ActualSource::Estimate | ActualSource::Confirmed => true,
+        ActualSource::Computed => actual.value.is_some_and(|v| v != 0.0),
+    }
+}
+
 /// Every plan item with one fiscal year's target, actual and achievement per indicator: the
 /// year asked for, or else the latest year of the plan period that has an actual, so a list
 /// read after the plan period does not show an empty year.
@@ -72,7 +82,7 @@ async fn list(
         .iter()
         .flat_map(|(_, _, sheet)| sheet.indicators.iter())
         .flat_map(|indicator| indicator.years.iter())
-        .filter(|cell| cell.actual.is_some_and(|a| a.value.is_some()))
+        .filter(|cell| cell.actual.is_some_and(has_data))
         .map(|cell| cell.fiscal_year)
         .filter(|year| *year <= this_year)
         .max();

@@ -24,6 +24,22 @@ pub const COLUMNS: [&str; 5] = [
     "understanding",
 ];
 
+/// The same columns as a Japanese sheet heads them.
+pub const COLUMNS_JA: [&str; 5] = ["職員番号", "研修コード", "開催日", "修了日", "理解度"];
+
+/// A date as Excel in Japan writes it (`2024/3/31`, `2024/03/31`) or ISO 8601 (`2024-03-31`).
+pub fn parse_date(text: &str) -> Option<Date> {
+    ["%Y-%m-%d", "%Y/%m/%d"]
+        .iter()
+        .find_map(|format| Date::parse_from_str(text.trim(), format).ok())
+}
+
+/// The text with every line ending as `\n`: Excel saves CSV with CRLF, old Mac tools with a
+/// bare CR; the line numbers in errors must be the ones Excel shows either way.
+fn unify_line_endings(text: &str) -> String {
+    text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
 /// One import at a time, so that no two imports validate against the same state.
 static IMPORTING: Mutex<()> = Mutex::const_new(());
 
@@ -114,6 +130,7 @@ struct Row {
 
 /// Checks every row against the ledger; returns the rows or every problem found.
 fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
+    let text = unify_line_endings(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
@@ -123,12 +140,16 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
         .headers()
         .map_err(|e| rejected(1, format!("見出し行を読めません: {e}")))?
         .iter()
-        .map(str::to_string)
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
-    if headers != COLUMNS {
+    if headers != COLUMNS && headers != COLUMNS_JA {
         return Err(rejected(
             1,
-            format!("見出し行は {} としてください", COLUMNS.join(",")),
+            format!(
+                "見出し行は {} または {} としてください",
+                COLUMNS_JA.join(","),
+                COLUMNS.join(",")
+            ),
         ));
     }
     let mut errors = Vec::new();
@@ -161,9 +182,12 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
             }
         };
         let date = |i: usize, name: &str| -> Result<Date, String> {
-            field(i)
-                .parse::<Date>()
-                .map_err(|_| format!("{name} {:?} は日付（YYYY-MM-DD）ではありません", field(i)))
+            parse_date(field(i)).ok_or_else(|| {
+                format!(
+                    "{name} {:?} は日付ではありません（2024/3/31 または 2024-03-31 の形で入力してください）",
+                    field(i)
+                )
+            })
         };
         let (starts_on, completed_on) = match (date(2, "開催日"), date(3, "修了日")) {
             (Ok(s), Ok(c)) => (s, c),

@@ -164,3 +164,52 @@ both_backends!(
         assert_eq!(last["metadata"]["actor"], "人事課（CLI）");
     }
 );
+
+both_backends!(
+    excel_line_endings_dates_and_japanese_headers_name_the_line_excel_shows,
+    |app: TestApp| async move {
+        setup(&app).await;
+        // The third line is wrong (an unknown employee); so is the fifth (a bad date).
+        let lines = [
+            "職員番号,研修コード,開催日,修了日,理解度".to_string(),
+            format!("S001,{COURSE},2023/6/1,2023/6/2,5"),
+            format!("X999,{COURSE},2023/6/1,2023/6/2,4"),
+            format!("S002,{COURSE},2023/06/01,2023/06/02,4"),
+            format!("S003,{COURSE},2023/6/1,2023/2/30,3"),
+        ];
+        let before = app.event_count().await;
+        for (name, ending) in [("CRLF", "\r\n"), ("LF", "\n"), ("CR", "\r")] {
+            let csv = lines.join(ending) + ending;
+            let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(&csv);
+            let reply = post_csv(&app, "shift_jis", bytes.into_owned()).await;
+            reply.assert_problem(400, "import_rejected");
+            let errors = reply.body["errors"].as_array().cloned().unwrap_or_default();
+            let found: Vec<(i64, String)> = errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["line"].as_i64().unwrap_or(0),
+                        e["message"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            assert_eq!(found.len(), 2, "{name}: {found:?}");
+            assert_eq!(found[0].0, 3, "{name}: {found:?}");
+            assert!(found[0].1.contains("X999"), "{name}: {found:?}");
+            assert_eq!(found[1].0, 5, "{name}: {found:?}");
+            assert!(found[1].1.contains("修了日"), "{name}: {found:?}");
+            assert_eq!(app.event_count().await, before, "{name}: nothing recorded");
+        }
+        // The same sheet without its bad lines, with Excel's dates and a Japanese header.
+        let good = [&lines[0], &lines[1], &lines[3]]
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        let (bytes, _, _) = encoding_rs::SHIFT_JIS.encode(&good);
+        let reply = post_csv(&app, "shift_jis", bytes.into_owned()).await;
+        assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+        assert_eq!(reply.body["rows"], json!(2));
+        assert_eq!(app.event_count().await, before + 4);
+    }
+);

@@ -235,6 +235,72 @@ both_backends!(
             "a publication and a later revocation leave the sheet as of T1 unchanged"
         );
 
+        // The audit trail of the cell, for people: newest first, publications with their
+        // version and reason, the staff member, course and completion date behind a change.
+        let (status, trail) = audit_text(&app, "").await;
+        assert_eq!(status, 200, "{trail}");
+        let trail: Value = serde_json::from_str(&trail).expect("json");
+        let changes = trail["changes"].as_array().cloned().unwrap_or_default();
+        let positions: Vec<i64> = changes
+            .iter()
+            .filter_map(|c| c["position"].as_i64())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] > w[1]),
+            "newest first: {positions:?}"
+        );
+        let second = &changes[0];
+        assert_eq!(second["field"], "publication");
+        assert_eq!(second["event_label"], "公表");
+        assert_eq!(second["after_text"], "第2版 1人");
+        assert_eq!(second["before_text"], "第1版 2人");
+        assert_eq!(second["reason"], "受講記録の重複を訂正したため");
+        assert!(second["recorded_at_jst"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(" JST"));
+        let revocation = changes
+            .iter()
+            .find(|c| c["event_type"] == "CompletionRevoked")
+            .expect("a revocation row");
+        assert_eq!(revocation["reason"], "受講記録の重複");
+        assert_eq!(revocation["staff"]["employee_no"], "R1");
+        assert_eq!(revocation["staff"]["name"], "髙橋 花子R1");
+        assert_eq!(revocation["course"]["course_code"], "K-101");
+        assert_eq!(revocation["course"]["title"], "新任主査研修");
+        assert_eq!(revocation["before_text"], "2人");
+        assert_eq!(revocation["after_text"], "1人");
+        let completion = changes
+            .iter()
+            .find(|c| c["event_type"] == "TrainingCompleted")
+            .expect("a completion row");
+        assert_eq!(completion["completed_on"], "2023-05-11");
+        assert_eq!(completion["event_label"], "研修の修了");
+        // The revocation came after the first publication; nothing came after the second.
+        assert_eq!(trail["after_last_publication"], 0);
+        assert_eq!(revocation["after_publication"], false);
+        let total = trail["total"].as_u64().expect("total");
+        assert_eq!(total as usize, changes.len());
+        // Paged.
+        let (_, page) = audit_text(&app, "&per_page=2&page=2").await;
+        let page: Value = serde_json::from_str(&page).expect("json");
+        assert_eq!(page["changes"].as_array().map(Vec::len), Some(2));
+        assert_eq!(page["changes"][0]["position"], changes[2]["position"]);
+        assert_eq!(page["pages"].as_u64(), Some(total.div_ceil(2)));
+        let (status, _) = audit_text(&app, "&per_page=100000").await;
+        assert_eq!(status, 400);
+        // As CSV, the whole trail in JST with Japanese headings.
+        let (status, csv) = audit_text(&app, "&format=csv").await;
+        assert_eq!(status, 200);
+        assert!(csv.starts_with('\u{feff}'), "a BOM for Excel");
+        assert!(csv.contains(
+            "記録日時（JST）,記録者,種別,項目,変更前,変更後,職員番号,氏名,研修,修了日,理由"
+        ));
+        assert!(csv.contains("公表,公表値,第1版 2人,第2版 1人"), "{csv}");
+        assert!(csv.contains("受講記録の重複を訂正したため"));
+        assert!(csv.contains("R1,髙橋 花子R1,K-101 新任主査研修"), "{csv}");
+        assert_eq!(csv.lines().count() as u64, total + 2);
+
         // The same sheet in the other formats, over HTTP.
         for (format, content_type, magic) in [
             ("csv", "text/csv; charset=utf-8", &b"\xEF\xBB\xBF"[..]),

@@ -1,5 +1,6 @@
 //! The audit trail of SPEC §6: for one (plan item, indicator, fiscal year), every event that
-//! changed the target or the actual, in log order, with the value before and after.
+//! changed the target or the actual, and every publication of the year, in log order, with the
+//! value before and after.
 //!
 //! Only the positions the fact store names as candidates ([`Facts::candidates`],
 //! [`Facts::target_positions`], [`Facts::manual_positions`]) are examined: for each such
@@ -29,6 +30,10 @@ pub struct Change {
 
 pub const TARGET: &str = "target";
 pub const ACTUAL: &str = "actual";
+/// A publication of the year's sheet: `after` is `{"value", "version"}` of this indicator as
+/// published, `before` the same of the previous version (or `null`). Every publication is a
+/// row, changed value or not: an auditor follows what was made public.
+pub const PUBLICATION: &str = "publication";
 
 /// Every change of the target or the actual of (item, indicator, fy) from exactly the events at
 /// positions ≤ `at`, in log order (target changes and actual changes at the same position:
@@ -78,6 +83,23 @@ pub fn trail(
             let positions = facts.manual_positions(item, indicator, fy, at);
             changes_at(&positions, ACTUAL, actual, &mut changes);
         }
+    }
+    let mut previous = Value::Null;
+    for publication in record
+        .publications
+        .iter()
+        .filter(|p| p.position <= at && p.value.fiscal_year == fy)
+    {
+        let after = json!({
+            "value": publication.value.values.get(&definition.value.indicator_code).copied().flatten(),
+            "version": publication.value.version,
+        });
+        changes.push(Change {
+            position: publication.position,
+            field: PUBLICATION,
+            before: std::mem::replace(&mut previous, after.clone()),
+            after,
+        });
     }
     // Stable: within one field the changes are already in position order.
     changes.sort_by_key(|c| (c.position, c.field != TARGET));
@@ -475,5 +497,53 @@ mod tests {
         }
         // The scan is not vacuous.
         assert!(changed > 30, "{changed} changes");
+    }
+
+    fn published(log: &mut Log, value: f64, version: u32, reason: Option<&str>) -> i64 {
+        log.plan(PlanEvent::SheetPublished {
+            fiscal_year: fy(2023),
+            values: std::collections::BTreeMap::from([(code("attendees"), Some(value))]),
+            published_by: "人事課".into(),
+            version,
+            reason: reason.map(text),
+        })
+    }
+
+    #[test]
+    fn every_publication_of_the_year_is_a_row_with_its_version() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("attendees", RuleName::TrainingCompletions);
+        log.register(id(1), Gender::Male, "2020-04-01", 2);
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        let completed = log.complete(id(100), id(1), "2023-06-01", None);
+        let first = published(&mut log, 1.0, 1, None);
+        let revoked = log.revoke(id(100), id(1));
+        let second = published(&mut log, 0.0, 2, Some("取消の反映"));
+        let publication = |position, before: Value, after: Value| Change {
+            position,
+            field: PUBLICATION,
+            before,
+            after,
+        };
+        assert_eq!(
+            log.trail("attendees", 2023),
+            Some(vec![
+                actual(completed, json!(0.0), json!(1.0)),
+                publication(first, Value::Null, json!({"value": 1.0, "version": 1})),
+                actual(revoked, json!(1.0), json!(0.0)),
+                publication(
+                    second,
+                    json!({"value": 1.0, "version": 1}),
+                    json!({"value": 0.0, "version": 2})
+                ),
+            ])
+        );
+        // As of before the second publication, only the first shows.
+        assert_eq!(
+            log.trail_at("attendees", 2023, revoked)
+                .map(|c| c.iter().filter(|c| c.field == PUBLICATION).count()),
+            Some(1)
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §7), base path `/api/v1`: one router per resource, problem+json errors,
 //! bearer tokens, idempotency keys and a body size limit.
 
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -38,6 +39,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .merge(plans::routes())
         .merge(events::routes())
         .merge(reports::routes())
+        .merge(audit::routes())
         .merge(imports::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),

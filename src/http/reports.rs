@@ -4,7 +4,6 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
 use super::AppState;
 use crate::reports::{render, Format};
-use crate::storage::log::read_positions;
 use crate::storage::tokens::Role;
 use axum::extract::State;
 use axum::http::header;
@@ -14,7 +13,6 @@ use axum::{Json, Router};
 use kiroku_domain::values::FiscalYear;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// Everyone but `staff` reads reports.
 const READERS: &[Role] = &[Role::HrAdmin, Role::Manager, Role::Auditor];
@@ -23,7 +21,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/plan-items", get(list))
         .route("/plan-items/{code}/sheet", get(sheet))
-        .route("/plan-items/{code}/audit", get(audit))
         .route("/projections", get(projections))
 }
 
@@ -177,66 +174,4 @@ async fn projections(State(state): State<AppState>, caller: Caller) -> ApiResult
     Ok(Json(
         json!({"position": position, "fingerprint": fingerprint}),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    indicator: String,
-    fiscal_year: FiscalYear,
-    as_of: Option<String>,
-}
-
-/// Who changed a result, when and why: every event that moved the target or the actual of
-/// one sheet cell, in log order, with the value before and after.
-async fn audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    AppPath(code): AppPath<String>,
-    AppQuery(query): AppQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
-    caller.require(&[Role::HrAdmin, Role::Auditor])?;
-    let as_of = parse_as_of(query.as_of.as_deref())?;
-    let ledger = &state.ledger;
-    let (position, label, changes) = ledger
-        .projector
-        .audit(&code, &query.indicator, query.fiscal_year, as_of)?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "indicator_not_found",
-                "no such plan item or indicator at that time",
-            )
-        })?;
-    let positions: Vec<i64> = changes.iter().map(|c| c.position).collect();
-    let events: BTreeMap<i64, _> = read_positions(&ledger.backend, &positions)
-        .await?
-        .into_iter()
-        .map(|e| (e.position, e))
-        .collect();
-    let changes: Vec<Value> = changes
-        .into_iter()
-        .map(|change| {
-            let event = events.get(&change.position);
-            json!({
-                "position": change.position,
-                "recorded_at": event.map(|e| super::rfc3339_ms(e.recorded_at)),
-                "actor": event.and_then(|e| e.metadata_str("actor")),
-                "event_type": event.map(|e| e.event_type.clone()),
-                "aggregate_type": event.map(|e| e.aggregate_type.clone()),
-                "aggregate_id": event.map(|e| e.aggregate_id.clone()),
-                "field": change.field,
-                "before": change.before,
-                "after": change.after,
-                "reason": event.and_then(|e| e.metadata_str("reason")),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "item": code,
-        "indicator": query.indicator,
-        "fiscal_year": query.fiscal_year,
-        "as_of": label,
-        "position": position,
-        "changes": changes,
-    })))
 }

@@ -8,6 +8,15 @@ use kiroku_projections::sheet::Sheet;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Text that Excel would read as a formula (`=`, `+`, `-`, `@`, or a tab or CR first) gets a
+/// leading `'`, so a title or a reason typed as `=HYPERLINK(…)` stays text.
+pub(crate) fn inert(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_string(),
+    }
+}
+
 /// The sheet as CSV bytes (UTF-8 with BOM).
 pub fn csv(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
     let view = View::of(sheet);
@@ -18,9 +27,9 @@ pub fn csv(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
     };
 
     let mut out = builder.from_writer(BOM.to_vec());
-    out.write_record([view.heading()])?;
+    out.write_record([inert(&view.heading())])?;
     for (label, value) in &view.header {
-        out.write_record([*label, value.as_str()])?;
+        out.write_record([label.to_string(), inert(value)])?;
     }
     // A blank line between the header block and the table; the csv writer would write an
     // empty record as `""`, so it goes straight into the bytes.
@@ -32,20 +41,30 @@ pub fn csv(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
     head.extend(view.years.iter().map(|y| y.short.as_str()));
     out.write_record(&head)?;
     for indicator in &view.indicators {
+        let name = inert(&indicator.name);
         for row in &indicator.rows {
             let mut record = vec![
-                indicator.name.as_str(),
-                indicator.kind_label.as_str(),
-                indicator.unit_label.as_str(),
-                row.kind.label(),
+                name.clone(),
+                indicator.kind_label.clone(),
+                indicator.unit_label.clone(),
+                row.kind.label().to_string(),
             ];
-            record.extend(row.cells.iter().map(|c| c.text()));
+            // Values are drawn by Kiroku (a drift may start with -); only texts are inerted.
+            record.extend(row.cells.iter().map(|c| match c {
+                super::view::Cell::Text(text) => inert(text),
+                number => number.text().to_string(),
+            }));
             out.write_record(&record)?;
         }
     }
     for row in &view.year_rows {
-        let mut record = vec![YEAR_SECTION, "", "", row.label];
-        record.extend(row.cells.iter().map(String::as_str));
+        let mut record = vec![
+            YEAR_SECTION.to_string(),
+            String::new(),
+            String::new(),
+            row.label.to_string(),
+        ];
+        record.extend(row.cells.iter().map(|text| inert(text)));
         out.write_record(&record)?;
     }
     finish(out)
@@ -151,5 +170,22 @@ mod tests {
             row(&records, YEAR_SECTION, "活動実績")[6],
             "階層別研修に「対話」を取り入れた <新> 研修 & 講演"
         );
+    }
+
+    #[test]
+    fn text_that_excel_would_run_as_a_formula_is_made_inert() {
+        assert_eq!(
+            inert("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(inert("+1"), "'+1");
+        assert_eq!(inert("研修"), "研修");
+        let mut sheet = sample_sheet();
+        sheet.indicators[0].name = "=cmd|' /C calc'!A0".into();
+        let bytes = csv(&sheet).expect("csv");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(text.contains("\r\n'=cmd|' /C calc'!A0,活動指標"), "{text}");
+        assert!(text.contains(",-3人"), "numbers stay as they are");
     }
 }

@@ -5,9 +5,9 @@
 //! per indicator 目標・実績・達成・公表値・公表日・乖離, then per year the activities and
 //! evaluations — and each format draws that table.
 
-mod csv;
+pub(crate) mod csv;
 mod html;
-mod view;
+pub(crate) mod view;
 mod xlsx;
 
 pub use self::csv::csv;

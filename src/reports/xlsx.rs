@@ -188,6 +188,16 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
         for (i, r) in rows.iter().enumerate() {
             let at = row + i as RowNum;
             ws.write_string_with_format(at, 3, r.kind.label(), &styles.label)?;
+            // Text cells (公表日・版) may wrap: the row is as tall as its longest.
+            let most = r
+                .cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(text) => lines(text, YEAR_WIDTH),
+                    Cell::Number { .. } => 1,
+                })
+                .max()
+                .unwrap_or(1);
             for (j, cell) in r.cells.iter().enumerate() {
                 let col = lead + j as ColNum;
                 match cell {
@@ -210,7 +220,7 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
                     }
                 }
             }
-            ws.set_row_height(at, per_row.max(LINE_HEIGHT + 3.0))?;
+            ws.set_row_height(at, per_row.max(height(most)))?;
         }
         row += span + 1;
     }
@@ -220,7 +230,7 @@ fn write_sheet(ws: &mut Worksheet, view: &View) -> Result<(), ReportError> {
         for (i, r) in view.year_rows.iter().enumerate() {
             let at = row + i as RowNum;
             ws.write_string_with_format(at, 3, r.label, &styles.label)?;
-            let mut most = 1;
+            let mut most = lines(r.label, LEAD_WIDTHS[3]);
             for (j, text) in r.cells.iter().enumerate() {
                 let style = if text == NONE {
                     &styles.none
@@ -266,8 +276,9 @@ fn merge(
     Ok(())
 }
 
-/// Roughly how many lines `text` wraps to in a column `width` characters wide: Japanese
-/// characters take two widths, ASCII one. Excel does not size rows of wrapped or merged
+/// Roughly how many lines `text` wraps to in a column `width` characters wide: a Japanese
+/// character takes about 1.6 widths of the default font's digit (measured on the printed
+/// page), ASCII one. Excel does not size rows of wrapped or merged
 /// cells itself, so the height is set from this.
 fn lines(text: &str, width: f64) -> usize {
     let width = width.max(2.0);
@@ -275,7 +286,7 @@ fn lines(text: &str, width: f64) -> usize {
         .map(|line| {
             let chars: f64 = line
                 .chars()
-                .map(|c| if c.is_ascii() { 1.0 } else { 2.0 })
+                .map(|c| if c.is_ascii() { 1.0 } else { 1.6 })
                 .sum();
             ((chars / width).ceil() as usize).max(1)
         })

@@ -50,11 +50,11 @@ pub enum IncidentCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IncidentError {
-    #[error("an incident with this id already exists")]
+    #[error("この ID の不適切な事務処理はすでに記録されています")]
     IncidentExists,
-    #[error("no incident with this id")]
+    #[error("この ID の不適切な事務処理はありません")]
     IncidentNotFound,
-    #[error("the incident was already withdrawn")]
+    #[error("この不適切な事務処理はすでに取り下げられています")]
     AlreadyWithdrawn,
 }
 

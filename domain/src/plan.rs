@@ -278,27 +278,27 @@ pub enum PlanCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("a plan item with this code is already defined")]
+    #[error("この項目コードの計画項目はすでに定義されています")]
     PlanItemExists,
-    #[error("no plan item with this code")]
+    #[error("この項目コードの計画項目はありません")]
     PlanItemNotFound,
-    #[error("the period must run from an earlier or equal fiscal year to a later one")]
+    #[error("計画期間は開始年度を終了年度以前にしてください")]
     InvalidPeriod,
-    #[error("the fiscal year lies outside the plan item's period")]
+    #[error("その年度は計画項目の期間外です")]
     FiscalYearOutsidePeriod,
-    #[error("an indicator with this code is already defined")]
+    #[error("この指標コードの指標はすでに定義されています")]
     IndicatorExists,
-    #[error("no indicator with this code in the plan item")]
+    #[error("この計画項目にその指標コードの指標はありません")]
     IndicatorNotFound,
-    #[error("actuals can only be reported for manual indicators")]
+    #[error("実績を手入力で報告できるのは手入力の指標だけです（この指標は台帳から算出されます）")]
     IndicatorNotManual,
-    #[error("no actual has been reported for that year yet")]
+    #[error("その年度の実績はまだ報告されていません（訂正の前に報告してください）")]
     ActualNotReported,
-    #[error("values must be finite, at least 0, and percentages at most 100")]
+    #[error("値は 0 以上の有限の数で、割合（%）は 100 以下にしてください")]
     InvalidValue,
-    #[error("the rule does not take the parameter {0}")]
+    #[error("この算出ルールはパラメータ {0} を受け付けません")]
     InvalidRuleParams(&'static str),
-    #[error("an activity needs its plan or its result")]
+    #[error("取組には取組内容か実績のどちらかが必要です")]
     NothingToRecord,
     #[error("この年度は公表済みです。再公表（新しい版）には理由が必要です")]
     PublicationReasonRequired,

@@ -121,29 +121,29 @@ pub struct Attendance {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
-    #[error("a session with this id is already scheduled")]
+    #[error("この ID の研修開催回はすでに登録されています")]
     SessionExists,
-    #[error("no session with this id")]
+    #[error("この ID の研修開催回はありません")]
     SessionNotFound,
-    #[error("the session ends before it starts")]
+    #[error("研修の終了日が開始日より前です")]
     EndsBeforeStart,
-    #[error("capacity must be at least 1")]
+    #[error("定員は 1 以上にしてください")]
     InvalidCapacity,
-    #[error("the staff member is not registered")]
+    #[error("その職員は登録されていません")]
     StaffNotFound,
-    #[error("the staff member is already enrolled or waitlisted")]
+    #[error("その職員はすでに受講決定またはキャンセル待ちです")]
     AlreadyEnrolled,
-    #[error("the staff member holds no place in this session")]
+    #[error("その職員はこの開催回に申し込んでいません")]
     NotEnrolled,
-    #[error("the staff member is only on the waitlist")]
+    #[error("その職員はキャンセル待ちのため修了を記録できません")]
     Waitlisted,
-    #[error("the staff member has already completed this session")]
+    #[error("その職員はこの開催回をすでに修了しています")]
     AlreadyCompleted,
-    #[error("there is no completion (or it was revoked)")]
+    #[error("修了記録がありません（または取り消されています）")]
     NotCompleted,
-    #[error("the completion date lies before the session starts")]
+    #[error("修了日が研修の開始日より前です")]
     CompletedBeforeStart,
-    #[error("the correction changes nothing")]
+    #[error("訂正しても何も変わりません")]
     NothingToCorrect,
 }
 

@@ -194,37 +194,37 @@ pub enum StaffCommand {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StaffError {
-    #[error("this employee number is already registered")]
+    #[error("この職員番号はすでに登録されています")]
     EmployeeNoTaken,
-    #[error("no staff member with this id")]
+    #[error("この ID の職員はいません")]
     StaffNotFound,
-    #[error("the staff member is not in service on that date")]
+    #[error("その職員はその日に在職していません")]
     NotInService,
-    #[error("the staff member is still in service")]
+    #[error("その職員はまだ在職しています")]
     StillInService,
-    #[error("the date lies before the current period of service")]
+    #[error("日付が現在の在職期間の開始より前です")]
     DateOutOfOrder,
-    #[error("the interviewer is not a registered staff member")]
+    #[error("面談者が登録された職員ではありません")]
     InterviewerNotFound,
-    #[error("the evaluator is not a registered staff member")]
+    #[error("評価者が登録された職員ではありません")]
     EvaluatorNotFound,
-    #[error("an interview with this id already exists")]
+    #[error("この ID の面談はすでに記録されています")]
     InterviewExists,
-    #[error("no interview with this id")]
+    #[error("この ID の面談はありません")]
     InterviewNotFound,
-    #[error("the interview was withdrawn")]
+    #[error("この面談は取り下げられています")]
     InterviewWithdrawn,
-    #[error("an evaluation with this id already exists")]
+    #[error("この ID の人事評価はすでに記録されています")]
     EvaluationExists,
-    #[error("no evaluation with this id")]
+    #[error("この ID の人事評価はありません")]
     EvaluationNotFound,
-    #[error("competency scores must be 1–5 and named")]
+    #[error("能力評価の項目には名前を付け、点数は 1〜5 にしてください")]
     CompetencyOutOfRange,
-    #[error("the correction changes nothing")]
+    #[error("訂正しても何も変わりません")]
     NothingToCorrect,
-    #[error("a dispute about this evaluation is already open")]
+    #[error("この人事評価への異議申立てはすでに受付中です")]
     DisputeAlreadyOpen,
-    #[error("there is no open dispute about this evaluation")]
+    #[error("この人事評価に受付中の異議申立てはありません")]
     NoOpenDispute,
 }
 

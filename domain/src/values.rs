@@ -291,17 +291,17 @@ impl From<Understanding> for u8 {
 /// Why a value was refused at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
-    #[error("fiscal year {0} is outside 1989–2200")]
+    #[error("年度 {0} は 1989〜2200 の範囲外です")]
     FiscalYear(i32),
-    #[error("grade {0} is outside 1–8")]
+    #[error("級 {0} は 1〜8 の範囲外です")]
     Grade(u8),
-    #[error("employee number {0:?} must be 1–20 letters, digits or hyphens")]
+    #[error("職員番号 {0:?} は英数字とハイフンの 1〜20 文字にしてください")]
     EmployeeNo(String),
-    #[error("code {0:?} must be 1–40 letters, digits, hyphens, underscores or dots")]
+    #[error("コード {0:?} は英数字・ハイフン・下線・ピリオドの 1〜40 文字にしてください")]
     Code(String),
-    #[error("text must be non-empty and at most 4000 characters")]
+    #[error("文字列は空にせず 4000 文字以内にしてください")]
     Text,
-    #[error("understanding {0} is outside 1–5")]
+    #[error("理解度 {0} は 1〜5 の範囲外です")]
     Understanding(u8),
 }
 

@@ -42,7 +42,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid bearer token is required",
+            "有効なトークン（Authorization: Bearer …）が必要です",
         )
     }
 
@@ -50,7 +50,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "your role may not do this",
+            "この操作はあなたの役割では行えません",
         )
     }
 
@@ -63,7 +63,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",
-            "the ledger could not complete the request; nothing was recorded unless a response said so",
+            "台帳が要求を完了できませんでした。応答で記録済みと示されたもの以外は何も記録されていません",
         )
     }
 
@@ -122,7 +122,7 @@ impl From<CommandError> for ApiError {
             CommandError::Contended => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "contended",
-                "too many simultaneous changes to the same record; nothing was recorded, try again",
+                "同じ記録への同時の変更が多すぎます。何も記録されていません。もう一度お試しください",
             ),
             CommandError::Storage(error) => ApiError::internal(error),
         }

@@ -40,7 +40,7 @@ async fn list(
     let limit = page.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || page.after < 0 {
         return Err(ApiError::validation(
-            "limit must be 1–1000 and after a position ≥ 0",
+            "limit は 1〜1000、after は 0 以上の位置で指定してください",
         ));
     }
     let events = read_after(&state.ledger.backend, page.after, limit).await?;

@@ -25,23 +25,38 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     }
 }
 
+/// serde's own words without axum's English preamble, for the parentheses of a Japanese detail.
+fn cause(text: &str) -> &str {
+    text.split_once("target type: ")
+        .or_else(|| text.split_once("body: "))
+        .map_or(text, |(_, rest)| rest)
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::validation(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-        }
-        JsonRejection::MissingJsonContentType(e) => ApiError::new(
+        JsonRejection::JsonDataError(e) => ApiError::validation(format!(
+            "リクエストの項目または値が正しくありません（{}）",
+            cause(&e.body_text())
+        )),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!(
+                "リクエストが JSON として読めません（{}）",
+                cause(&e.body_text())
+            ),
+        ),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            e.body_text(),
+            "Content-Type: application/json で送ってください",
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            "the request body exceeds the limit",
+            "リクエストの本文が上限を超えています",
         ),
-        other => ApiError::validation(other.body_text()),
+        other => ApiError::validation(format!("リクエストを読めません（{}）", other.body_text())),
     }
 }
 
@@ -58,9 +73,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(value)) => Ok(AppPath(value)),
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiError::not_found("not_found", e.body_text()))
-            }
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::not_found(
+                "not_found",
+                format!("そのパスの資源はありません（{}）", e.body_text()),
+            )),
             Err(other) => Err(ApiError::internal(other.body_text())),
         }
     }
@@ -80,9 +96,15 @@ where
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(AppQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::validation(e.body_text()))
+                Err(ApiError::validation(format!(
+                    "クエリ文字列の項目または値が正しくありません（{}）",
+                    cause(&e.body_text())
+                )))
             }
-            Err(other) => Err(ApiError::validation(other.body_text())),
+            Err(other) => Err(ApiError::validation(format!(
+                "クエリ文字列を読めません（{}）",
+                other.body_text()
+            ))),
         }
     }
 }

@@ -53,7 +53,7 @@ pub async fn replay_repeated_commands(
             return ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                "the request body exceeds the limit",
+                "リクエストの本文が上限を超えています",
             )
             .into_response()
         }
@@ -73,13 +73,13 @@ pub async fn replay_repeated_commands(
         Ok(Claim::InProgress) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_in_progress",
-            "a request with this Idempotency-Key is still being processed",
+            "この Idempotency-Key の要求はまだ処理中です",
         )
         .into_response(),
         Ok(Claim::Mismatch) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency_key_reused",
-            "this Idempotency-Key was already used for a different request",
+            "この Idempotency-Key は別の内容の要求ですでに使われています",
         )
         .into_response(),
         Ok(Claim::Fresh) => {

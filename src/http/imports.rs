@@ -36,14 +36,15 @@ fn encoding(headers: &HeaderMap) -> ApiResult<Encoding> {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "send the attendance sheet as text/csv",
+            "受講実績は text/csv で送ってください",
         ));
     }
     for part in parts {
         if let Some((name, value)) = part.split_once('=') {
             if name.trim().eq_ignore_ascii_case("charset") {
-                return Encoding::parse(value)
-                    .ok_or_else(|| ApiError::validation("charset must be utf-8 or shift_jis"));
+                return Encoding::parse(value).ok_or_else(|| {
+                    ApiError::validation("charset は utf-8 または shift_jis を指定してください")
+                });
             }
         }
     }

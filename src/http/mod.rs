@@ -60,12 +60,12 @@ async fn method_not_allowed() -> error::ApiError {
     error::ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        "this endpoint does not take that method",
+        "このエンドポイントはそのメソッドを受け付けません",
     )
 }
 
 async fn not_found() -> error::ApiError {
-    error::ApiError::not_found("not_found", "no such endpoint")
+    error::ApiError::not_found("not_found", "そのエンドポイントはありません")
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

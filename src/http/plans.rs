@@ -405,7 +405,12 @@ async fn publish(
         .ledger
         .projector
         .actuals(&code, body.fiscal_year)?
-        .ok_or_else(|| ApiError::not_found("plan_item_not_found", "no plan item with this code"))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "plan_item_not_found",
+                "この項目コードの計画項目はありません",
+            )
+        })?;
     let reason = body.reason.as_ref().map(|r| r.as_str().to_string());
     let command = PlanCommand::Publish {
         fiscal_year: body.fiscal_year,

@@ -142,13 +142,15 @@ async fn sheet(
     let format = match query.format.as_deref() {
         None => Format::Json,
         Some(text) => Format::parse(text).ok_or_else(|| {
-            ApiError::validation(format!("format {text:?}: use json, csv, xlsx or html"))
+            ApiError::validation(format!(
+                "format {text:?} には対応していません（json、csv、xlsx、html のいずれか）"
+            ))
         })?,
     };
     let sheet = state.ledger.projector.sheet(&code, as_of)?.ok_or_else(|| {
         ApiError::not_found(
             "plan_item_not_found",
-            "no plan item with this code at that time",
+            "その時点にこの項目コードの計画項目はありません",
         )
     })?;
     let body = render(&sheet, format).map_err(ApiError::internal)?;

@@ -216,7 +216,9 @@ async fn show(
         .ledger
         .projector
         .read(|h| h.sessions.get(&session_id).cloned())?
-        .ok_or_else(|| ApiError::not_found("session_not_found", "no session with this id"))?;
+        .ok_or_else(|| {
+            ApiError::not_found("session_not_found", "この ID の研修開催回はありません")
+        })?;
     let mut body = serde_json::to_value(&session).map_err(ApiError::internal)?;
     if let Some(object) = body.as_object_mut() {
         object.insert("id".into(), json!(session_id));

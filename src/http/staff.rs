@@ -95,7 +95,7 @@ fn require_known(ledger: &Ledger, staff_id: Uuid) -> ApiResult<()> {
     } else {
         Err(ApiError::not_found(
             "staff_not_found",
-            "no staff member with this id",
+            "この ID の職員はいません",
         ))
     }
 }
@@ -537,8 +537,8 @@ async fn show(
     if !allowed {
         return Err(ApiError::forbidden());
     }
-    let record = record
-        .ok_or_else(|| ApiError::not_found("staff_not_found", "no staff member with this id"))?;
+    let record =
+        record.ok_or_else(|| ApiError::not_found("staff_not_found", "この ID の職員はいません"))?;
     let is_hr = principal.role == Role::HrAdmin;
     let me = principal.staff_id;
     let today = today_jst();

@@ -169,6 +169,14 @@ impl Reply {
         for field in ["type", "title", "status", "detail", "code"] {
             assert!(self.body.get(field).is_some(), "problem lacks {field}");
         }
+        // Every refusal explains itself in Japanese, title and detail.
+        for field in ["title", "detail"] {
+            let text = self.body[field].as_str().unwrap_or("");
+            assert!(
+                is_japanese(text),
+                "the {field} of {code} is not Japanese: {text:?}"
+            );
+        }
     }
 }
 
@@ -393,6 +401,13 @@ pub fn plan_item_body() -> Value {
                 "targets": {"2025": {"op": ">=", "value": 30}}
             }
         ]
+    })
+}
+
+/// Whether `text` is written in Japanese (holds kana or kanji).
+pub fn is_japanese(text: &str) -> bool {
+    text.chars().any(|c| {
+        matches!(c, '\u{3040}'..='\u{30ff}' | '\u{4e00}'..='\u{9fff}' | '\u{3000}'..='\u{303f}')
     })
 }
 

@@ -454,7 +454,7 @@ const UNITS: [Dept; 25] = [
     unit("環境保全課", PROGRAM, 40, ADM | TEC | OTH),
     unit("学校教育課", PROGRAM, 40, ADM | SPE),
     unit("総務課", ADMIN, 35, ADM | OTH),
-    unit("職員課", ADMIN, 20, ADM),
+    unit("人事課", ADMIN, 20, ADM),
     unit("企画政策課", ADMIN, 25, ADM),
     unit("財政課", ADMIN, 20, ADM),
     unit("契約検査課", ADMIN, 15, ADM | TEC),
@@ -541,6 +541,7 @@ struct NewStaff {
     job_type: JobType,
     department: Text,
     department_kind: DepartmentKind,
+    employment: Employment,
 }
 
 /// One command of the demo, with clear text where the ledger stores ciphertext and without
@@ -667,7 +668,7 @@ impl Runner<'_> {
                     hired_on: s.hired_on,
                     grade: s.grade,
                     job_type: s.job_type,
-                    employment: Employment::Regular,
+                    employment: s.employment,
                     department: s.department,
                     department_kind: s.department_kind,
                 });
@@ -1042,6 +1043,8 @@ struct City {
     interviews: usize,
     evaluations: usize,
     incidents: usize,
+    /// 会計年度任用職員 registered (outside the career simulation).
+    appointees: usize,
 }
 
 impl City {
@@ -1060,6 +1063,7 @@ impl City {
             interviews: 0,
             evaluations: 0,
             incidents: 0,
+            appointees: 0,
         };
         city.plan_items()?;
         city.initial_population()?;
@@ -1072,6 +1076,7 @@ impl City {
             city.evaluations(fy)?;
             city.incidents(fy)?;
         }
+        city.fiscal_year_appointees()?;
         // The log in business-date order; same-day commands keep the order they were made in.
         city.ops.sort_by_key(|(date, _)| *date);
         Ok(city)
@@ -1079,7 +1084,7 @@ impl City {
 
     fn summary(&self) -> DemoSummary {
         DemoSummary {
-            staff: self.people.len(),
+            staff: self.people.len() + self.appointees,
             sessions: self.sessions.len(),
             completions: self.completions,
             interviews: self.interviews,
@@ -1088,6 +1093,48 @@ impl City {
             plan_items: PLAN_CODES.len(),
             ..DemoSummary::default()
         }
+    }
+
+    /// 会計年度任用職員 (fiscal-year appointees) at the counters and in the childcare and
+    /// health sections: appointed each April (a renewed appointment continues the same
+    /// period of service here), grade 1, outside the careers the simulation plays. They are
+    /// in the ledger so that profiles and lists tell them apart from regular staff.
+    fn fiscal_year_appointees(&mut self) -> Result<(), DemoError> {
+        // (unit, first fiscal year, how many)
+        const PLACES: [(usize, i32, usize); 5] = [
+            (0, 2021, 8),
+            (4, 2021, 6),
+            (11, 2021, 6),
+            (12, 2022, 4),
+            (0, 2024, 3),
+        ];
+        for (unit, fy, count) in PLACES {
+            let hired_on = ymd(fy, 4, 1)?;
+            for _ in 0..count {
+                self.appointees += 1;
+                let female = self.rng.chance(0.7);
+                let (surname, surname_kana) =
+                    self.rng.pick(&SURNAMES).unwrap_or(("山田", "ヤマダ"));
+                let given_names: &[(&str, &str)] = if female { &FEMALE_NAMES } else { &MALE_NAMES };
+                let (given, given_kana) = self.rng.pick(given_names).unwrap_or(("花子", "ハナコ"));
+                let employee_no = EmployeeNo::parse(&format!("K{fy}{:03}", self.appointees))?;
+                let registration = NewStaff {
+                    id: staff_id_of(&employee_no),
+                    employee_no,
+                    name: format!("{surname} {given}"),
+                    kana: format!("{surname_kana} {given_kana}"),
+                    gender: if female { Gender::Female } else { Gender::Male },
+                    hired_on,
+                    grade: grade(1)?,
+                    job_type: JobType::Other,
+                    department: text(UNITS[unit].name)?,
+                    department_kind: UNITS[unit].kind,
+                    employment: Employment::FiscalYearAppointed,
+                };
+                self.push(hired_on, Op::Register(Box::new(registration)));
+            }
+        }
+        Ok(())
     }
 
     fn next_id(&mut self, kind: &str) -> Uuid {
@@ -1284,6 +1331,7 @@ impl City {
             job_type: job,
             department: text(UNITS[first_unit].name)?,
             department_kind: UNITS[first_unit].kind,
+            employment: Employment::Regular,
         };
         self.push(hired_on, Op::Register(Box::new(registration)));
         Ok(index)
@@ -2499,7 +2547,7 @@ impl City {
         })
     }
 
-    /// The head of 職員課 on `date`.
+    /// The head of 人事課 on `date`.
     fn hr_head(&self, managers: &[(usize, u8, usize)]) -> Option<usize> {
         managers
             .iter()
@@ -2559,7 +2607,7 @@ impl City {
             let hr_head = self.hr_head(&managers);
             let staff = self.at_work(fy, from, |_| true);
             let mut staff: BTreeSet<usize> = staff.into_iter().collect();
-            // Dispatched staff are interviewed by 職員課 instead.
+            // Dispatched staff are interviewed by 人事課 instead.
             for (i, p) in self.people.iter().enumerate() {
                 if p.in_service(from) && p.dispatched_on(from) && !self.on_leave(fy, i) {
                     staff.insert(i);
@@ -3084,7 +3132,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
                 Ind {
                     code: "positive_behaviour",
                     name: "前向きな行動の頻度が増えたと実感する職員割合",
-                    description: "職員課の職員アンケートにおいて、毎年度、前向きな行動ができているか、職員意識を把握する。※実績は、年度終了後に把握",
+                    description: "人事課職員アンケートにおいて、毎年度、前向きな行動ができているか、職員意識を把握する。※実績は、年度終了後に把握",
                     kind: Outcome,
                     unit: Unit::Percent,
                     source: manual(),
@@ -3170,7 +3218,7 @@ fn items() -> Result<Vec<Item>, DemoError> {
             }],
             planned: "【取組内容】1、職員研修における「対話」の推進 2、女性キャリアデザイン研修の実施 3、新採用職員がスムーズに職場に慣れるための環境づくり\n【取組目標】4～1級職員において、「管理職になりたいと思う」と回答する比率を高める。",
             results: [
-                "1、階層別研修第１部から第８部研修、及び次世代育成アカデミーにおいて、「対話」を取り入れた研修内容とした。2、女性職員が自律的に自身のキャリアについて考えるための研修を実施した。3、職員課において、年2回の面談を実施するほか、不安等がある職員に対し、再面談を実施するなど、きめ細かく対応した。",
+                "1、階層別研修第１部から第８部研修、及び次世代育成アカデミーにおいて、「対話」を取り入れた研修内容とした。2、女性職員が自律的に自身のキャリアについて考えるための研修を実施した。3、人事課において、年2回の面談を実施するほか、不安等がある職員に対し、再面談を実施するなど、きめ細かく対応した。",
                 "1、階層別研修において「対話」を取り入れた。2、女性職員キャリアデザイン研修を実施した。3、新採用職員にメンターを配置し、メンター面談を実施した。",
                 "1、階層別研修・管理職研修で「対話」を推進した。2、女性職員キャリアデザイン研修にロールモデル職員との座談会を加えた。3、新採用職員への人事課面談・再面談を実施した。",
                 "1、全階層の研修で「対話」を取り入れた。2、女性職員キャリアデザイン研修を継続実施した。3、新採用職員の職場定着に向け、OJT指導者とメンターの連携を強化した。",

@@ -179,6 +179,16 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
     assert_eq!(indicator(&balance, "survey_environment")["unit"], "points");
     assert_eq!(actual(&action, "self_growth", 2025), 63.6);
     assert_eq!(balance["item"]["lead_department"], "人事課");
+    assert_eq!(balance["item"]["plan"], "人財育成アクションプラン");
+    assert_eq!(
+        training["item"]["plan"],
+        "はだの行政サービス改革基本方針実行計画"
+    );
+    assert_eq!(training["item"]["lead_department"], "人事課");
+    assert_eq!(
+        cell(&training, "attendees", 2023)["label"],
+        "令和5年度（2023年度）"
+    );
 
     // The same seed gives the same city, whichever process generates it.
     let token = served.ready().await;

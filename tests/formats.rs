@@ -325,3 +325,37 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    the_html_sheet_and_every_response_forbid_scripts_framing_and_sniffing,
+    |app: TestApp| async move {
+        item_with_completions(&app, 1).await;
+        let html = app
+            .client
+            .get(app.url("/plan-items/2-1-2/sheet?format=html"))
+            .bearer_auth(&app.auditor)
+            .send()
+            .await
+            .expect("html");
+        assert_eq!(html.status().as_u16(), 200);
+        let refused = app
+            .client
+            .get(app.url("/plan-items/2-1-2/sheet"))
+            .send()
+            .await
+            .expect("401");
+        assert_eq!(refused.status().as_u16(), 401);
+        for response in [&html, &refused] {
+            let headers = response.headers();
+            let csp = headers["content-security-policy"].to_str().expect("csp");
+            assert!(csp.contains("default-src 'none'"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(
+                !csp.contains("script-src"),
+                "no script source at all: {csp}"
+            );
+            assert_eq!(headers["x-content-type-options"], "nosniff");
+            assert_eq!(headers["x-frame-options"], "DENY");
+        }
+    }
+);

@@ -242,6 +242,8 @@ async fn the_demo_city_loads_deterministically_into_an_empty_ledger_only() {
     // FY2024 had barely begun on 2024-05-31: 集計中, and not judged.
     assert_eq!(cell(&then, "attendees", 2024)["achievement"], "in_progress");
     assert_eq!(cell(&then, "attendees", 2024)["achieved"], Value::Null);
+    // FY2025 had not begun: not 集計中, just －.
+    assert_eq!(cell(&then, "attendees", 2025)["achievement"], "none");
     // The FY2022 「管理職になりたい」 figure was corrected and the year republished (第2版).
     let awareness = sheet(&app, "2-1-1");
     let republished = &cell(&awareness, "want_management", 2022)["published"];

@@ -8,7 +8,7 @@
 
 use crate::indicators::Facts;
 use crate::plans::{PlanBook, PlanRecord};
-use crate::time::{fiscal_year_over, jst_date, jst_minute, rfc3339_ms};
+use crate::time::{fiscal_year_over, fiscal_year_started, jst_date, jst_minute, rfc3339_ms};
 use kiroku_domain::plan::{Baseline, IndicatorDefinition, IndicatorSource};
 use kiroku_domain::values::*;
 use serde::{Deserialize, Serialize};
@@ -110,9 +110,9 @@ pub struct ActualCell {
 pub enum Achievement {
     Achieved,
     NotAchieved,
-    /// The year is not over at the sheet's moment: not judged yet.
+    /// The year has begun but is not over at the sheet's moment: not judged yet.
     InProgress,
-    /// No target or no actual.
+    /// No target or no actual, or the year had not begun.
     #[default]
     None,
 }
@@ -249,7 +249,10 @@ pub fn sheet(book: &PlanBook, facts: &Facts, code: &str, at: i64, moment: i64) -
             let achievement = match achieved {
                 Some(true) => Achievement::Achieved,
                 Some(false) => Achievement::NotAchieved,
-                None if !over && target.is_some() => Achievement::InProgress,
+                // A year under way is 集計中; one not begun yet at the moment shows －.
+                None if !over && target.is_some() && fiscal_year_started(fy, moment) => {
+                    Achievement::InProgress
+                }
                 None => Achievement::None,
             };
             let published = item

@@ -51,6 +51,11 @@ pub fn fiscal_year_over(fy: FiscalYear, ms: i64) -> bool {
     start_of_day_jst(next_april).is_some_and(|start| ms >= start)
 }
 
+/// Whether fiscal year `fy` has begun at `ms`: from its April 1, 00:00 JST.
+pub fn fiscal_year_started(fy: FiscalYear, ms: i64) -> bool {
+    start_of_day_jst(fy.first_day()).is_some_and(|start| ms >= start)
+}
+
 /// Why an `as_of` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AsOfError {
@@ -141,5 +146,7 @@ mod tests {
         let fy = FiscalYear::new(2023).expect("fy");
         assert!(!fiscal_year_over(fy, ms("2024-03-31T23:59:59+09:00")));
         assert!(fiscal_year_over(fy, ms("2024-04-01T00:00:00+09:00")));
+        assert!(!fiscal_year_started(fy, ms("2023-03-31T23:59:59+09:00")));
+        assert!(fiscal_year_started(fy, ms("2023-04-01T00:00:00+09:00")));
     }
 }

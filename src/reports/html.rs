@@ -20,6 +20,7 @@ table.sheet thead th { text-align: center; }
 table.sheet thead { display: table-header-group; }
 table.sheet td { white-space: pre-wrap; }
 td.num { text-align: right; white-space: nowrap; }
+td.tag { white-space: nowrap; text-align: center; }
 td.none { text-align: center; color: #666; }
 td.ng { font-weight: bold; }
 td.pending { text-align: center; color: #555; }
@@ -98,7 +99,7 @@ fn write_page(out: &mut String, view: &View) -> std::fmt::Result {
                 }
                 write!(
                     out,
-                    "</th><td rowspan=\"{span}\">{}</td><td rowspan=\"{span}\">{}</td>",
+                    "</th><td rowspan=\"{span}\" class=\"tag\">{}</td><td rowspan=\"{span}\" class=\"tag\">{}</td>",
                     escape(&indicator.kind_label),
                     escape(&indicator.unit_label)
                 )?;

@@ -237,7 +237,9 @@ async fn a_sqlite_log_moves_to_postgres_with_the_same_chain_and_the_same_past_sh
     let refused = import(&pg, &file);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        text(&refused.stderr).contains("空ではありません"),
+        text(&refused.stderr).contains(&format!(
+            "台帳が空ではありません（イベント {count_before} 件、鍵 5 件）"
+        )),
         "{}",
         text(&refused.stderr)
     );

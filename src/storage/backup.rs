@@ -443,13 +443,16 @@ where
     for<'r> i64: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
+    // Events or chain entries (a chain without its events is not empty either), and keys.
     let row = sqlx::query(
-        "SELECT (SELECT COUNT(*) FROM events) + (SELECT COUNT(*) FROM event_chain), \
+        "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM event_chain), \
          (SELECT COUNT(*) FROM personal_keys)",
     )
     .fetch_one(&mut *conn)
     .await?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    let events: i64 = row.try_get(0)?;
+    let chain: i64 = row.try_get(1)?;
+    Ok((events.max(chain), row.try_get(2)?))
 }
 
 /// Inserts events, chain and keys; `json` is the cast a JSON parameter needs (`::jsonb`).

@@ -1785,3 +1785,34 @@ both_backends!(a_wrong_method_is_a_problem_too, |app: TestApp| async move {
         failures.join("\n")
     );
 });
+
+both_backends!(
+    control_characters_and_path_like_codes_are_refused_before_they_reach_the_database,
+    |app: TestApp| async move {
+        let before = app.event_count().await;
+        let mut body = staff_body("N001", "総務\u{0}課", 2, "2020-04-01");
+        let reply = app.post(&app.hr, "/staff", &body).await;
+        reply.assert_problem(400, "validation_failed");
+        assert!(
+            reply.body["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("制御文字"),
+            "{:?}",
+            reply.body
+        );
+        body["department"] = json!("総務課");
+        body["name"] = json!("髙橋\u{0}花子");
+        app.post(&app.hr, "/staff", &body)
+            .await
+            .assert_problem(400, "validation_failed");
+        for code in [".", ".."] {
+            let mut item = plan_item_body();
+            item["code"] = json!(code);
+            app.post(&app.hr, "/plan-items", &item)
+                .await
+                .assert_problem(400, "validation_failed");
+        }
+        assert_eq!(app.event_count().await, before, "nothing was recorded");
+    }
+);

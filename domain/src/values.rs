@@ -172,8 +172,10 @@ pub struct Code(String);
 
 impl Code {
     pub fn parse(value: &str) -> Result<Self, ValueError> {
+        // At least one letter or digit: `.` and `..` would read as paths.
         let ok = !value.is_empty()
             && value.len() <= 40
+            && value.chars().any(|c| c.is_ascii_alphanumeric())
             && value
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
@@ -218,7 +220,12 @@ impl Text {
 
     pub fn parse(value: &str) -> Result<Self, ValueError> {
         let trimmed = value.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS {
+        // Control characters other than line breaks and tabs (NUL above all, which PostgreSQL
+        // cannot store in JSON) are never part of what a person typed.
+        let control = trimmed
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
+        if trimmed.is_empty() || control || trimmed.chars().count() > Self::MAX_CHARS {
             Err(ValueError::Text)
         } else {
             Ok(Text(trimmed.to_string()))
@@ -299,7 +306,7 @@ pub enum ValueError {
     EmployeeNo(String),
     #[error("コード {0:?} は英数字・ハイフン・下線・ピリオドの 1〜40 文字にしてください")]
     Code(String),
-    #[error("文字列は空にせず 4000 文字以内にしてください")]
+    #[error("文字列は空にせず、制御文字を含めず、4000 文字以内にしてください")]
     Text,
     #[error("理解度 {0} は 1〜5 の範囲外です")]
     Understanding(u8),
@@ -410,5 +417,24 @@ mod tests {
             Some("\">=\"".into())
         );
         assert!(serde_json::from_str::<Gender>("\"unknown\"").is_err());
+    }
+
+    #[test]
+    fn text_refuses_control_characters_but_keeps_line_breaks() {
+        assert_eq!(Text::parse("総務\u{0}課"), Err(ValueError::Text));
+        assert_eq!(Text::parse("a\u{7}b"), Err(ValueError::Text));
+        assert!(Text::parse("一行目\n二行目\tタブ").is_ok());
+    }
+
+    #[test]
+    fn a_code_needs_a_letter_or_digit() {
+        assert!(Code::parse(".").is_err());
+        assert!(Code::parse("..").is_err());
+        assert!(Code::parse("-_").is_err());
+        assert!(Code::parse("2-1-2").is_ok());
+        assert_eq!(
+            FiscalYear::new(2021).map(|fy| fy.full_label()),
+            Ok("令和3年度（2021年度）".into())
+        );
     }
 }

@@ -248,7 +248,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 role: Role::HrAdmin,
                 staff_id: None,
             };
-            let meta = crate::ledger::Meta::new(&principal, &uuid::Uuid::new_v4().to_string());
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let actor = crate::application::Actor {
+                principal: &principal,
+                request_id: &request_id,
+            };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} 行 {msg}")
@@ -256,7 +260,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             );
             let result = match decode(&bytes, encoding) {
                 Ok(text) => {
-                    import_attendance(&ledger, &text, &meta, |done, total| {
+                    import_attendance(&ledger, &text, &actor, |done, total| {
                         bar.set_length(total as u64);
                         bar.set_position(done as u64);
                     })

@@ -20,28 +20,25 @@
 //! from 15.6 % (FY2021) to 20 % (FY2025), a few corrections with reasons — some of them after a
 //! sheet was published, so the sheets show drift that the audit trail explains.
 
-use crate::ledger::{CommandError, Cqrs, Ledger, Meta};
+use crate::application::{self, Actor, AppError, Command, Service, StaffRequest};
+use crate::ledger::Ledger;
 use crate::storage::backup::{self, BackupError, LogImage};
+use crate::storage::tokens::{Principal, Role};
 use crate::storage::{log, Backend, StorageError};
 use chrono::{Datelike, NaiveDate, TimeDelta, Weekday};
-use cqrs_es::Aggregate;
 use kiroku_domain::incident::IncidentCommand;
 use kiroku_domain::plan::{
     Baseline, IndicatorDefinition, IndicatorPlan, IndicatorSource, Manual, PlanCommand,
     PlanItemDefinition, RuleName, RuleParams, Target,
 };
 use kiroku_domain::session::{Schedule, SessionCommand};
-use kiroku_domain::staff::{
-    staff_id_of, Evaluation, Interview, Registration, Rehire, StaffCommand,
-};
+use kiroku_domain::staff::{staff_id_of, Evaluation, Rehire, StaffCommand};
 use kiroku_domain::values::*;
-use kiroku_domain::DomainError;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use uuid::Uuid;
 
 /// The actor written into every demo event's metadata.
 pub const ACTOR: &str = "デモデータ生成";
-const ROLE: &str = "hr_admin";
 const SEED: u64 = 0x4b69_726f_6b75_2021;
 /// The namespace of every session, interview, evaluation and incident id of the demo city.
 pub const DEMO_NAMESPACE: Uuid = Uuid::from_u128(0x6b69726f_6b75_4000_8000_64656d6f6369);
@@ -102,7 +99,7 @@ pub enum DemoError {
     #[error("demo command {request_id} failed: {source}")]
     Command {
         request_id: String,
-        source: CommandError,
+        source: AppError,
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -552,7 +549,6 @@ enum Op {
     Staff {
         id: Uuid,
         command: StaffCommand,
-        reason: Option<String>,
     },
     Interview {
         staff: Uuid,
@@ -575,7 +571,6 @@ enum Op {
     Session {
         id: Uuid,
         command: SessionCommand,
-        reason: Option<String>,
     },
     Enrol {
         session: Uuid,
@@ -590,7 +585,6 @@ enum Op {
     Incident {
         id: Uuid,
         command: IncidentCommand,
-        reason: Option<String>,
     },
     Plan {
         code: &'static str,
@@ -618,202 +612,166 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    async fn run<A>(
-        &mut self,
-        cqrs: &Cqrs<A>,
-        id: &str,
-        command: A::Command,
-        reason: Option<&str>,
-    ) -> Result<(), DemoError>
-    where
-        A: Aggregate,
-        A::Command: Clone,
-        A::Error: DomainError,
-    {
+    /// Runs one demo command through the application layer, as HR would through the API.
+    async fn execute(&mut self, op: Op) -> Result<(), DemoError> {
+        if let Op::Publish { .. } = op {
+            // Publication freezes the actuals as the read models compute them now.
+            self.ledger.projector.catch_up().await?;
+        }
+        let registers = match &op {
+            Op::Register(s) => Some(s.id),
+            _ => None,
+        };
+        let command = command(op)?;
         self.requests += 1;
         let date = self
             .date
             .ok_or_else(|| DemoError::Scratch("a command without a business date".into()))?;
         self.dates.push(date);
-        let meta = Meta {
-            actor: ACTOR.to_string(),
-            role: ROLE.to_string(),
-            request_id: format!("demo-{:06}", self.requests),
-            reason: reason.map(str::to_string),
+        let principal = Principal {
+            name: ACTOR.to_string(),
+            role: Role::HrAdmin,
+            staff_id: None,
         };
-        self.ledger
-            .record(cqrs, id, command, &meta)
+        let request_id = format!("demo-{:06}", self.requests);
+        let actor = Actor {
+            principal: &principal,
+            request_id: &request_id,
+        };
+        Service::loading(self.ledger, &self.registered)
+            .record(&actor, command)
             .await
             .map_err(|source| DemoError::Command {
-                request_id: meta.request_id.clone(),
+                request_id: request_id.clone(),
                 source,
-            })
+            })?;
+        if let Some(id) = registers {
+            self.registered.insert(id);
+        }
+        Ok(())
     }
+}
 
-    fn registered(&self, staff_id: Uuid) -> Result<bool, DemoError> {
-        Ok(self.registered.contains(&staff_id))
-    }
-
-    async fn execute(&mut self, op: Op) -> Result<(), DemoError> {
-        let ledger = self.ledger;
-        match op {
-            Op::Register(s) => {
-                let name = ledger.keys.seal(s.id, &s.name).await?;
-                let kana = ledger.keys.seal(s.id, &s.kana).await?;
-                let command = StaffCommand::Register(Registration {
-                    employee_no: s.employee_no,
-                    name,
-                    name_kana: Some(kana),
-                    gender: s.gender,
-                    hired_on: s.hired_on,
-                    grade: s.grade,
-                    job_type: s.job_type,
-                    employment: s.employment,
-                    department: s.department,
-                    department_kind: s.department_kind,
-                });
-                self.run(&ledger.staff, &s.id.to_string(), command, None)
-                    .await?;
-                self.registered.insert(s.id);
-                Ok(())
-            }
-            Op::Staff {
-                id,
-                command,
-                reason,
-            } => {
-                self.run(&ledger.staff, &id.to_string(), command, reason.as_deref())
-                    .await
-            }
-            Op::Interview {
-                staff,
+/// The application command a demo step stands for.
+fn command(op: Op) -> Result<Command, DemoError> {
+    let with_reason = |reason: Option<String>| reason.as_deref().map(text).transpose();
+    Ok(match op {
+        Op::Register(s) => Command::Staff {
+            staff_id: s.id,
+            command: StaffRequest::Register(application::NewStaff {
+                employee_no: s.employee_no,
+                name: text(&s.name)?,
+                name_kana: Some(text(&s.kana)?),
+                gender: s.gender,
+                hired_on: s.hired_on,
+                grade: s.grade,
+                job_type: s.job_type,
+                employment: s.employment,
+                department: s.department,
+                department_kind: s.department_kind,
+            }),
+        },
+        Op::Staff { id, command, .. } => Command::Staff {
+            staff_id: id,
+            command: StaffRequest::Other(command),
+        },
+        Op::Interview {
+            staff,
+            interview_id,
+            kind,
+            held_on,
+            interviewer,
+            note,
+        } => Command::Staff {
+            staff_id: staff,
+            command: StaffRequest::RecordInterview {
                 interview_id,
                 kind,
                 held_on,
-                interviewer,
-                note,
-            } => {
-                let command = StaffCommand::RecordInterview {
-                    interview: Interview {
-                        interview_id,
-                        kind,
-                        held_on,
-                        interviewer_id: interviewer,
-                        note: ledger.keys.seal(staff, &note).await?,
-                    },
-                    interviewer_registered: self.registered(interviewer)?,
-                };
-                self.run(&ledger.staff, &staff.to_string(), command, None)
-                    .await
-            }
-            Op::Evaluation {
-                staff,
-                evaluation,
-                comment,
-            } => {
-                let mut evaluation = *evaluation;
-                if let Some(comment) = comment {
-                    evaluation.comment = Some(ledger.keys.seal(staff, &comment).await?);
-                }
-                let command = StaffCommand::RecordEvaluation {
-                    evaluator_registered: self.registered(evaluation.evaluator_id)?,
-                    evaluation,
-                };
-                self.run(&ledger.staff, &staff.to_string(), command, None)
-                    .await
-            }
-            Op::Dispute {
-                staff,
+                interviewer_id: interviewer,
+                note: text(&note)?,
+            },
+        },
+        Op::Evaluation {
+            staff,
+            evaluation,
+            comment,
+        } => Command::Staff {
+            staff_id: staff,
+            command: StaffRequest::RecordEvaluation {
+                evaluation_id: evaluation.evaluation_id,
+                fiscal_year: evaluation.fiscal_year,
+                period: evaluation.period,
+                evaluator_id: evaluation.evaluator_id,
+                overall: evaluation.overall,
+                competencies: evaluation.competencies,
+                comment: comment.as_deref().map(text).transpose()?,
+            },
+        },
+        Op::Dispute {
+            staff,
+            evaluation_id,
+            text: dispute,
+        } => Command::Staff {
+            staff_id: staff,
+            command: StaffRequest::Dispute {
                 evaluation_id,
-                text,
-            } => {
-                let command = StaffCommand::DisputeEvaluation {
-                    evaluation_id,
-                    text: ledger.keys.seal(staff, &text).await?,
-                };
-                self.run(&ledger.staff, &staff.to_string(), command, None)
-                    .await
-            }
-            Op::Session {
-                id,
-                command,
-                reason,
-            } => {
-                self.run(
-                    &ledger.sessions,
-                    &id.to_string(),
-                    command,
-                    reason.as_deref(),
-                )
-                .await
-            }
-            Op::Enrol { session, staff } => {
-                let command = SessionCommand::Enrol {
-                    staff_id: staff,
-                    staff_registered: self.registered(staff)?,
-                };
-                self.run(&ledger.sessions, &session.to_string(), command, None)
-                    .await
-            }
-            Op::Attend {
-                session,
-                staff,
+                text: text(&dispute)?,
+            },
+        },
+        Op::Session { id, command, .. } => Command::Session {
+            session_id: id,
+            command,
+        },
+        Op::Enrol { session, staff } => Command::Session {
+            session_id: session,
+            command: SessionCommand::Enrol {
+                staff_id: staff,
+                staff_registered: false,
+            },
+        },
+        Op::Attend {
+            session,
+            staff,
+            completed_on,
+            understanding,
+        } => Command::Session {
+            session_id: session,
+            command: SessionCommand::RecordAttendance {
+                staff_id: staff,
+                staff_registered: false,
                 completed_on,
                 understanding,
-            } => {
-                let command = SessionCommand::RecordAttendance {
-                    staff_id: staff,
-                    staff_registered: self.registered(staff)?,
-                    completed_on,
-                    understanding,
-                };
-                self.run(&ledger.sessions, &session.to_string(), command, None)
-                    .await
-            }
-            Op::Incident {
-                id,
-                command,
-                reason,
-            } => {
-                self.run(
-                    &ledger.incidents,
-                    &id.to_string(),
-                    command,
-                    reason.as_deref(),
-                )
-                .await
-            }
-            Op::Plan {
-                code,
-                command,
-                reason,
-            } => {
-                self.run(&ledger.plans, code, command, reason.as_deref())
-                    .await
-            }
-            Op::Publish {
-                code,
+            },
+        },
+        Op::Incident { id, command, .. } => Command::Incident {
+            incident_id: id,
+            command,
+        },
+        Op::Plan {
+            code: item,
+            command,
+            reason,
+        } => Command::Plan {
+            code: code(item)?,
+            command,
+            reason: with_reason(reason)?,
+        },
+        Op::Publish {
+            code: item,
+            fiscal_year,
+            reason,
+        } => Command::Plan {
+            code: code(item)?,
+            command: PlanCommand::Publish {
                 fiscal_year,
-                reason,
-            } => {
-                // As POST /plan-items/{code}/publications does: freeze the actuals as the
-                // projector computes them now.
-                ledger.projector.catch_up().await?;
-                let values = ledger
-                    .projector
-                    .actuals(code, fiscal_year)?
-                    .ok_or_else(|| DemoError::UnknownPlanItem(code.to_string()))?;
-                let command = PlanCommand::Publish {
-                    fiscal_year,
-                    values,
-                    published_by: ACTOR.to_string(),
-                    reason: reason.as_deref().map(text).transpose()?,
-                };
-                self.run(&ledger.plans, code, command, reason.as_deref())
-                    .await
-            }
-        }
-    }
+                values: BTreeMap::new(),
+                published_by: String::new(),
+                reason: with_reason(reason)?,
+            },
+            reason: None,
+        },
+    })
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1146,16 +1104,9 @@ impl City {
         self.ops.push((date, op));
     }
 
-    fn staff_op(&mut self, date: Date, person: usize, command: StaffCommand, reason: Option<&str>) {
+    fn staff_op(&mut self, date: Date, person: usize, command: StaffCommand) {
         let id = self.people[person].id;
-        self.push(
-            date,
-            Op::Staff {
-                id,
-                command,
-                reason: reason.map(str::to_string),
-            },
-        );
+        self.push(date, Op::Staff { id, command });
     }
 
     fn on_leave(&self, fy: i32, person: usize) -> bool {
@@ -1350,7 +1301,7 @@ impl City {
             effective_on: date,
             reason,
         };
-        self.staff_op(date, person, command, Some(reason.as_str()));
+        self.staff_op(date, person, command);
         Ok(())
     }
 
@@ -1374,7 +1325,7 @@ impl City {
             effective_on: date,
             kind,
         };
-        self.staff_op(date, person, command, None);
+        self.staff_op(date, person, command);
         Ok(())
     }
 
@@ -1386,7 +1337,7 @@ impl City {
             effective_on: date,
             reason,
         };
-        self.staff_op(date, person, command, Some(reason.as_str()));
+        self.staff_op(date, person, command);
     }
 
     fn rehire(&mut self, person: usize, date: Date, to_grade: u8) -> Result<(), DemoError> {
@@ -1407,7 +1358,7 @@ impl City {
             department_kind: unit.kind,
             employment: Employment::Reappointed,
         });
-        self.staff_op(date, person, command, None);
+        self.staff_op(date, person, command);
         Ok(())
     }
 
@@ -1885,7 +1836,6 @@ impl City {
             Op::Session {
                 id,
                 command: SessionCommand::Schedule(schedule),
-                reason: None,
             },
         );
         self.sessions.push(SessionInfo {
@@ -2251,7 +2201,6 @@ impl City {
                         staff_id,
                         reason: text("業務都合により受講辞退")?,
                     },
-                    reason: Some("業務都合により受講辞退".to_string()),
                 },
             );
         }
@@ -2436,7 +2385,6 @@ impl City {
                         completed_on: p.completed_on,
                         understanding: p.understanding,
                     },
-                    reason: None,
                 }
             } else {
                 Op::Attend {
@@ -2457,7 +2405,6 @@ impl City {
                     Op::Session {
                         id: session,
                         command,
-                        reason: Some(reason.to_string()),
                     },
                 );
             }
@@ -2473,7 +2420,6 @@ impl City {
                     Op::Session {
                         id: session,
                         command,
-                        reason: Some(reason.to_string()),
                     },
                 );
             }
@@ -2701,7 +2647,7 @@ impl City {
                 interview_id: duplicate,
                 reason: text(reason)?,
             };
-            self.staff_op(plus(held_on, 3 + k), person, command, Some(reason));
+            self.staff_op(plus(held_on, 3 + k), person, command);
         }
         let first_half: Vec<_> = evaluation_interviews.iter().filter(|e| e.5 == 0).collect();
         if let Some(&&(person, id, held_on, _, _, _)) =
@@ -2717,7 +2663,7 @@ impl City {
                     note: None,
                     reason: text(reason)?,
                 };
-                self.staff_op(plus(held_on, 7), person, command, Some(reason));
+                self.staff_op(plus(held_on, 7), person, command);
             }
         }
         Ok(())
@@ -2807,7 +2753,7 @@ impl City {
                 comment: None,
                 reason: text(reason)?,
             };
-            self.staff_op(after, person, command, Some(reason));
+            self.staff_op(after, person, command);
         }
         if let Some((person, id, _, mut competencies)) = recorded
             .iter()
@@ -2824,7 +2770,7 @@ impl City {
                 comment: None,
                 reason: text(reason)?,
             };
-            self.staff_op(plus(after, 1), person, command, Some(reason));
+            self.staff_op(plus(after, 1), person, command);
         }
 
         // 苦情・申出 about a C rating: upheld in FY2022, corrected to B in FY2024.
@@ -2857,7 +2803,7 @@ impl City {
                         comment: None,
                         reason: text(reason)?,
                     };
-                    self.staff_op(ymd(fy + 1, 6, 5)?, person, command, Some(reason));
+                    self.staff_op(ymd(fy + 1, 6, 5)?, person, command);
                     ("評価をBに修正", "苦情処理委員会の審査結果")
                 };
                 let command = StaffCommand::ResolveDispute {
@@ -2865,7 +2811,7 @@ impl City {
                     outcome: text(outcome)?,
                     reason: text(reason)?,
                 };
-                self.staff_op(ymd(fy + 1, 6, 6)?, person, command, Some(reason));
+                self.staff_op(ymd(fy + 1, 6, 6)?, person, command);
             }
         }
         Ok(())
@@ -2945,7 +2891,6 @@ impl City {
                         department: text(department)?,
                         summary: text(summary)?,
                     },
-                    reason: None,
                 },
             );
             if let Some((wm, wd, reason)) = withdrawal {
@@ -2957,7 +2902,6 @@ impl City {
                         command: IncidentCommand::Withdraw {
                             reason: text(reason)?,
                         },
-                        reason: Some(reason.to_string()),
                     },
                 );
             }

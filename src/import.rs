@@ -6,7 +6,9 @@
 //! whole file with errors by line number. Then each session's rows are recorded by one command
 //! (one atomic commit per session), while the importer holds the import lock.
 
-use crate::ledger::{CommandError, Ledger, Meta};
+use crate::application::policy::Action;
+use crate::application::{Actor, AppError, Command, Service};
+use crate::ledger::{CommandError, Ledger};
 use crate::storage::StorageError;
 use kiroku_domain::session::{Attendance, SessionCommand};
 use kiroku_domain::staff::staff_id_of;
@@ -75,7 +77,7 @@ pub enum ImportError {
     #[error("the file was rejected: {} problem(s), nothing was recorded", .0.len())]
     Rejected(Vec<RowError>),
     #[error("recording failed: {0}")]
-    Command(#[from] CommandError),
+    Command(#[from] AppError),
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
 }
@@ -298,9 +300,11 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
 pub async fn import_attendance(
     ledger: &Ledger,
     text: &str,
-    meta: &Meta,
+    actor: &Actor<'_>,
     progress: impl Fn(usize, usize),
 ) -> Result<ImportSummary, ImportError> {
+    let service = Service::new(ledger);
+    service.require(actor.principal, Action::Administer)?;
     let _one_at_a_time = IMPORTING.lock().await;
     ledger.projector.catch_up().await?;
     let rows = validate(ledger, text)?;
@@ -322,14 +326,20 @@ pub async fn import_attendance(
         let first_line = rows.first().map(|r| r.line).unwrap_or(0);
         let command =
             SessionCommand::RecordAttendances(rows.into_iter().map(|r| r.attendance).collect());
-        let appended = ledger
-            .execute(&ledger.sessions, &session_id.to_string(), command, meta)
+        let command = Command::Session {
+            session_id,
+            command,
+        };
+        let appended = service
+            .execute(actor, command)
             .await
             .map_err(|error| match error {
-                CommandError::Refused { message, .. } => ImportError::Rejected(vec![RowError {
-                    line: first_line,
-                    message,
-                }]),
+                AppError::Command(CommandError::Refused { message, .. }) => {
+                    ImportError::Rejected(vec![RowError {
+                        line: first_line,
+                        message,
+                    }])
+                }
                 other => ImportError::Command(other),
             })?;
         summary.events += appended.events.len();

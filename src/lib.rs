@@ -4,6 +4,7 @@
 //! (`storage`) → projector → read models (`kiroku-projections`) → responses and reports.
 
 pub mod app;
+pub mod application;
 pub mod cli;
 pub mod demo;
 pub mod http;

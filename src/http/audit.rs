@@ -8,10 +8,10 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
 use super::reports::parse_as_of;
 use super::AppState;
+use crate::application::policy::Action;
 use crate::ledger::Ledger;
 use crate::reports::view::with_unit;
 use crate::storage::log::{read_positions, LogEvent};
-use crate::storage::tokens::Role;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -25,8 +25,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// HR and the auditors read audit trails; both may see who a change was about.
-const READERS: &[Role] = &[Role::HrAdmin, Role::Auditor];
+/// Rows per page of a trail, by default and at most.
 const PER_PAGE: usize = 100;
 const MAX_PER_PAGE: usize = 1000;
 
@@ -47,7 +46,7 @@ struct AuditQuery {
 }
 
 /// What a person reads for an event type.
-fn event_label(event_type: &str) -> &'static str {
+pub fn event_label(event_type: &str) -> &'static str {
     match event_type {
         "TrainingCompleted" => "研修の修了",
         "CompletionCorrected" => "修了記録の訂正",
@@ -214,33 +213,52 @@ async fn row(
     }))
 }
 
+/// What a trail is asked for.
+pub struct TrailQuery<'a> {
+    pub code: &'a str,
+    pub indicator: &'a str,
+    pub fiscal_year: FiscalYear,
+    pub as_of: Option<i64>,
+    /// Only changes made by this event type (`TrainingCompleted` …).
+    pub event_type: Option<&'a str>,
+    /// `(page, per_page)`, or every row.
+    pub page: Option<(usize, usize)>,
+}
+
+/// One page of a trail, as the API answers it.
+pub struct Trail {
+    pub body: Value,
+    pub rows: Vec<Value>,
+    pub indicator_name: String,
+}
+
+/// The event types that occur in a trail, for its filter.
+pub fn event_types() -> &'static [&'static str] {
+    &[
+        "TrainingCompleted",
+        "CompletionCorrected",
+        "CompletionRevoked",
+        "StaffEnrolled",
+        "WaitlistPromoted",
+        "EnrolmentCancelled",
+        "StaffRegistered",
+        "GradeChanged",
+        "StaffTransferred",
+        "StaffSeparated",
+        "StaffRehired",
+        "InterviewRecorded",
+        "ComplianceIncidentRecorded",
+        "ComplianceIncidentWithdrawn",
+        "TargetSet",
+        "ActualReported",
+        "ActualCorrected",
+        "SheetPublished",
+    ]
+}
+
 /// Who changed a result, when and why: every event that moved the target or the actual of
 /// one sheet cell, and every publication of the year, newest first.
-async fn audit(
-    State(state): State<AppState>,
-    caller: Caller,
-    AppPath(code): AppPath<String>,
-    AppQuery(query): AppQuery<AuditQuery>,
-) -> ApiResult<Response> {
-    caller.require(READERS)?;
-    let as_of = parse_as_of(query.as_of.as_deref())?;
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => {
-            return Err(ApiError::validation(format!(
-                "format {other:?} には対応していません（json または csv）"
-            )))
-        }
-    };
-    let per_page = query.per_page.unwrap_or(PER_PAGE);
-    if per_page == 0 || per_page > MAX_PER_PAGE {
-        return Err(ApiError::validation(format!(
-            "per_page は 1〜{MAX_PER_PAGE} で指定してください"
-        )));
-    }
-    let page = query.page.unwrap_or(1).max(1);
-    let ledger = &state.ledger;
+pub async fn trail(ledger: &Ledger, query: &TrailQuery<'_>) -> ApiResult<Trail> {
     let not_found = || {
         ApiError::not_found(
             "indicator_not_found",
@@ -249,11 +267,11 @@ async fn audit(
     };
     let (position, label, mut changes) = ledger
         .projector
-        .audit(&code, &query.indicator, query.fiscal_year, as_of)?
+        .audit(query.code, query.indicator, query.fiscal_year, query.as_of)?
         .ok_or_else(not_found)?;
     let sheet = ledger
         .projector
-        .sheet(&code, as_of)?
+        .sheet(query.code, query.as_of)?
         .ok_or_else(not_found)?;
     let indicator = sheet
         .indicators
@@ -266,22 +284,28 @@ async fn audit(
         .filter(|c| c.field == PUBLICATION)
         .map(|c| c.position)
         .max();
-    // Newest first: what changed since the last publication leads.
-    changes.reverse();
-    let total = changes.len();
     let after_last_publication = changes
         .iter()
         .filter(|c| last_publication.is_none_or(|p| c.position > p))
         .count();
-    let shown: Vec<&Change> = if csv {
-        changes.iter().collect()
-    } else {
-        changes
-            .iter()
-            .skip((page - 1).saturating_mul(per_page))
-            .take(per_page)
-            .collect()
-    };
+    if let Some(event_type) = query.event_type {
+        let positions: Vec<i64> = changes.iter().map(|c| c.position).collect();
+        let types: BTreeMap<i64, String> = read_positions(&ledger.backend, &positions)
+            .await?
+            .into_iter()
+            .map(|e| (e.position, e.event_type))
+            .collect();
+        changes.retain(|c| types.get(&c.position).map(String::as_str) == Some(event_type));
+    }
+    // Newest first: what changed since the last publication leads.
+    changes.reverse();
+    let total = changes.len();
+    let (page, per_page) = query.page.unwrap_or((1, total.max(1)));
+    let shown: Vec<&Change> = changes
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .collect();
     let positions: Vec<i64> = shown.iter().map(|c| c.position).collect();
     let events: BTreeMap<i64, LogEvent> = read_positions(&ledger.backend, &positions)
         .await?
@@ -301,29 +325,9 @@ async fn audit(
             .await?,
         );
     }
-    if csv {
-        let bytes = csv_of(&code, indicator.name.as_str(), query.fiscal_year, &rows)
-            .map_err(ApiError::internal)?;
-        let filename = format!(
-            "audit-{code}-{}-{}.csv",
-            query.indicator,
-            query.fiscal_year.year()
-        );
-        return Ok((
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{filename}\""),
-                ),
-            ],
-            bytes,
-        )
-            .into_response());
-    }
-    let as_of_ms = as_of.unwrap_or_else(crate::storage::now_ms);
-    Ok(Json(json!({
-        "item": code,
+    let as_of_ms = query.as_of.unwrap_or_else(crate::storage::now_ms);
+    let body = json!({
+        "item": query.code,
         "indicator": query.indicator,
         "indicator_name": indicator.name,
         "fiscal_year": query.fiscal_year,
@@ -336,9 +340,83 @@ async fn audit(
         "pages": total.div_ceil(per_page),
         "after_last_publication": after_last_publication,
         "last_publication_position": last_publication,
-        "changes": rows,
-    }))
-    .into_response())
+    });
+    Ok(Trail {
+        body,
+        rows,
+        indicator_name: indicator.name.clone(),
+    })
+}
+
+/// A trail as a CSV download.
+pub fn csv_response(query: &TrailQuery<'_>, trail: &Trail) -> ApiResult<Response> {
+    let bytes = csv_of(
+        query.code,
+        &trail.indicator_name,
+        query.fiscal_year,
+        &trail.rows,
+    )
+    .map_err(ApiError::internal)?;
+    let filename = format!(
+        "audit-{}-{}-{}.csv",
+        query.code,
+        query.indicator,
+        query.fiscal_year.year()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    AppPath(code): AppPath<String>,
+    AppQuery(query): AppQuery<AuditQuery>,
+) -> ApiResult<Response> {
+    caller.require(&state, Action::ReadAudit)?;
+    let as_of = parse_as_of(query.as_of.as_deref())?;
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::validation(format!(
+                "format {other:?} には対応していません（json または csv）"
+            )))
+        }
+    };
+    let per_page = query.per_page.unwrap_or(PER_PAGE);
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(ApiError::validation(format!(
+            "per_page は 1〜{MAX_PER_PAGE} で指定してください"
+        )));
+    }
+    let page = query.page.unwrap_or(1).max(1);
+    let trail_query = TrailQuery {
+        code: &code,
+        indicator: &query.indicator,
+        fiscal_year: query.fiscal_year,
+        as_of,
+        event_type: None,
+        page: (!csv).then_some((page, per_page)),
+    };
+    let trail = trail(&state.ledger, &trail_query).await?;
+    if csv {
+        return csv_response(&trail_query, &trail);
+    }
+    let mut body = trail.body;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("changes".into(), Value::Array(trail.rows));
+    }
+    Ok(Json(body).into_response())
 }
 
 /// The trail as CSV: UTF-8 with BOM (Excel), Japanese headings, JST times, and text cells

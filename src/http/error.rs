@@ -134,3 +134,15 @@ impl From<StorageError> for ApiError {
         ApiError::internal(error)
     }
 }
+
+impl From<crate::application::AppError> for ApiError {
+    fn from(error: crate::application::AppError) -> Self {
+        use crate::application::AppError;
+        match error {
+            AppError::Forbidden => ApiError::forbidden(),
+            AppError::NotFound { code, message } => ApiError::not_found(code, message),
+            AppError::Command(error) => error.into(),
+            AppError::Storage(error) => error.into(),
+        }
+    }
+}

@@ -5,9 +5,9 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppQuery, Caller};
 use super::{rfc3339_ms, AppState};
+use crate::application::policy::Action;
 use crate::ledger::Ledger;
 use crate::storage::log::{read_after, LogEvent};
-use crate::storage::tokens::Role;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -36,7 +36,7 @@ async fn list(
     caller: Caller,
     AppQuery(page): AppQuery<Page>,
 ) -> ApiResult<Json<Value>> {
-    let principal = caller.require(&[Role::HrAdmin, Role::Auditor])?;
+    caller.require(&state, Action::ReadAudit)?;
     let limit = page.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) || page.after < 0 {
         return Err(ApiError::validation(
@@ -45,7 +45,7 @@ async fn list(
     }
     let events = read_after(&state.ledger.backend, page.after, limit).await?;
     let next = events.last().map(|e| e.position).unwrap_or(page.after);
-    let may_read_confidential = principal.role == Role::HrAdmin;
+    let may_read_confidential = caller.may(&state, Action::ReadConfidentialEvents)?;
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         out.push(present(&state.ledger, event, may_read_confidential).await?);

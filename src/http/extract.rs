@@ -3,7 +3,9 @@
 
 use super::error::ApiError;
 use super::AppState;
-use crate::storage::tokens::{authenticate, Principal, Role};
+use crate::application::policy::Action;
+use crate::application::Service;
+use crate::storage::tokens::{authenticate, Principal};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -126,13 +128,15 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
 pub struct Caller(pub Principal);
 
 impl Caller {
-    /// 403 unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
-        if roles.contains(&self.0.role) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::forbidden())
-        }
+    /// 403 unless the policy lets the caller do `action`.
+    pub fn require(&self, state: &AppState, action: Action) -> Result<&Principal, ApiError> {
+        Service::new(&state.ledger).require(&self.0, action)?;
+        Ok(&self.0)
+    }
+
+    /// Whether the policy lets the caller do `action`.
+    pub fn may(&self, state: &AppState, action: Action) -> Result<bool, ApiError> {
+        Ok(Service::new(&state.ledger).allows(&self.0, action)?)
     }
 }
 

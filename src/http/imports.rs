@@ -3,9 +3,9 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{Caller, RequestId};
 use super::{rfc3339_ms, AppState};
+use crate::application::policy::Action;
+use crate::application::{Actor, Service};
 use crate::import::{decode, import_attendance, Encoding, ImportError};
-use crate::ledger::Meta;
-use crate::storage::tokens::Role;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -58,11 +58,14 @@ async fn attendance(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
+    let actor = Actor {
+        principal: &caller.0,
+        request_id: &request_id,
+    };
+    Service::new(&state.ledger).require(actor.principal, Action::Administer)?;
     let encoding = encoding(&headers)?;
-    let meta = Meta::new(principal, &request_id);
     let result = match decode(&body, encoding) {
-        Ok(text) => import_attendance(&state.ledger, &text, &meta, |_, _| {}).await,
+        Ok(text) => import_attendance(&state.ledger, &text, &actor, |_, _| {}).await,
         Err(error) => Err(error),
     };
     match result {

@@ -124,6 +124,26 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 pub use kiroku_projections::rfc3339_ms;
 
+/// Runs `command` through the application layer for `caller` and answers as [`accepted`].
+pub async fn run(
+    state: &AppState,
+    caller: &extract::Caller,
+    request_id: &str,
+    command: crate::application::Command,
+    status: StatusCode,
+    extra: Value,
+) -> error::ApiResult<Response> {
+    let id = command.aggregate_id();
+    let actor = crate::application::Actor {
+        principal: &caller.0,
+        request_id,
+    };
+    let appended = crate::application::Service::new(&state.ledger)
+        .execute(&actor, command)
+        .await?;
+    Ok(accepted(status, id, &appended, extra))
+}
+
 /// A command's response: `{"id", "recorded_at", …extra}` with the given status.
 pub fn accepted(
     status: StatusCode,

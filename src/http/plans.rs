@@ -3,9 +3,8 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
-use super::{accepted, AppState};
-use crate::ledger::Meta;
-use crate::storage::tokens::Role;
+use super::AppState;
+use crate::application::Command;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -43,27 +42,23 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Runs a command on plan item `code`; a code that cannot be one names no plan item.
 async fn run(
     state: &AppState,
     caller: &Caller,
     request_id: &str,
     code: &str,
     command: PlanCommand,
-    reason: Option<&str>,
     status: StatusCode,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let code =
         Code::parse(code).map_err(|e| ApiError::not_found("plan_item_not_found", e.to_string()))?;
-    let mut meta = Meta::new(principal, request_id);
-    if let Some(reason) = reason {
-        meta = meta.with_reason(reason);
-    }
-    let ledger = &state.ledger;
-    let appended = ledger
-        .execute(&ledger.plans, code.as_str(), command, &meta)
-        .await?;
-    Ok(accepted(status, code.as_str(), &appended, json!({})))
+    let command = Command::Plan {
+        code,
+        command,
+        reason: None,
+    };
+    super::run(state, caller, request_id, command, status, json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -143,16 +138,7 @@ async fn define(
             .collect(),
     };
     let status = StatusCode::CREATED;
-    run(
-        &state,
-        &caller,
-        &request_id,
-        code.as_str(),
-        command,
-        None,
-        status,
-    )
-    .await
+    run(&state, &caller, &request_id, code.as_str(), command, status).await
 }
 
 async fn define_indicator(
@@ -169,7 +155,6 @@ async fn define_indicator(
         &request_id,
         &code,
         command,
-        None,
         StatusCode::CREATED,
     )
     .await
@@ -192,7 +177,6 @@ async fn set_target(
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<TargetBody>,
 ) -> ApiResult<Response> {
-    let reason = body.reason.as_ref().map(|r| r.as_str().to_string());
     let command = PlanCommand::SetTarget {
         indicator_code: body.indicator_code,
         fiscal_year: body.fiscal_year,
@@ -201,15 +185,20 @@ async fn set_target(
             value: body.value,
         },
     };
-    let reason = reason.as_deref();
-    run(
+    let code = Code::parse(&code)
+        .map_err(|e| ApiError::not_found("plan_item_not_found", e.to_string()))?;
+    let command = Command::Plan {
+        code,
+        command,
+        reason: body.reason,
+    };
+    super::run(
         &state,
         &caller,
         &request_id,
-        &code,
         command,
-        reason,
         StatusCode::OK,
+        json!({}),
     )
     .await
 }
@@ -238,16 +227,7 @@ async fn report_actual(
         status: body.status,
         note: body.note,
     };
-    run(
-        &state,
-        &caller,
-        &request_id,
-        &code,
-        command,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -266,24 +246,13 @@ async fn correct_actual(
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<ActualCorrectionBody>,
 ) -> ApiResult<Response> {
-    let reason = body.reason.as_str().to_string();
     let command = PlanCommand::CorrectActual {
         indicator_code: body.indicator_code,
         fiscal_year: body.fiscal_year,
         value: body.value,
         reason: body.reason,
     };
-    let reason = Some(reason.as_str());
-    run(
-        &state,
-        &caller,
-        &request_id,
-        &code,
-        command,
-        reason,
-        StatusCode::OK,
-    )
-    .await
+    run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -306,16 +275,7 @@ async fn record_activity(
         planned: body.planned,
         result: body.result,
     };
-    run(
-        &state,
-        &caller,
-        &request_id,
-        &code,
-        command,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -342,16 +302,7 @@ async fn self_evaluate(
         next_step: body.next_step,
         direction: body.direction,
     };
-    run(
-        &state,
-        &caller,
-        &request_id,
-        &code,
-        command,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -372,16 +323,7 @@ async fn evaluate_externally(
         fiscal_year: body.fiscal_year,
         text: body.text,
     };
-    run(
-        &state,
-        &caller,
-        &request_id,
-        &code,
-        command,
-        None,
-        StatusCode::OK,
-    )
-    .await
+    run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
 #[derive(Deserialize)]
@@ -400,22 +342,11 @@ async fn publish(
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<PublicationBody>,
 ) -> ApiResult<Response> {
-    let published_by = caller.require(&[Role::HrAdmin])?.name.clone();
-    let values = state
-        .ledger
-        .projector
-        .actuals(&code, body.fiscal_year)?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "plan_item_not_found",
-                "この項目コードの計画項目はありません",
-            )
-        })?;
-    let reason = body.reason.as_ref().map(|r| r.as_str().to_string());
+    // The values frozen and the publisher are filled in by the application layer.
     let command = PlanCommand::Publish {
         fiscal_year: body.fiscal_year,
-        values,
-        published_by,
+        values: BTreeMap::new(),
+        published_by: String::new(),
         reason: body.reason,
     };
     run(
@@ -424,7 +355,6 @@ async fn publish(
         &request_id,
         &code,
         command,
-        reason.as_deref(),
         StatusCode::CREATED,
     )
     .await
@@ -444,21 +374,18 @@ async fn record_incident(
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<IncidentBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let incident_id = Uuid::new_v4();
-    let command = IncidentCommand::Record {
+    let command = Command::Incident {
         incident_id,
-        occurred_on: body.occurred_on,
-        department: body.department,
-        summary: body.summary,
+        command: IncidentCommand::Record {
+            incident_id,
+            occurred_on: body.occurred_on,
+            department: body.department,
+            summary: body.summary,
+        },
     };
-    let meta = Meta::new(principal, &request_id);
-    let ledger = &state.ledger;
-    let id = incident_id.to_string();
-    let appended = ledger
-        .execute(&ledger.incidents, &id, command, &meta)
-        .await?;
-    Ok(accepted(StatusCode::CREATED, id, &appended, json!({})))
+    let status = StatusCode::CREATED;
+    super::run(&state, &caller, &request_id, command, status, json!({})).await
 }
 
 #[derive(Deserialize)]
@@ -474,15 +401,19 @@ async fn withdraw_incident(
     AppPath(incident_id): AppPath<Uuid>,
     AppJson(body): AppJson<WithdrawalBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
-    let command = IncidentCommand::Withdraw {
-        reason: body.reason,
+    let command = Command::Incident {
+        incident_id,
+        command: IncidentCommand::Withdraw {
+            reason: body.reason,
+        },
     };
-    let ledger = &state.ledger;
-    let id = incident_id.to_string();
-    let appended = ledger
-        .execute(&ledger.incidents, &id, command, &meta)
-        .await?;
-    Ok(accepted(StatusCode::OK, id, &appended, json!({})))
+    super::run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }

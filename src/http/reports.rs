@@ -3,8 +3,8 @@
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
 use super::AppState;
+use crate::application::policy::Action;
 use crate::reports::{render, Format};
-use crate::storage::tokens::Role;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -13,9 +13,6 @@ use axum::{Json, Router};
 use kiroku_domain::values::FiscalYear;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// Everyone but `staff` reads reports.
-const READERS: &[Role] = &[Role::HrAdmin, Role::Manager, Role::Auditor];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -66,7 +63,7 @@ async fn list(
     caller: Caller,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(READERS)?;
+    caller.require(&state, Action::ReadSheets)?;
     let projector = &state.ledger.projector;
     let mut sheets = Vec::new();
     for (code, title) in projector.plan_items()? {
@@ -137,7 +134,7 @@ async fn sheet(
     AppPath(code): AppPath<String>,
     AppQuery(query): AppQuery<SheetQuery>,
 ) -> ApiResult<Response> {
-    caller.require(READERS)?;
+    caller.require(&state, Action::ReadSheets)?;
     let as_of = parse_as_of(query.as_of.as_deref())?;
     let format = match query.format.as_deref() {
         None => Format::Json,
@@ -171,7 +168,7 @@ async fn sheet(
 /// Where the read models stand and their fingerprint (equal to `kiroku rebuild`'s when the
 /// live projections match a rebuild from the log).
 async fn projections(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
-    caller.require(&[Role::HrAdmin, Role::Auditor])?;
+    caller.require(&state, Action::ReadAudit)?;
     let (position, fingerprint) = state.ledger.projector.fingerprint()?;
     Ok(Json(
         json!({"position": position, "fingerprint": fingerprint}),

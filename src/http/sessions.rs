@@ -3,10 +3,9 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
-use super::staff::is_registered;
 use super::{accepted, AppState};
-use crate::ledger::Meta;
-use crate::storage::tokens::Role;
+use crate::application::policy::Action;
+use crate::application::{Actor, Command, Service};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -38,17 +37,24 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
+/// Runs a session command; an enrolment answers with its status (enrolled or waitlisted).
 async fn run(
     state: &AppState,
+    caller: &Caller,
+    request_id: &str,
     session_id: Uuid,
     command: SessionCommand,
-    meta: Meta,
     status: StatusCode,
 ) -> ApiResult<Response> {
-    let ledger = &state.ledger;
-    let appended = ledger
-        .execute(&ledger.sessions, &session_id.to_string(), command, &meta)
-        .await?;
+    let actor = Actor {
+        principal: &caller.0,
+        request_id,
+    };
+    let command = Command::Session {
+        session_id,
+        command,
+    };
+    let appended = Service::new(&state.ledger).execute(&actor, command).await?;
     let enrolment = appended
         .find("StaffEnrolled")
         .and_then(|e| e.payload.get("StaffEnrolled"))
@@ -80,7 +86,6 @@ async fn schedule(
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<ScheduleBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let command = SessionCommand::Schedule(Schedule {
         course_code: body.course_code,
         title: body.title,
@@ -91,8 +96,15 @@ async fn schedule(
         ends_on: body.ends_on,
         capacity: body.capacity,
     });
-    let meta = Meta::new(principal, &request_id);
-    run(&state, Uuid::new_v4(), command, meta, StatusCode::CREATED).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        Uuid::new_v4(),
+        command,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -108,13 +120,19 @@ async fn enrol(
     AppPath(session_id): AppPath<Uuid>,
     AppJson(body): AppJson<EnrolBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let command = SessionCommand::Enrol {
         staff_id: body.staff_id,
-        staff_registered: is_registered(&state.ledger, body.staff_id)?,
+        staff_registered: false,
     };
-    let meta = Meta::new(principal, &request_id);
-    run(&state, session_id, command, meta, StatusCode::CREATED).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        session_id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -130,13 +148,19 @@ async fn cancel(
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
     let command = SessionCommand::CancelEnrolment {
         staff_id,
         reason: body.reason,
     };
-    run(&state, session_id, command, meta, StatusCode::OK).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        session_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -154,14 +178,20 @@ async fn complete(
     AppPath(session_id): AppPath<Uuid>,
     AppJson(body): AppJson<CompletionBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let command = SessionCommand::Complete {
         staff_id: body.staff_id,
         completed_on: body.completed_on,
         understanding: body.understanding,
     };
-    let meta = Meta::new(principal, &request_id);
-    run(&state, session_id, command, meta, StatusCode::CREATED).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        session_id,
+        command,
+        StatusCode::CREATED,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -179,15 +209,21 @@ async fn correct(
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<CorrectionBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
     let command = SessionCommand::CorrectCompletion {
         staff_id,
         completed_on: body.completed_on,
         understanding: body.understanding,
         reason: body.reason,
     };
-    run(&state, session_id, command, meta, StatusCode::OK).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        session_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn revoke(
@@ -197,13 +233,19 @@ async fn revoke(
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
     let command = SessionCommand::RevokeCompletion {
         staff_id,
         reason: body.reason,
     };
-    run(&state, session_id, command, meta, StatusCode::OK).await
+    run(
+        &state,
+        &caller,
+        &request_id,
+        session_id,
+        command,
+        StatusCode::OK,
+    )
+    .await
 }
 
 async fn show(
@@ -211,7 +253,7 @@ async fn show(
     caller: Caller,
     AppPath(session_id): AppPath<Uuid>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(&[Role::HrAdmin, Role::Auditor])?;
+    Service::new(&state.ledger).require(&caller.0, Action::ReadSessions)?;
     let session = state
         .ledger
         .projector

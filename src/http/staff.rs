@@ -3,9 +3,10 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
-use super::{accepted, rfc3339_ms, AppState};
-use crate::ledger::{Ledger, Meta};
-use crate::storage::tokens::{Principal, Role};
+use super::{rfc3339_ms, run, AppState};
+use crate::application::policy::Action;
+use crate::application::{Command, NewStaff, Service, StaffRequest};
+use crate::ledger::Ledger;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -51,95 +52,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// Today in Japan (JST, UTC+9), the date "current" department and grade refer to.
-pub fn today_jst() -> Date {
-    (chrono::Utc::now() + chrono::Duration::hours(9)).date_naive()
-}
+pub use crate::application::today_jst;
 
-/// Whether `principal` is a manager of the department `staff_id` currently belongs to.
-fn manages(ledger: &Ledger, principal: &Principal, staff_id: Uuid) -> ApiResult<bool> {
-    if principal.role != Role::Manager {
-        return Ok(false);
-    }
-    let Some(manager_id) = principal.staff_id else {
-        return Ok(false);
-    };
-    let today = today_jst();
-    Ok(ledger.projector.read(|h| {
-        let department = |id: &Uuid| {
-            h.staff
-                .get(id)
-                .and_then(|s| s.department_on(today))
-                .map(|d| d.department.clone())
-        };
-        match (department(&manager_id), department(&staff_id)) {
-            (Some(mine), Some(theirs)) => mine == theirs,
-            _ => false,
-        }
-    })?)
-}
-
-/// hr_admin, or a manager of the staff member's department; 404 for unknown staff.
-fn require_hr_or_manager(ledger: &Ledger, caller: &Caller, staff_id: Uuid) -> ApiResult<()> {
-    require_known(ledger, staff_id)?;
-    match caller.0.role {
-        Role::HrAdmin => Ok(()),
-        Role::Manager if manages(ledger, &caller.0, staff_id)? => Ok(()),
-        _ => Err(ApiError::forbidden()),
-    }
-}
-
-fn require_known(ledger: &Ledger, staff_id: Uuid) -> ApiResult<()> {
-    if is_registered(ledger, staff_id)? {
-        Ok(())
-    } else {
-        Err(ApiError::not_found(
-            "staff_not_found",
-            "この ID の職員はいません",
-        ))
-    }
-}
-
-pub fn is_registered(ledger: &Ledger, staff_id: Uuid) -> ApiResult<bool> {
-    Ok(ledger.projector.read(|h| h.staff.contains_key(&staff_id))?)
-}
-
-async fn run(
-    state: &AppState,
-    staff_id: Uuid,
-    command: StaffCommand,
-    meta: Meta,
-    status: StatusCode,
-    extra: Value,
-) -> ApiResult<Response> {
-    let ledger = &state.ledger;
-    let appended = ledger
-        .execute(&ledger.staff, &staff_id.to_string(), command, &meta)
-        .await?;
-    Ok(accepted(status, staff_id.to_string(), &appended, extra))
-}
-
-fn text(value: &str, field: &str) -> ApiResult<Text> {
-    Text::parse(value).map_err(|e| ApiError::validation(format!("{field}: {e}")))
-}
-
-/// Checks a piece of personal text and seals it under the staff member's key.
-async fn seal(ledger: &Ledger, staff_id: Uuid, value: &str, field: &str) -> ApiResult<Sealed> {
-    let checked = text(value, field)?;
-    Ok(ledger.keys.seal(staff_id, checked.as_str()).await?)
-}
-
-/// [`seal`] for optional fields.
-async fn seal_optional(
-    ledger: &Ledger,
-    staff_id: Uuid,
-    value: Option<&String>,
-    field: &str,
-) -> ApiResult<Option<Sealed>> {
-    match value {
-        Some(value) => Ok(Some(seal(ledger, staff_id, value, field).await?)),
-        None => Ok(None),
-    }
+fn command(staff_id: Uuid, command: StaffRequest) -> Command {
+    Command::Staff { staff_id, command }
 }
 
 #[derive(Deserialize)]
@@ -164,18 +80,11 @@ async fn register(
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
     let staff_id = staff_id_of(&body.employee_no);
-    let keys = &state.ledger.keys;
-    let name = keys.seal(staff_id, body.name.as_str()).await?;
-    let name_kana = match &body.name_kana {
-        Some(kana) => Some(keys.seal(staff_id, kana.as_str()).await?),
-        None => None,
-    };
-    let command = StaffCommand::Register(Registration {
+    let request = StaffRequest::Register(NewStaff {
         employee_no: body.employee_no,
-        name,
-        name_kana,
+        name: body.name,
+        name_kana: body.name_kana,
         gender: body.gender,
         hired_on: body.hired_on,
         grade: body.grade,
@@ -184,12 +93,12 @@ async fn register(
         department: body.department,
         department_kind: body.department_kind,
     });
-    let meta = Meta::new(principal, &request_id);
+    let command = command(staff_id, request);
     run(
         &state,
-        staff_id,
+        &caller,
+        &request_id,
         command,
-        meta,
         StatusCode::CREATED,
         json!({}),
     )
@@ -211,14 +120,21 @@ async fn change_grade(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<GradeBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let command = StaffCommand::ChangeGrade {
+    let request = StaffRequest::Other(StaffCommand::ChangeGrade {
         grade: body.grade,
         effective_on: body.effective_on,
         reason: body.reason,
-    };
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -237,15 +153,22 @@ async fn transfer(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<TransferBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let command = StaffCommand::Transfer {
+    let request = StaffRequest::Other(StaffCommand::Transfer {
         to_department: body.to_department,
         department_kind: body.department_kind,
         effective_on: body.effective_on,
         kind: body.kind,
-    };
-    let meta = Meta::new(principal, &request_id);
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -262,13 +185,20 @@ async fn separate(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<SeparationBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let command = StaffCommand::Separate {
+    let request = StaffRequest::Other(StaffCommand::Separate {
         effective_on: body.effective_on,
         reason: body.reason,
-    };
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -288,16 +218,23 @@ async fn rehire(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<RehireBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let command = StaffCommand::Rehire(Rehire {
+    let request = StaffRequest::Other(StaffCommand::Rehire(Rehire {
         effective_on: body.effective_on,
         grade: body.grade,
         department: body.department,
         department_kind: body.department_kind,
         employment: body.employment,
-    });
-    let meta = Meta::new(principal, &request_id);
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    }));
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -306,7 +243,7 @@ struct InterviewBody {
     kind: InterviewKind,
     held_on: Date,
     interviewer_id: Uuid,
-    note: String,
+    note: Text,
 }
 
 async fn record_interview(
@@ -316,22 +253,25 @@ async fn record_interview(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<InterviewBody>,
 ) -> ApiResult<Response> {
-    require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let note = seal(&state.ledger, staff_id, &body.note, "note").await?;
     let interview_id = Uuid::new_v4();
-    let command = StaffCommand::RecordInterview {
-        interview: Interview {
-            interview_id,
-            kind: body.kind,
-            held_on: body.held_on,
-            interviewer_id: body.interviewer_id,
-            note,
-        },
-        interviewer_registered: is_registered(&state.ledger, body.interviewer_id)?,
+    let request = StaffRequest::RecordInterview {
+        interview_id,
+        kind: body.kind,
+        held_on: body.held_on,
+        interviewer_id: body.interviewer_id,
+        note: body.note,
     };
-    let meta = Meta::new(&caller.0, &request_id);
     let extra = json!({"interview_id": interview_id});
-    run(&state, staff_id, command, meta, StatusCode::CREATED, extra).await
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::CREATED,
+        extra,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -339,7 +279,7 @@ async fn record_interview(
 struct InterviewCorrectionBody {
     kind: Option<InterviewKind>,
     held_on: Option<Date>,
-    note: Option<String>,
+    note: Option<Text>,
     reason: Text,
 }
 
@@ -350,17 +290,23 @@ async fn correct_interview(
     AppPath((staff_id, interview_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<InterviewCorrectionBody>,
 ) -> ApiResult<Response> {
-    require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let note = seal_optional(&state.ledger, staff_id, body.note.as_ref(), "note").await?;
-    let meta = Meta::new(&caller.0, &request_id).with_reason(body.reason.as_str());
-    let command = StaffCommand::CorrectInterview {
+    let request = StaffRequest::CorrectInterview {
         interview_id,
         kind: body.kind,
         held_on: body.held_on,
-        note,
+        note: body.note,
         reason: body.reason,
     };
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -376,13 +322,20 @@ async fn withdraw_interview(
     AppPath((staff_id, interview_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,
 ) -> ApiResult<Response> {
-    require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let meta = Meta::new(&caller.0, &request_id).with_reason(body.reason.as_str());
-    let command = StaffCommand::WithdrawInterview {
+    let request = StaffRequest::Other(StaffCommand::WithdrawInterview {
         interview_id,
         reason: body.reason,
-    };
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -394,7 +347,7 @@ struct EvaluationBody {
     overall: OverallRating,
     #[serde(default)]
     competencies: BTreeMap<String, u8>,
-    comment: Option<String>,
+    comment: Option<Text>,
 }
 
 async fn record_evaluation(
@@ -404,24 +357,27 @@ async fn record_evaluation(
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<EvaluationBody>,
 ) -> ApiResult<Response> {
-    require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let comment = seal_optional(&state.ledger, staff_id, body.comment.as_ref(), "comment").await?;
     let evaluation_id = Uuid::new_v4();
-    let command = StaffCommand::RecordEvaluation {
-        evaluation: Evaluation {
-            evaluation_id,
-            fiscal_year: body.fiscal_year,
-            period: body.period,
-            evaluator_id: body.evaluator_id,
-            overall: body.overall,
-            competencies: body.competencies,
-            comment,
-        },
-        evaluator_registered: is_registered(&state.ledger, body.evaluator_id)?,
+    let request = StaffRequest::RecordEvaluation {
+        evaluation_id,
+        fiscal_year: body.fiscal_year,
+        period: body.period,
+        evaluator_id: body.evaluator_id,
+        overall: body.overall,
+        competencies: body.competencies,
+        comment: body.comment,
     };
-    let meta = Meta::new(&caller.0, &request_id);
     let extra = json!({"evaluation_id": evaluation_id});
-    run(&state, staff_id, command, meta, StatusCode::CREATED, extra).await
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::CREATED,
+        extra,
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -429,7 +385,7 @@ async fn record_evaluation(
 struct EvaluationCorrectionBody {
     overall: Option<OverallRating>,
     competencies: Option<BTreeMap<String, u8>>,
-    comment: Option<String>,
+    comment: Option<Text>,
     reason: Text,
 }
 
@@ -440,23 +396,29 @@ async fn correct_evaluation(
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<EvaluationCorrectionBody>,
 ) -> ApiResult<Response> {
-    require_hr_or_manager(&state.ledger, &caller, staff_id)?;
-    let comment = seal_optional(&state.ledger, staff_id, body.comment.as_ref(), "comment").await?;
-    let meta = Meta::new(&caller.0, &request_id).with_reason(body.reason.as_str());
-    let command = StaffCommand::CorrectEvaluation {
+    let request = StaffRequest::CorrectEvaluation {
         evaluation_id,
         overall: body.overall,
         competencies: body.competencies,
-        comment,
+        comment: body.comment,
         reason: body.reason,
     };
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DisputeBody {
-    text: String,
+    text: Text,
 }
 
 /// 苦情・申出: the staff member about their own evaluation, or HR on their behalf.
@@ -467,22 +429,16 @@ async fn dispute_evaluation(
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<DisputeBody>,
 ) -> ApiResult<Response> {
-    let allowed = caller.0.role == Role::HrAdmin
-        || (caller.0.role == Role::Staff && caller.0.staff_id == Some(staff_id));
-    if !allowed {
-        return Err(ApiError::forbidden());
-    }
-    require_known(&state.ledger, staff_id)?;
-    let command = StaffCommand::DisputeEvaluation {
+    let request = StaffRequest::Dispute {
         evaluation_id,
-        text: seal(&state.ledger, staff_id, &body.text, "text").await?,
+        text: body.text,
     };
-    let meta = Meta::new(&caller.0, &request_id);
+    let command = command(staff_id, request);
     run(
         &state,
-        staff_id,
+        &caller,
+        &request_id,
         command,
-        meta,
         StatusCode::CREATED,
         json!({}),
     )
@@ -503,14 +459,21 @@ async fn resolve_dispute(
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ResolutionBody>,
 ) -> ApiResult<Response> {
-    let principal = caller.require(&[Role::HrAdmin])?;
-    let meta = Meta::new(principal, &request_id).with_reason(body.reason.as_str());
-    let command = StaffCommand::ResolveDispute {
+    let request = StaffRequest::Other(StaffCommand::ResolveDispute {
         evaluation_id,
         outcome: body.outcome,
         reason: body.reason,
-    };
-    run(&state, staff_id, command, meta, StatusCode::OK, json!({})).await
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
 }
 
 /// Opens a sealed text for a reader who may see it; `null` when the key was destroyed.
@@ -529,18 +492,10 @@ async fn show(
     let ledger = &state.ledger;
     let principal = &caller.0;
     let record: Option<StaffRecord> = ledger.projector.read(|h| h.staff.get(&staff_id).cloned())?;
-    let allowed = match principal.role {
-        Role::HrAdmin | Role::Auditor => true,
-        Role::Manager => manages(ledger, principal, staff_id)?,
-        Role::Staff => principal.staff_id == Some(staff_id),
-    };
-    if !allowed {
-        return Err(ApiError::forbidden());
-    }
+    let service = Service::new(ledger);
+    service.require(principal, Action::ReadStaff(staff_id))?;
     let record =
         record.ok_or_else(|| ApiError::not_found("staff_not_found", "この ID の職員はいません"))?;
-    let is_hr = principal.role == Role::HrAdmin;
-    let me = principal.staff_id;
     let today = today_jst();
 
     let name = open(ledger, staff_id, &record.name).await?;
@@ -550,8 +505,12 @@ async fn show(
     };
     let mut interviews = Vec::new();
     for i in &record.interviews {
-        // Interview notes: HR and the interviewer only.
-        let may_read = is_hr || me == Some(i.interviewer_id);
+        let may_read = service.allows(
+            principal,
+            Action::ReadInterviewNote {
+                interviewer: i.interviewer_id,
+            },
+        )?;
         let note = if may_read {
             open(ledger, staff_id, &i.note).await?
         } else {
@@ -571,8 +530,13 @@ async fn show(
     }
     let mut evaluations = Vec::new();
     for e in &record.evaluations {
-        // Evaluation comments and disputes: HR, the evaluator and the person evaluated.
-        let may_read = is_hr || me == Some(e.evaluator_id) || me == Some(staff_id);
+        let may_read = service.allows(
+            principal,
+            Action::ReadEvaluationText {
+                evaluator: e.evaluator_id,
+                subject: staff_id,
+            },
+        )?;
         let comment = match (&e.comment, may_read) {
             (Some(comment), true) => open(ledger, staff_id, comment).await?,
             _ => Value::Null,

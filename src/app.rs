@@ -56,9 +56,12 @@ impl Application {
             }
         });
         let ledger = self.ledger.clone();
-        let result = axum::serve(self.listener, router(self.ledger))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(
+            self.listener,
+            router(self.ledger).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         follower.abort();
         if let Err(error) = ledger.projector.checkpoint_if_moved().await {
             tracing::warn!(%error, "checkpointing the read models at shutdown failed");

@@ -98,6 +98,52 @@ fn rejected(line: u64, message: impl Into<String>) -> ImportError {
     }])
 }
 
+impl Encoding {
+    /// The encoding of a file whose sender did not say: UTF-8 when it reads as UTF-8 (with or
+    /// without BOM), else Shift_JIS (CP932), as Excel on Japanese Windows saves CSV.
+    pub fn guess(bytes: &[u8]) -> Encoding {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        if std::str::from_utf8(bytes).is_ok() {
+            Encoding::Utf8
+        } else {
+            Encoding::ShiftJis
+        }
+    }
+
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::ShiftJis => "Shift_JIS（CP932）",
+        }
+    }
+}
+
+/// One valid row as the preview shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviewRow {
+    pub line: u64,
+    pub session_id: Uuid,
+    pub staff_id: Uuid,
+    pub completed_on: Date,
+    pub understanding: Option<Understanding>,
+}
+
+/// Checks a file as the import will, without recording anything: the rows it would record,
+/// or every problem by line.
+pub async fn preview(ledger: &Ledger, text: &str) -> Result<Vec<PreviewRow>, ImportError> {
+    ledger.projector.catch_up().await?;
+    Ok(validate(ledger, text)?
+        .into_iter()
+        .map(|row| PreviewRow {
+            line: row.line,
+            session_id: row.session_id,
+            staff_id: row.attendance.staff_id,
+            completed_on: row.attendance.completed_on,
+            understanding: row.attendance.understanding,
+        })
+        .collect())
+}
+
 /// Turns the file's bytes into text; undecodable bytes reject the file.
 pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, ImportError> {
     match encoding {

@@ -13,3 +13,4 @@ pub mod ledger;
 pub mod projector;
 pub mod reports;
 pub mod storage;
+pub mod web;

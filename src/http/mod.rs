@@ -31,10 +31,22 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub ledger: Arc<Ledger>,
+    /// The signed-in sessions of the pages.
+    pub sessions: Arc<crate::web::session::Sessions>,
+    /// Attendance files uploaded through the pages, between their check and their result.
+    pub uploads: Arc<crate::web::imports::Uploads>,
 }
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
-    let state = AppState { ledger };
+    let state = AppState {
+        ledger,
+        sessions: Arc::default(),
+        uploads: Arc::default(),
+    };
+    let pages = crate::web::routes().layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::web::PAGE_POLICY),
+    ));
     let api = Router::new()
         .merge(staff::routes())
         .merge(sessions::routes())
@@ -52,6 +64,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .merge(pages)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(header_layer(
@@ -86,8 +99,13 @@ async fn method_not_allowed() -> error::ApiError {
     )
 }
 
-async fn not_found() -> error::ApiError {
-    error::ApiError::not_found("not_found", "そのエンドポイントはありません")
+/// An unknown API path is a problem+json 404; any other path the 404 page.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        error::ApiError::not_found("not_found", "そのエンドポイントはありません").into_response()
+    } else {
+        crate::web::not_found().await.into_response()
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {

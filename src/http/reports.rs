@@ -55,6 +55,27 @@ fn has_data(actual: kiroku_projections::sheet::ActualCell) -> bool {
     }
 }
 
+/// The fiscal year a list of sheets opens on: the one asked for, else the latest year up to
+/// this one that has an actual, else this year.
+pub fn focus_year<'a>(
+    sheets: impl Iterator<Item = &'a kiroku_projections::sheet::Sheet>,
+    asked: Option<FiscalYear>,
+) -> i32 {
+    let this_year = FiscalYear::of(super::staff::today_jst()).year();
+    let latest_with_data = sheets
+        .flat_map(|sheet| sheet.indicators.iter())
+        .flat_map(|indicator| indicator.years.iter())
+        .filter(|cell| cell.actual.is_some_and(has_data))
+        .map(|cell| cell.fiscal_year)
+        .filter(|year| *year <= this_year)
+        .max();
+    match (asked, latest_with_data) {
+        (Some(asked), _) => asked.year(),
+        (None, Some(latest)) => latest,
+        (None, None) => this_year,
+    }
+}
+
 /// Every plan item with one fiscal year's target, actual and achievement per indicator: the
 /// year asked for, or else the latest year of the plan period that has an actual, so a list
 /// read after the plan period does not show an empty year.
@@ -71,20 +92,7 @@ async fn list(
             sheets.push((code, title, sheet));
         }
     }
-    let this_year = FiscalYear::of(super::staff::today_jst()).year();
-    let latest_with_data = sheets
-        .iter()
-        .flat_map(|(_, _, sheet)| sheet.indicators.iter())
-        .flat_map(|indicator| indicator.years.iter())
-        .filter(|cell| cell.actual.is_some_and(has_data))
-        .map(|cell| cell.fiscal_year)
-        .filter(|year| *year <= this_year)
-        .max();
-    let year = match (query.fiscal_year, latest_with_data) {
-        (Some(asked), _) => asked.year(),
-        (None, Some(latest)) => latest,
-        (None, None) => this_year,
-    };
+    let year = focus_year(sheets.iter().map(|(_, _, sheet)| sheet), query.fiscal_year);
     let label = FiscalYear::new(year)
         .map(|fy| fy.full_label())
         .unwrap_or_default();

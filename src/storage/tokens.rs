@@ -63,7 +63,8 @@ pub struct Principal {
     pub staff_id: Option<Uuid>,
 }
 
-fn digest(token: &str) -> String {
+/// What the ledger keeps of a token: its SHA-256, hex.
+pub fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -98,12 +99,20 @@ pub async fn authenticate(
     backend: &Backend,
     token: &str,
 ) -> Result<Option<Principal>, StorageError> {
+    authenticate_digest(backend, &digest(token)).await
+}
+
+/// [`authenticate`] by the token's digest (a signed-in page session keeps only that).
+pub async fn authenticate_digest(
+    backend: &Backend,
+    token_digest: &str,
+) -> Result<Option<Principal>, StorageError> {
     let row: Option<(String, String, Option<String>)> = with_pool!(backend, pool => {
         let row = sqlx::query(
             "SELECT name, role, staff_id FROM api_tokens \
              WHERE token_hash = $1 AND revoked_at IS NULL",
         )
-        .bind(digest(token))
+        .bind(token_digest)
         .fetch_optional(pool)
         .await?;
         match row {

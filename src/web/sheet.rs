@@ -37,26 +37,28 @@ pub struct AsOfQuery {
     pub as_of: String,
 }
 
-/// 「この時点の表示」: the picker sends `2024-05-01T12:00` (local time of the person, JST);
-/// the API's forms (RFC 3339, a date alone) are taken as they are.
+/// 「この時点の表示」: the picker sends `2024-05-01T12:00` or `2024-05-01T12:00:05` (JST, the
+/// time of the people using it); the API's forms (RFC 3339, a date alone) are taken as they
+/// are.
 pub fn as_of_ms(text: &str) -> Result<Option<i64>, PageError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(None);
     }
-    let full = if text.len() == 16 && text.as_bytes().get(10) == Some(&b'T') {
-        format!("{text}:00+09:00")
-    } else {
-        text.to_string()
+    let local = text.as_bytes().get(10) == Some(&b'T');
+    let full = match text.len() {
+        16 if local => format!("{text}:00+09:00"),
+        19 if local => format!("{text}+09:00"),
+        _ => text.to_string(),
     };
     Ok(parse_as_of(Some(&full))?)
 }
 
-/// The picker's value for a moment: `2024-05-30T17:00` in JST.
+/// The picker's value for a moment: `2024-05-30T17:00:00` in JST.
 fn picker_value(ms: i64) -> String {
-    jst_minute(ms)
-        .trim_end_matches(" JST")
-        .replacen(' ', "T", 1)
+    chrono::DateTime::from_timestamp_millis(ms + 9 * 3_600_000)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn as_of_suffix(as_of: Option<i64>) -> String {
@@ -102,7 +104,7 @@ async fn sheet_page(
         h1 { (view.heading()) }
         @if let Some(ms) = as_of {
             p.banner-past role="status" {
-                strong { (jst_minute(ms)) " 時点の表示です。" }
+                strong { (picker_value(ms).replacen('T', " ", 1)) " JST 時点の表示です。" }
                 " その後の記録は含みません。 "
                 a href={ "/plan-items/" (sheet.item.code) } { "現在の表示に戻る" }
             }
@@ -111,7 +113,7 @@ async fn sheet_page(
             form method="get" action={ "/plan-items/" (sheet.item.code) } {
                 div.field {
                     label for="as_of" { "この時点の表示" }
-                    input #as_of type="datetime-local" name="as_of" value=(as_of.map(picker_value).unwrap_or_default());
+                    input #as_of type="datetime-local" step="1" name="as_of" value=(as_of.map(picker_value).unwrap_or_default());
                 }
                 button type="submit" { "表示" }
             }
@@ -163,7 +165,7 @@ async fn sheet_page(
                             th scope="row" { (row.kind.label()) }
                             @for (cell, year) in row.cells.iter().zip(&sheet.fiscal_years) {
                                 @let linked = may_audit && cell.text() != NONE && matches!(row.kind, RowKind::Target | RowKind::Actual | RowKind::Published);
-                                td class=(cell_class(row.kind, cell)) {
+                                td class=(cell_class(row.kind, cell)) data-cell={ (indicator.code) "/" (year) "/" (row_key(row.kind)) } {
                                     @if linked {
                                         a href=(trail_link(&indicator.code, *year)) title="この数値の監査証跡" { (cell.text()) }
                                     } @else if row.kind == RowKind::Achieved {
@@ -196,6 +198,18 @@ async fn sheet_page(
     };
     let title = format!("進行管理シート {} {}", sheet.item.code, sheet.item.title);
     Ok(page(Page::of(title, &viewer, &state, Section::Dashboard), body).into_response())
+}
+
+/// The machine name of a row, for `data-cell` (`attendees/2023/actual`).
+fn row_key(kind: RowKind) -> &'static str {
+    match kind {
+        RowKind::Target => "target",
+        RowKind::Actual => "actual",
+        RowKind::Achieved => "achieved",
+        RowKind::Published => "published",
+        RowKind::PublishedOn => "published_on",
+        RowKind::Drift => "drift",
+    }
 }
 
 fn cell_class(kind: RowKind, cell: &Cell) -> &'static str {

@@ -5,6 +5,9 @@
 //! `both_backends!` turns one async test body into a SQLite test and a PostgreSQL test.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod pages;
+
 use kiroku::app::Application;
 use kiroku::ledger::Ledger;
 use kiroku::storage::log;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the one command that runs the whole Kiroku test suite.
 #
-# Starts a throwaway PostgreSQL 15 server (fresh data dir, free port on
+# Installs Debian's chromium and chromium-driver when missing (the browser tests), starts
+# a throwaway PostgreSQL 15 server (fresh data dir, free port on
 # 127.0.0.1), exports KIROKU_TEST_POSTGRES_URL for the tests, then runs
 #   cargo fmt --all --check
 #   cargo clippy --workspace --all-targets -- -D warnings
@@ -53,6 +54,18 @@ if [[ ! -x "$PG_BIN/initdb" ]]; then
         DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y postgresql
     fi
     [[ -x "$PG_BIN/initdb" ]] || die "no initdb in $PG_BIN after installing postgresql (set KIROKU_PG_BIN?)"
+fi
+# --- Chromium for the browser tests (Debian's packages; nothing downloaded elsewhere) ----
+if [[ ! -x /usr/bin/chromedriver || ! -x /usr/bin/chromium ]] || ! fc-list 2>/dev/null | grep -qi ipa; then
+    say "installing Debian's chromium, chromium-driver and a Japanese font for the browser tests"
+    sudo_cmd=()
+    (( is_root )) || sudo_cmd=(sudo)
+    packages=(chromium chromium-driver fonts-ipafont-gothic)
+    if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${packages[@]}"; then
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${packages[@]}"
+    fi
+    [[ -x /usr/bin/chromedriver ]] || die "no /usr/bin/chromedriver after installing chromium-driver"
 fi
 if (( is_root )); then
     id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run the server as"

@@ -150,6 +150,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 if events == 0 {
                     let summary = load_demo(&ledger).await?;
                     tracing::info!(events = summary.events, "the demo city is loaded");
+                    demo_tokens(&ledger, app.port()).await?;
                 } else {
                     tracing::info!(
                         events,
@@ -407,6 +408,64 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             }
         }
     }
+}
+
+/// Tokens to try the demo city in a browser with, one per role, shown once.
+async fn demo_tokens(ledger: &Ledger, port: u16) -> Result<(), String> {
+    use crate::application::today_jst;
+    let today = today_jst();
+    // The head of the HR department and one of its staff, as they are today.
+    let (head, member) = ledger
+        .projector
+        .read(|h| {
+            let mut team: Vec<_> = h
+                .staff
+                .values()
+                .filter(|s| s.in_service_on(today))
+                .filter(|s| {
+                    s.department_on(today)
+                        .is_some_and(|d| d.department.as_str() == "人事課")
+                })
+                .map(|s| {
+                    (
+                        s.grade_on(today).map(|g| g.value()).unwrap_or(0),
+                        s.staff_id,
+                        s.employee_no.as_str().to_string(),
+                    )
+                })
+                .collect();
+            team.sort();
+            (team.last().cloned(), team.first().cloned())
+        })
+        .map_err(|e| e.to_string())?;
+    let backend = &ledger.backend;
+    let mut lines = Vec::new();
+    let token = |role, name: &'static str, staff| async move {
+        tokens::create(backend, role, name, staff)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    lines.push((
+        "人事担当".to_string(),
+        token(Role::HrAdmin, "人事課（デモ）", None).await?,
+    ));
+    lines.push((
+        "監査".to_string(),
+        token(Role::Auditor, "監査委員（デモ）", None).await?,
+    ));
+    if let Some((_, id, no)) = head {
+        let t = token(Role::Manager, "人事課長（デモ）", Some(id)).await?;
+        lines.push((format!("所属長 {no}"), t));
+    }
+    if let Some((_, id, no)) = member {
+        let t = token(Role::Staff, "人事課職員（デモ）", Some(id)).await?;
+        lines.push((format!("職員 {no}"), t));
+    }
+    println!("デモの自治体を読み込みました。ブラウザで http://127.0.0.1:{port}/ を開き、次のトークンでサインインしてください（トークンの表示はこの一度だけです）。");
+    for (role, token) in lines {
+        println!("  {role:<12} {token}");
+    }
+    Ok(())
 }
 
 async fn load_demo(ledger: &Ledger) -> Result<crate::demo::DemoSummary, String> {

@@ -76,7 +76,12 @@ both_backends!(
         let registered = app.post(&app.hr, "/staff", &hostile).await;
         assert_eq!(registered.status.as_u16(), 201, "{:?}", registered.body);
         let staff_id = registered.id();
-        app.register("B-002", "職員課", 2).await;
+        let mut second = staff_body("B-002", "職員課", 2, "2015-04-01");
+        second["name"] = json!(format!("佐藤{HOSTILE}"));
+        assert_eq!(
+            app.post(&app.hr, "/staff", &second).await.status.as_u16(),
+            201
+        );
         app.register("B-003", "職員課", 2).await;
 
         let base = root(&app);
@@ -223,7 +228,10 @@ both_backends!(
             .type_into("#file", &fixed.display().to_string())
             .await;
         browser.click("form[action='/imports'] button").await;
-        browser.wait_for_text("問題はありません").await;
+        let preview = browser.wait_for_text("問題はありません").await;
+        assert!(preview.contains(&format!("佐藤{HOSTILE}")), "{preview}");
+        assert_eq!(browser.count("script").await, 0);
+        assert_eq!(browser.count("[onmouseover]").await, 0);
         browser
             .screenshot(&shots.join("08-import-preview.png"))
             .await;

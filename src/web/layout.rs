@@ -187,6 +187,7 @@ figure.chart { background: #fff; border: 1px solid var(--line); border-radius: 6
 figure.chart figcaption { font-size: .9rem; font-weight: 600; }
 svg.chart text { font-size: 11px; fill: #333; }
 svg.chart .target { stroke: #8a94a0; stroke-dasharray: 5 4; fill: none; stroke-width: 2; }
+svg.chart .target-mark { stroke: #6b7580; stroke-width: 3; }
 svg.chart .actual { stroke: var(--brand); fill: none; stroke-width: 2.5; }
 svg.chart .dot { fill: var(--brand); }
 svg.chart .dot-estimate { fill: #fff; stroke: var(--brand); stroke-width: 2; }

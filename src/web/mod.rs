@@ -248,6 +248,11 @@ impl IntoResponse for PageError {
             },
         );
         let mut response = (status, body).into_response();
+        // Also when served outside the pages' router (the 404 of an unknown path).
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_POLICY),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

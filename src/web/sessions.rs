@@ -256,7 +256,7 @@ async fn render(
                         }
                     }
                 }
-                @if may_record {
+                @if may_record && session.enrolled.iter().any(|id| completion(id).is_none_or(|c| c.revoked)) {
                     div.row.panel {
                         div.field {
                             label for="completed_on" { "修了日" }

@@ -19,7 +19,6 @@ use axum::routing::get;
 use axum::Router;
 use kiroku_domain::values::FiscalYear;
 use kiroku_projections::sheet::{ActualSource, Sheet, SheetIndicator};
-use kiroku_projections::time::jst_minute;
 use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::Value;
@@ -296,6 +295,13 @@ fn chart(indicator: &SheetIndicator, years: &[i32]) -> Markup {
                 @if !target_points.is_empty() {
                     polyline.target points=(target_points) {}
                 }
+                @for (i, t) in targets.iter().enumerate() {
+                    @if let Some(t) = t {
+                        line.target-mark x1=(format!("{:.1}", x(i) - 7.0)) x2=(format!("{:.1}", x(i) + 7.0)) y1=(format!("{:.1}", y(*t))) y2=(format!("{:.1}", y(*t))) {
+                            title { "目標 " (with_unit(*t, unit)) }
+                        }
+                    }
+                }
                 @if !actual_points.is_empty() {
                     polyline.actual points=(actual_points) {}
                 }
@@ -416,11 +422,16 @@ async fn trail_page(
             .unwrap_or_default()
     );
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let published = !b["last_publication_position"].is_null();
     let body = html! {
         h1 { "監査証跡　" (code) " " (trail.indicator_name) "　" (fiscal_year.full_label()) }
         p.lead {
             "この数値を動かしたすべての記録（新しい順）。基準時点 " (text(&b["as_of_jst"])) "。"
-            "最終公表後の変更 " (b["after_last_publication"].as_u64().unwrap_or(0)) " 件。"
+            @if published {
+                "最終公表後の変更 " (b["after_last_publication"].as_u64().unwrap_or(0)) " 件。"
+            } @else {
+                "この年度はまだ公表されていません。"
+            }
         }
         div.toolbar {
             form method="get" action={ "/plan-items/" (code) "/trail" } {
@@ -456,7 +467,7 @@ async fn trail_page(
                         tr {
                             td.nowrap { (text(&r["recorded_at_jst"])) }
                             td { (text(&r["actor"])) }
-                            td { (text(&r["event_label"])) @if r["after_publication"] == Value::Bool(true) { br; span.badge.waitlist { "最終公表後" } } }
+                            td { (text(&r["event_label"])) @if published && r["after_publication"] == Value::Bool(true) { br; span.badge.waitlist { "最終公表後" } } }
                             td.nowrap { (text(&r["field_label"])) }
                             td.num { (text(&r["before_text"])) }
                             td.num { (text(&r["after_text"])) }

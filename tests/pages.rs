@@ -1,0 +1,294 @@
+//! The pages as HTTP: hostile text shows as text on every page, forms without their CSRF
+//! token are refused and record nothing, every HTML response forbids script, framing and
+//! sniffing, and each role reaches only what the one policy allows.
+
+mod support;
+
+use kiroku::storage::log;
+use kiroku::storage::tokens::{self, Role};
+use serde_json::json;
+use support::pages::{PageClient, PageReply};
+use support::{plan_item_body, staff_body, TestApp};
+
+const HOSTILE: &str = "<script>alert(1)</script>\" onmouseover=\"x";
+const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;x";
+
+/// What every page response must carry.
+fn assert_page_headers(path: &str, reply: &PageReply) {
+    let header = |name: &str| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        header("content-type").starts_with("text/html"),
+        "{path}: {}",
+        header("content-type")
+    );
+    let csp = header("content-security-policy");
+    assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+    assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+    assert!(!csp.contains("script-src"), "{path}: {csp}");
+    assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+    assert!(!reply.body.contains("<script"), "{path} has a script");
+    assert!(!reply.body.contains("onmouseover=\"x"), "{path}");
+}
+
+async fn events(app: &TestApp) -> i64 {
+    log::count(&app.ledger.backend).await.expect("count")
+}
+
+both_backends!(
+    hostile_text_shows_as_text_and_forms_need_their_csrf_token,
+    |app: TestApp| async move {
+        assert_eq!(
+            app.post(&app.hr, "/plan-items", &plan_item_body())
+                .await
+                .status
+                .as_u16(),
+            201
+        );
+        let activity = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/activities",
+                &json!({"fiscal_year": 2023, "planned": format!("研修{HOSTILE}")}),
+            )
+            .await;
+        assert_eq!(activity.status.as_u16(), 200, "{:?}", activity.body);
+        let session = app.schedule(10).await;
+        let mut body = staff_body("B-001", "職員課", 2, "2015-04-01");
+        body["name"] = json!(format!("山田{HOSTILE}"));
+        let staff = app.post(&app.hr, "/staff", &body).await.id();
+        app.post(
+            &app.hr,
+            &format!("/sessions/{session}/enrolments"),
+            &json!({"staff_id": staff}),
+        )
+        .await;
+        app.post(
+            &app.hr,
+            &format!("/sessions/{session}/completions"),
+            &json!({"staff_id": staff, "completed_on": "2023-05-11", "understanding": 4}),
+        )
+        .await;
+        let corrected = app
+            .post(
+                &app.hr,
+                &format!("/sessions/{session}/completions/{staff}/corrections"),
+                &json!({"understanding": 5, "reason": format!("入力誤り{HOSTILE}")}),
+            )
+            .await;
+        assert_eq!(corrected.status.as_u16(), 200, "{:?}", corrected.body);
+
+        let mut pages = PageClient::sign_in(&app, &app.hr).await;
+        let trail = "/plan-items/2-1-2/trail?indicator=attendees&fiscal_year=2023";
+        let listed = [
+            ("/dashboard".to_string(), false),
+            ("/plan-items/2-1-2".to_string(), true),
+            (trail.to_string(), true),
+            ("/staff".to_string(), true),
+            ("/staff?q=B-001".to_string(), true),
+            (format!("/staff/{staff}"), true),
+            ("/sessions?fiscal_year=2023".to_string(), false),
+            (format!("/sessions/{session}"), true),
+            ("/imports".to_string(), false),
+        ];
+        for (path, shows_hostile) in &listed {
+            let path = path.as_str();
+            let reply = pages.get(path).await;
+            assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+            assert_page_headers(path, &reply);
+            if *shows_hostile {
+                assert!(
+                    reply.body.contains(ESCAPED),
+                    "{path} does not show the text"
+                );
+            }
+        }
+        let missing = pages.get("/no-such-page").await;
+        assert_eq!(missing.status, 404);
+        assert_page_headers("/no-such-page", &missing);
+        assert!(missing.body.contains("ページが見つかりません"));
+        let api_missing = pages.get("/api/v1/no-such-endpoint").await;
+        assert_eq!(api_missing.status, 404);
+        assert!(api_missing
+            .headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("problem+json")));
+
+        // Forms without their token, or with another, are refused and record nothing.
+        let before = events(&app).await;
+        let enrol = format!("/sessions/{session}/enrol");
+        for fields in [
+            vec![("employee_no", "B-001")],
+            vec![("employee_no", "B-001"), ("csrf", "forged")],
+        ] {
+            let refused = pages.post(&enrol, &fields).await;
+            assert_eq!(refused.status, 403, "{}", refused.body);
+            assert!(refused.body.contains("送信を受け付けられませんでした"));
+            assert_page_headers(&enrol, &refused);
+        }
+        let revoke = format!("/sessions/{session}/revoke");
+        let refused = pages
+            .post(
+                &revoke,
+                &[("staff_id", &staff.to_string()), ("reason", "取消")],
+            )
+            .await;
+        assert_eq!(refused.status, 403);
+        assert_eq!(pages.post("/logout", &[]).await.status, 403);
+        assert_eq!(
+            events(&app).await,
+            before,
+            "a refused form recorded something"
+        );
+
+        // With the token the same form works; a refusal names the reason in Japanese.
+        let csrf = pages.csrf.clone();
+        let unknown = pages
+            .post(&enrol, &[("csrf", &csrf), ("employee_no", "NO-SUCH")])
+            .await;
+        assert_eq!(unknown.status, 404, "{}", unknown.body);
+        assert!(unknown.body.contains("記録できませんでした"));
+        assert_eq!(events(&app).await, before);
+        let revoked = pages
+            .post(
+                &revoke,
+                &[
+                    ("csrf", &csrf),
+                    ("staff_id", &staff.to_string()),
+                    ("reason", &format!("誤登録{HOSTILE}")),
+                ],
+            )
+            .await;
+        assert_eq!(revoked.status, 303, "{}", revoked.body);
+        let after = pages.get(trail).await;
+        assert!(
+            after.body.contains(&format!("誤登録{ESCAPED}")),
+            "the reason is not shown as text"
+        );
+        assert_page_headers(trail, &after);
+
+        // The sign-in form needs its own token; a wrong token is slowed and refused.
+        let mut stranger = PageClient::new(&app);
+        let no_token = stranger.post("/login", &[("token", &app.hr)]).await;
+        assert_eq!(no_token.status, 403);
+        let form = stranger.get("/login").await;
+        assert_page_headers("/login", &form);
+        let login_csrf = support::pages::csrf_of(&form.body).expect("csrf");
+        let wrong = stranger
+            .post(
+                "/login",
+                &[("csrf", &login_csrf), ("token", "kiroku_wrong")],
+            )
+            .await;
+        assert_eq!(wrong.status, 401);
+        assert!(wrong.body.contains("トークンが正しくない"));
+        assert_eq!(stranger.get("/dashboard").await.status, 303);
+
+        // Sign-out ends the session.
+        let out = pages.post("/logout", &[("csrf", &csrf)]).await;
+        assert_eq!(out.status, 303);
+        assert_eq!(pages.get("/dashboard").await.location(), Some("/login"));
+    }
+);
+
+both_backends!(
+    each_role_reaches_only_what_the_policy_allows,
+    |app: TestApp| async move {
+        let a1 = app.register("A-1", "職員課", 2).await;
+        let a2 = app.register("A-2", "財政課", 2).await;
+        let m1 = app.register("M-1", "職員課", 5).await;
+        let interview = app
+            .post(
+                &app.hr,
+                &format!("/staff/{a1}/interviews"),
+                &json!({"kind": "one_on_one", "held_on": "2024-06-01", "interviewer_id": m1, "note": "面談メモ秘密"}),
+            )
+            .await;
+        assert_eq!(interview.status.as_u16(), 201, "{:?}", interview.body);
+        let evaluation = app
+            .post(
+                &app.hr,
+                &format!("/staff/{a1}/evaluations"),
+                &json!({"fiscal_year": 2024, "period": "first_half", "evaluator_id": m1, "overall": "A", "comment": "評価所見秘密"}),
+            )
+            .await;
+        assert_eq!(evaluation.status.as_u16(), 201, "{:?}", evaluation.body);
+        let backend = &app.ledger.backend;
+        let manager = tokens::create(backend, Role::Manager, "職員課長", Some(m1))
+            .await
+            .expect("token");
+        let staff = tokens::create(backend, Role::Staff, "職員A-1", Some(a1))
+            .await
+            .expect("token");
+
+        // HR sees the confidential text.
+        let mut hr = PageClient::sign_in(&app, &app.hr).await;
+        let page = hr.get(&format!("/staff/{a1}")).await;
+        assert!(page.body.contains("面談メモ秘密") && page.body.contains("評価所見秘密"));
+
+        // The auditor reads everything but confidential text, and changes nothing.
+        let mut auditor = PageClient::sign_in(&app, &app.auditor).await;
+        for path in ["/dashboard", "/staff", "/sessions"] {
+            assert_eq!(auditor.get(path).await.status, 200, "{path}");
+        }
+        let page = auditor.get(&format!("/staff/{a1}")).await;
+        assert_eq!(page.status, 200);
+        assert!(
+            !page.body.contains("面談メモ秘密"),
+            "the auditor reads a note"
+        );
+        assert!(
+            !page.body.contains("評価所見秘密"),
+            "the auditor reads a comment"
+        );
+        assert!(page.body.contains("非開示"));
+        assert_eq!(auditor.get("/imports").await.status, 403);
+        let forbidden = auditor.get("/imports").await;
+        assert!(forbidden.body.contains("このページは表示できません"));
+
+        // A manager reaches only their own department.
+        let mut boss = PageClient::sign_in(&app, &manager).await;
+        assert_eq!(boss.get(&format!("/staff/{a1}")).await.status, 200);
+        assert_eq!(boss.get(&format!("/staff/{a2}")).await.status, 403);
+        let list = boss.get("/staff").await;
+        assert!(list.body.contains("A-1") && !list.body.contains("A-2"));
+        assert_eq!(boss.get("/imports").await.status, 403);
+        assert_eq!(boss.get("/sessions").await.status, 403);
+        assert_eq!(boss.get("/dashboard").await.status, 200);
+
+        // A staff member reaches only their own pages.
+        let mut own = PageClient::sign_in(&app, &staff).await;
+        assert_eq!(
+            own.get("/").await.location(),
+            Some(format!("/staff/{a1}").as_str())
+        );
+        let mine = own.get(&format!("/staff/{a1}")).await;
+        assert_eq!(mine.status, 200);
+        assert!(
+            mine.body.contains("評価所見秘密"),
+            "one reads one's own evaluation"
+        );
+        assert!(
+            !mine.body.contains("面談メモ秘密"),
+            "an interview note is the interviewer's"
+        );
+        for path in [
+            format!("/staff/{a2}"),
+            format!("/staff/{m1}"),
+            "/staff".to_string(),
+            "/dashboard".to_string(),
+            "/sessions".to_string(),
+            "/imports".to_string(),
+            "/plan-items/2-1-2".to_string(),
+        ] {
+            assert_eq!(own.get(&path).await.status, 403, "{path}");
+        }
+    }
+);

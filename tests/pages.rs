@@ -292,3 +292,162 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    hr_records_a_plan_item_through_its_forms,
+    |app: TestApp| async move {
+        let mut hr = PageClient::sign_in(&app, &app.hr).await;
+        let csrf = hr.csrf.clone();
+        let defined = hr
+            .post(
+                "/plan-items/new",
+                &[
+                    ("csrf", &csrf),
+                    ("code", "9-1"),
+                    ("title", "窓口サービスの向上"),
+                    ("pillar", "市民サービスの改革"),
+                    ("lead_department", "人事課"),
+                    ("status", "new"),
+                    ("from_fiscal_year", "2021"),
+                    ("to_fiscal_year", "2025"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            defined.location(),
+            Some("/plan-items/9-1/edit"),
+            "{}",
+            defined.body
+        );
+        let edit = "/plan-items/9-1/edit";
+        let post = |fields: Vec<(&'static str, &'static str)>| fields;
+        let forms = [
+            post(vec![
+                ("form", "indicator"),
+                ("indicator_code", "satisfaction"),
+                ("name", "窓口満足度"),
+                ("kind", "outcome"),
+                ("unit", "percent"),
+            ]),
+            post(vec![
+                ("form", "target"),
+                ("indicator_code", "satisfaction"),
+                ("fiscal_year", "2023"),
+                ("op", ">="),
+                ("value", "80"),
+            ]),
+            post(vec![
+                ("form", "actual"),
+                ("indicator_code", "satisfaction"),
+                ("fiscal_year", "2023"),
+                ("value", "82.5"),
+                ("status", "confirmed"),
+            ]),
+            post(vec![
+                ("form", "activity"),
+                ("fiscal_year", "2023"),
+                ("planned", "窓口アンケートの実施"),
+                ("result", "年2回実施"),
+            ]),
+        ];
+        for fields in forms {
+            let mut with_csrf = vec![("csrf", csrf.as_str())];
+            with_csrf.extend(fields.iter().copied());
+            let reply = hr.post(edit, &with_csrf).await;
+            assert_eq!(reply.status, 200, "{fields:?}: {}", reply.body);
+            assert!(reply.body.contains("しました"), "{fields:?}");
+        }
+        // Publishing a year without its self-evaluation is refused, in Japanese.
+        let refused = hr
+            .post(
+                edit,
+                &[
+                    ("csrf", &csrf),
+                    ("form", "publish"),
+                    ("fiscal_year", "2023"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert!(refused.body.contains("記録できませんでした"));
+        let evaluated = hr
+            .post(
+                edit,
+                &[
+                    ("csrf", &csrf),
+                    ("form", "self_evaluation"),
+                    ("fiscal_year", "2023"),
+                    ("grade", "A"),
+                    ("next_step", "continue"),
+                    ("reason", "目標を上回った"),
+                ],
+            )
+            .await;
+        assert_eq!(evaluated.status, 200, "{}", evaluated.body);
+        let published = hr
+            .post(
+                edit,
+                &[
+                    ("csrf", &csrf),
+                    ("form", "publish"),
+                    ("fiscal_year", "2023"),
+                ],
+            )
+            .await;
+        assert_eq!(published.status, 200, "{}", published.body);
+        assert!(published.body.contains("公表しました"));
+        let before = events(&app).await;
+        let again = hr
+            .post(
+                edit,
+                &[
+                    ("csrf", &csrf),
+                    ("form", "publish"),
+                    ("fiscal_year", "2023"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            again.status, 400,
+            "a second version needs its reason: {}",
+            again.body
+        );
+        let unreadable = hr
+            .post(
+                edit,
+                &[
+                    ("csrf", &csrf),
+                    ("form", "target"),
+                    ("indicator_code", "satisfaction"),
+                    ("fiscal_year", "2023"),
+                    ("op", ">="),
+                    ("value", "たくさん"),
+                ],
+            )
+            .await;
+        assert_eq!(unreadable.status, 400);
+        assert!(unreadable.body.contains("目標値は数値で入力してください"));
+        let forged = hr
+            .post(
+                edit,
+                &[
+                    ("form", "external"),
+                    ("fiscal_year", "2023"),
+                    ("text", "良好"),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, 403);
+        assert_eq!(events(&app).await, before);
+
+        let sheet = hr.get("/plan-items/9-1").await;
+        assert!(sheet.body.contains("82.5%"));
+        assert!(sheet.body.contains("窓口アンケートの実施"));
+        assert!(sheet.body.contains("A：計画どおり"));
+        assert!(sheet.body.contains("第1版"));
+        // The auditor may read the sheet but not the forms.
+        let mut auditor = PageClient::sign_in(&app, &app.auditor).await;
+        assert_eq!(auditor.get(edit).await.status, 403);
+        assert!(!auditor.get("/plan-items/9-1").await.body.contains("/edit"));
+    }
+);

@@ -110,7 +110,12 @@ async fn dashboard(
     }
     let body = html! {
         h1 { "ダッシュボード" }
-        p.lead { "計画項目の指標ごとに、各年度の実績と達成状況を示します。数値を選ぶと進行管理シートを開きます。" }
+        p.lead {
+            "計画項目の指標ごとに、各年度の実績と達成状況を示します。項目名を選ぶと進行管理シートを開きます。"
+            @if viewer.may(&state, Action::Administer) {
+                " " a href="/plan-items/new" { "計画項目を登録する" }
+            }
+        }
         nav.toolbar aria-label="年度" {
             @for y in &years {
                 @if *y == focus {

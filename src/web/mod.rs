@@ -8,6 +8,7 @@
 pub mod dashboard;
 pub mod imports;
 pub mod layout;
+pub mod plans;
 pub mod session;
 pub mod sessions;
 pub mod sheet;
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/kiroku.css", get(stylesheet))
         .merge(dashboard::routes())
         .merge(sheet::routes())
+        .merge(plans::routes())
         .merge(staff::routes())
         .merge(sessions::routes())
         .merge(imports::routes())

@@ -118,6 +118,9 @@ async fn sheet_page(
             }
             a.button.secondary href=(download("csv")) download { "CSV をダウンロード" }
             a.button.secondary href=(download("xlsx")) download { "Excel をダウンロード" }
+            @if viewer.may(&state, Action::Administer) && as_of.is_none() {
+                a.button href={ "/plan-items/" (sheet.item.code) "/edit" } { "記録する" }
+            }
         }
         table.head {
             @for (label, value) in &view.header {

@@ -215,88 +215,100 @@ async fn render(
             }
         }
         h2 { "受講者" }
+        @let checkable = may_record && session.enrolled.iter().any(|id| completion(id).is_none_or(|c| c.revoked));
         @if session.enrolled.is_empty() { p.muted { "受講者はいません。" } } @else {
-            form method="post" action={ "/sessions/" (session.session_id) "/complete" } {
-                input type="hidden" name="csrf" value=(csrf);
-                table.wide {
-                    thead { tr { @if may_record { th { "修了" } } th { "職員番号" } th { "氏名" } th { "状況" } th { "修了日" } th { "理解度" } } }
-                    tbody {
-                        @for staff_id in &session.enrolled {
-                            @let (no, name) = person(staff_id);
-                            @let done = completion(staff_id);
-                            tr {
-                                @if may_record {
-                                    td {
-                                        @if done.is_none_or(|c| c.revoked) {
-                                            input type="checkbox" name="staff" value=(staff_id) id={ "c-" (staff_id) } aria-label={ (no) " を修了にする" };
-                                        }
-                                    }
-                                }
-                                td.nowrap { a href={ "/staff/" (staff_id) } { (no) } }
-                                td { (name) }
+            table.wide {
+                thead {
+                    tr {
+                        @if checkable { th { "修了" } }
+                        th { "職員番号" } th { "氏名" } th { "状況" } th { "修了日" } th { "理解度" }
+                        @if may_record { th { "訂正・取消" } }
+                    }
+                }
+                tbody {
+                    @for staff_id in &session.enrolled {
+                        @let (no, name) = person(staff_id);
+                        @let done = completion(staff_id);
+                        @let open = done.is_none_or(|c| c.revoked);
+                        tr {
+                            @if checkable {
                                 td {
-                                    @match done {
-                                        Some(c) if c.revoked => span.badge.revoked { "修了取消" },
-                                        Some(_) => span.badge.done { "修了" },
-                                        None => span.badge { "受講決定" },
+                                    @if open {
+                                        input type="checkbox" form="complete" name="staff" value=(staff_id) aria-label={ (no) " を修了にする" };
                                     }
                                 }
-                                td.nowrap { (done.map(|c| c.completed_on.to_string()).unwrap_or_default()) }
+                            }
+                            td.nowrap { a href={ "/staff/" (staff_id) } { (no) } }
+                            td { (name) }
+                            td {
+                                @match done {
+                                    Some(c) if c.revoked => span.badge.revoked { "修了取消" },
+                                    Some(_) => span.badge.done { "修了" },
+                                    None => span.badge { "受講決定" },
+                                }
+                            }
+                            td.nowrap { (done.map(|c| c.completed_on.to_string()).unwrap_or_default()) }
+                            td {
+                                @if let Some(c) = done.filter(|c| !c.revoked) {
+                                    (c.understanding.map(|u| u.value().to_string()).unwrap_or_else(|| "－".into()))
+                                } @else if checkable {
+                                    select form="complete" name={ "u-" (staff_id) } aria-label={ (no) " の理解度" } {
+                                        option value="" { "－" }
+                                        @for u in 1..=5u8 { option value=(u) selected[u == 4] { (u) } }
+                                    }
+                                }
+                            }
+                            @if may_record {
                                 td {
                                     @if let Some(c) = done.filter(|c| !c.revoked) {
-                                        (c.understanding.map(|u| u.value().to_string()).unwrap_or_else(|| "－".into()))
-                                    } @else if may_record {
-                                        select name={ "u-" (staff_id) } aria-label={ (no) " の理解度" } {
-                                            option value="" { "－" }
-                                            @for u in 1..=5u8 { option value=(u) selected[u == 4] { (u) } }
+                                        details {
+                                            summary { "訂正・取消" }
+                                            form.panel method="post" action={ "/sessions/" (session.session_id) "/correct" } {
+                                                input type="hidden" name="csrf" value=(csrf);
+                                                input type="hidden" name="staff_id" value=(c.staff_id);
+                                                div.field { label { "修了日" } input type="date" name="completed_on" value=(c.completed_on); }
+                                                div.field { label { "理解度" }
+                                                    select name="understanding" {
+                                                        option value="" { "変更しない" }
+                                                        @for u in 1..=5u8 { option value=(u) { (u) } }
+                                                    }
+                                                }
+                                                div.field { label { "訂正の理由" } input type="text" name="reason" required; }
+                                                button type="submit" { "訂正する" }
+                                            }
+                                            form.panel method="post" action={ "/sessions/" (session.session_id) "/revoke" } {
+                                                input type="hidden" name="csrf" value=(csrf);
+                                                input type="hidden" name="staff_id" value=(c.staff_id);
+                                                div.field { label { "取消の理由" } input type="text" name="reason" required; }
+                                                button.danger type="submit" { "修了を取り消す" }
+                                            }
+                                        }
+                                    } @else if done.is_none() {
+                                        details {
+                                            summary { "受講の取消" }
+                                            form.panel method="post" action={ "/sessions/" (session.session_id) "/cancel" } {
+                                                input type="hidden" name="csrf" value=(csrf);
+                                                input type="hidden" name="staff_id" value=(staff_id);
+                                                div.field { label { "取消の理由" } input type="text" name="reason" required; }
+                                                button.danger type="submit" { "受講を取り消す" }
+                                            }
                                         }
                                     }
                                 }
                             }
                         }
-                    }
-                }
-                @if may_record && session.enrolled.iter().any(|id| completion(id).is_none_or(|c| c.revoked)) {
-                    div.row.panel {
-                        div.field {
-                            label for="completed_on" { "修了日" }
-                            input #completed_on type="date" name="completed_on" value=(s.ends_on) required;
-                        }
-                        button type="submit" { "チェックした受講者の修了を記録" }
                     }
                 }
             }
-        }
-        @if may_record && session.completions.iter().any(|c| !c.revoked) {
-            h2 { "修了記録の訂正・取消" }
-            p.small.muted { "訂正と取消には理由が必要です。理由は監査証跡に残ります。" }
-            @for c in session.completions.iter().filter(|c| !c.revoked) {
-                @let (no, name) = person(&c.staff_id);
-                details {
-                    summary { (no) " " (name) "（修了日 " (c.completed_on) "）" }
-                    form.panel method="post" action={ "/sessions/" (session.session_id) "/correct" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="staff_id" value=(c.staff_id);
-                        div.row {
-                            div.field { label { "修了日" } input type="date" name="completed_on" value=(c.completed_on); }
-                            div.field { label { "理解度" }
-                                select name="understanding" {
-                                    option value="" { "変更しない" }
-                                    @for u in 1..=5u8 { option value=(u) { (u) } }
-                                }
-                            }
-                            div.field { label { "訂正の理由" } input type="text" name="reason" required size="40"; }
-                            button type="submit" { "訂正する" }
-                        }
+            @if may_record { p.small.muted { "訂正と取消には理由が必要です。理由は監査証跡に残ります。" } }
+            @if checkable {
+                form #complete .row.panel method="post" action={ "/sessions/" (session.session_id) "/complete" } {
+                    input type="hidden" name="csrf" value=(csrf);
+                    div.field {
+                        label for="completed_on" { "修了日" }
+                        input #completed_on type="date" name="completed_on" value=(s.ends_on) required;
                     }
-                    form.panel method="post" action={ "/sessions/" (session.session_id) "/revoke" } {
-                        input type="hidden" name="csrf" value=(csrf);
-                        input type="hidden" name="staff_id" value=(c.staff_id);
-                        div.row {
-                            div.field { label { "取消の理由" } input type="text" name="reason" required size="40"; }
-                            button.danger type="submit" { "修了を取り消す" }
-                        }
-                    }
+                    button type="submit" { "チェックした受講者の修了を記録" }
                 }
             }
         }

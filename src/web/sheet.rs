@@ -258,7 +258,7 @@ fn chart(indicator: &SheetIndicator, years: &[i32]) -> Markup {
     let lowest = values.iter().copied().fold(f64::MAX, f64::min).min(max);
     // Counts far from zero (2,300人 a year) start the scale near their values, so the change
     // between years shows; anything else starts at zero.
-    let min = if lowest > 0.0 && lowest > max * 0.5 {
+    let min = if lowest > 0.0 && lowest > max * 0.5 && max >= 50.0 {
         top_label(lowest * 0.9)
     } else {
         lowest.min(0.0)

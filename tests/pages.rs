@@ -445,6 +445,51 @@ both_backends!(
         assert!(sheet.body.contains("窓口アンケートの実施"));
         assert!(sheet.body.contains("A：計画どおり"));
         assert!(sheet.body.contains("第1版"));
+        // A session scheduled from the sessions page.
+        let scheduled = hr
+            .post(
+                "/sessions",
+                &[
+                    ("csrf", &csrf),
+                    ("course_code", "K-900"),
+                    ("title", "窓口応対研修"),
+                    ("category", "specialized"),
+                    ("delivery", "in_person"),
+                    ("provider", "庁内"),
+                    ("starts_on", "2024-06-03"),
+                    ("ends_on", "2024-06-03"),
+                    ("capacity", "20"),
+                ],
+            )
+            .await;
+        assert_eq!(scheduled.status, 303, "{}", scheduled.body);
+        let location = scheduled.location().expect("to the session").to_string();
+        let session = hr.get(&location).await;
+        assert!(
+            session.body.contains("研修を登録しました") && session.body.contains("窓口応対研修")
+        );
+        let bad = hr
+            .post(
+                "/sessions",
+                &[
+                    ("csrf", &csrf),
+                    ("course_code", "K-901"),
+                    ("title", "x"),
+                    ("category", "specialized"),
+                    ("delivery", "in_person"),
+                    ("provider", "庁内"),
+                    ("starts_on", "2024-06-03"),
+                    ("ends_on", "2024-06-03"),
+                    ("capacity", "たくさん"),
+                ],
+            )
+            .await;
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("定員は 1 以上の数で入力してください"));
+        let unreadable = hr.get("/dashboard?fiscal_year=abc").await;
+        assert_eq!(unreadable.status, 400);
+        assert!(unreadable.body.contains("アドレスの指定"));
+
         // The auditor may read the sheet but not the forms.
         let mut auditor = PageClient::sign_in(&app, &app.auditor).await;
         assert_eq!(auditor.get(edit).await.status, 403);

@@ -2,12 +2,12 @@
 //! and its achievement (達成 / 未達成 / 集計中 / －), opening on the latest year with data.
 
 use super::layout::{page, Page, Section};
-use super::{PageResult, Viewer};
+use super::{PageQuery, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::http::reports::focus_year;
 use crate::http::AppState;
 use crate::reports::view::with_unit;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -65,7 +65,7 @@ fn cell(indicator: &SheetIndicator, cell: Option<&IndicatorCell>) -> Markup {
 async fn dashboard(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(query): Query<DashboardQuery>,
+    PageQuery(query): PageQuery<DashboardQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ReadSheets)?;
     let projector = &state.ledger.projector;

@@ -3,7 +3,7 @@
 //! record it all (or nothing) with its progress shown while it runs.
 
 use super::layout::{page, Page, Section};
-use super::{PageError, PageResult, Viewer};
+use super::{PageError, PageForm, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::application::Actor;
 use crate::http::imports::IMPORT_LIMIT;
@@ -17,7 +17,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::Router;
 use maud::{html, Markup};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -219,9 +219,10 @@ async fn upload(
         }
         form.panel method="post" action={ "/imports/" (id) "/commit" } {
             input type="hidden" name="csrf" value=(viewer.csrf);
-            button type="submit" { (rows.len()) " 行を取り込む" }
-            " "
-            a href="/imports" { "やめる" }
+            div.row {
+                button type="submit" { (rows.len()) " 行を取り込む" }
+                a.button.secondary href="/imports" { "やめる" }
+            }
         }
         (table)
         @if rows.len() > PREVIEW_ROWS { p.muted { "先頭の " (PREVIEW_ROWS) " 行を表示しています。" } }
@@ -288,7 +289,7 @@ async fn commit(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<super::CsrfForm>,
+    PageForm(form): PageForm<super::CsrfForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     viewer.require(&state, Action::Administer)?;

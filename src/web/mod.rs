@@ -433,3 +433,37 @@ async fn logout(
 }
 
 use axum::extract::FromRequest;
+
+/// A form body; one that cannot be read is a Japanese page, not axum's English text.
+pub struct PageForm<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(value)) => Ok(PageForm(value)),
+            Err(_) => Err(PageError::Refused(
+                StatusCode::BAD_REQUEST,
+                "送信された内容を読めません。画面を開き直してからもう一度送信してください。".into(),
+            )),
+        }
+    }
+}
+
+/// A query string; one that cannot be read is a Japanese page.
+pub struct PageQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for PageQuery<T> {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(PageQuery(value)),
+            Err(_) => Err(PageError::Refused(
+                StatusCode::BAD_REQUEST,
+                "アドレスの指定（? 以降）を読めません。リンクから開き直してください。".into(),
+            )),
+        }
+    }
+}

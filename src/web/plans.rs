@@ -4,7 +4,7 @@
 //! layer; a refusal shows the form again with the reason and nothing recorded.
 
 use super::layout::{page, Page, Section};
-use super::{PageError, PageResult, Viewer};
+use super::{PageError, PageForm, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::application::{Actor, Command, Service};
 use crate::http::AppState;
@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
+use axum::Router;
 use kiroku_domain::plan::*;
 use kiroku_domain::values::*;
 use kiroku_projections::sheet::Sheet;
@@ -337,7 +337,7 @@ async fn record(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(path_code): Path<String>,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm<Fields>,
 ) -> PageResult<Response> {
     viewer.check_csrf(field(&fields, "csrf"))?;
     viewer.require(&state, Action::Administer)?;
@@ -419,7 +419,7 @@ async fn new_form(State(state): State<AppState>, viewer: Viewer) -> PageResult<R
 async fn define(
     State(state): State<AppState>,
     viewer: Viewer,
-    Form(fields): Form<Fields>,
+    PageForm(fields): PageForm<Fields>,
 ) -> PageResult<Response> {
     viewer.check_csrf(field(&fields, "csrf"))?;
     viewer.require(&state, Action::Administer)?;

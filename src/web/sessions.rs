@@ -3,18 +3,20 @@
 //! cancellations with their reason. Every form goes through the application layer.
 
 use super::layout::{page, Page, Section};
-use super::{PageError, PageResult, Viewer};
+use super::{PageError, PageForm, PageQuery, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::application::{Actor, Command, Service};
 use crate::http::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
-use kiroku_domain::session::{Attendance, SessionCommand};
+use axum::Router;
+use kiroku_domain::session::{Attendance, Schedule, SessionCommand};
 use kiroku_domain::staff::staff_id_of;
-use kiroku_domain::values::{Date, EmployeeNo, FiscalYear, Text, Understanding};
+use kiroku_domain::values::{
+    Date, Delivery, EmployeeNo, FiscalYear, Text, TrainingCategory, Understanding,
+};
 use kiroku_projections::history::SessionRecord;
 use maud::html;
 use serde::Deserialize;
@@ -23,7 +25,7 @@ use uuid::Uuid;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/sessions", get(list))
+        .route("/sessions", get(list).post(schedule))
         .route("/sessions/{id}", get(show))
         .route("/sessions/{id}/enrol", post(enrol))
         .route("/sessions/{id}/complete", post(complete))
@@ -40,7 +42,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(query): Query<ListQuery>,
+    PageQuery(query): PageQuery<ListQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ReadSessions)?;
     let sessions: Vec<SessionRecord> = state
@@ -80,6 +82,12 @@ async fn list(
                 @else { a.button.secondary href={ "/sessions?fiscal_year=" (y) } { (FiscalYear::new(*y).map(|f| f.short_label()).unwrap_or_default()) } }
             }
         }
+        @if viewer.may(&state, Action::Administer) {
+            details.noprint {
+                summary { "研修を登録する" }
+                (schedule_form(&viewer.csrf))
+            }
+        }
         @if shown.is_empty() { p { "この年度の研修はありません。" } } @else {
             table.wide {
                 thead { tr { th { "開催日" } th { "コード" } th { "研修名" } th { "区分" } th.num { "定員" } th.num { "受講決定" } th.num { "キャンセル待ち" } th.num { "修了" } } }
@@ -103,6 +111,120 @@ async fn list(
     Ok(page(Page::of("研修", &viewer, &state, Section::Sessions), body).into_response())
 }
 
+fn schedule_form(csrf: &str) -> maud::Markup {
+    html! {
+        form.panel method="post" action="/sessions" {
+            input type="hidden" name="csrf" value=(csrf);
+            div.row {
+                div.field { label { "研修コード" } input type="text" name="course_code" required size="10"; }
+                div.field { label { "研修名" } input type="text" name="title" required size="30"; }
+                div.field { label { "区分" } select name="category" { @for c in TrainingCategory::ALL { option value=(c.as_str()) { (c.label_ja()) } } } }
+                div.field { label { "形式" } select name="delivery" { @for d in Delivery::ALL { option value=(d.as_str()) { (d.label_ja()) } } } }
+            }
+            div.row {
+                div.field { label { "実施機関" } input type="text" name="provider" required size="20" value="庁内"; }
+                div.field { label { "開始日" } input type="date" name="starts_on" required; }
+                div.field { label { "終了日" } input type="date" name="ends_on" required; }
+                div.field { label { "定員" } input type="number" name="capacity" min="1" required value="30"; }
+                button type="submit" { "研修を登録" }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ScheduleForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    course_code: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    delivery: String,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    starts_on: String,
+    #[serde(default)]
+    ends_on: String,
+    #[serde(default)]
+    capacity: String,
+}
+
+fn vocabulary<T: serde::de::DeserializeOwned>(value: &str, label: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| format!("{label}を選んでください。"))
+}
+
+async fn schedule(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    PageForm(form): PageForm<ScheduleForm>,
+) -> PageResult<Response> {
+    viewer.check_csrf(&form.csrf)?;
+    viewer.require(&state, Action::Administer)?;
+    let text =
+        |v: &str, label: &str| Text::parse(v).map_err(|_| format!("{label}を入力してください。"));
+    let parsed = (|| -> Result<Schedule, String> {
+        Ok(Schedule {
+            course_code: text(&form.course_code, "研修コード")?,
+            title: text(&form.title, "研修名")?,
+            category: vocabulary(&form.category, "区分")?,
+            provider: text(&form.provider, "実施機関")?,
+            delivery: vocabulary(&form.delivery, "形式")?,
+            starts_on: date(&form.starts_on)?,
+            ends_on: date(&form.ends_on)?,
+            capacity: form
+                .capacity
+                .trim()
+                .parse()
+                .map_err(|_| "定員は 1 以上の数で入力してください。".to_string())?,
+        })
+    })();
+    let problem = match parsed {
+        Ok(schedule) => {
+            let session_id = Uuid::new_v4();
+            let request_id = Uuid::new_v4().to_string();
+            let actor = Actor {
+                principal: &viewer.principal,
+                request_id: &request_id,
+            };
+            let command = Command::Session {
+                session_id,
+                command: SessionCommand::Schedule(schedule),
+            };
+            match Service::new(&state.ledger).execute(&actor, command).await {
+                Ok(_) => {
+                    return Ok(
+                        Redirect::to(&format!("/sessions/{session_id}?done=scheduled"))
+                            .into_response(),
+                    )
+                }
+                Err(error) => match PageError::from(error) {
+                    PageError::Refused(_, detail) | PageError::NotFound(detail) => detail,
+                    other => return Err(other),
+                },
+            }
+        }
+        Err(problem) => problem,
+    };
+    let body = html! {
+        h1 { "研修を登録する" }
+        p.error role="alert" { "登録できませんでした：" (problem) " 何も記録していません。" }
+        (schedule_form(&viewer.csrf))
+    };
+    let mut response = page(
+        Page::of("研修を登録する", &viewer, &state, Section::Sessions),
+        body,
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(response)
+}
+
 /// What a session page says above its roster after a form.
 enum Notice {
     Done(&'static str),
@@ -117,6 +239,7 @@ struct ShowQuery {
 
 fn done_message(code: &str) -> Option<&'static str> {
     match code {
+        "scheduled" => Some("研修を登録しました。受講者を追加できます。"),
         "enrolled" => Some("受講者を登録しました。"),
         "completed" => Some("修了を記録しました。"),
         "corrected" => Some("修了記録を訂正しました。"),
@@ -130,7 +253,7 @@ async fn show(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Query(query): Query<ShowQuery>,
+    PageQuery(query): PageQuery<ShowQuery>,
 ) -> PageResult<Response> {
     let notice = done_message(&query.done).map(Notice::Done);
     render(&state, &viewer, &id, notice, StatusCode::OK).await
@@ -425,7 +548,7 @@ async fn enrol(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<EnrolForm>,
+    PageForm(form): PageForm<EnrolForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     let command = employee(&form.employee_no).map(|staff_id| SessionCommand::Enrol {
@@ -441,7 +564,7 @@ async fn complete(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(fields): Form<Vec<(String, String)>>,
+    PageForm(fields): PageForm<Vec<(String, String)>>,
 ) -> PageResult<Response> {
     let get = |name: &str| {
         fields
@@ -507,7 +630,7 @@ async fn correct(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<CorrectionForm>,
+    PageForm(form): PageForm<CorrectionForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     let command = (|| {
@@ -538,7 +661,7 @@ async fn revoke(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<ReasonForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     let command = Uuid::parse_str(&form.staff_id)
@@ -556,7 +679,7 @@ async fn cancel(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<ReasonForm>,
+    PageForm(form): PageForm<ReasonForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
     let command = Uuid::parse_str(&form.staff_id)

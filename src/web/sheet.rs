@@ -5,14 +5,14 @@
 
 use super::dashboard::achievement_class;
 use super::layout::{page, Page, Section};
-use super::{PageError, PageResult, Viewer};
+use super::{PageError, PageQuery, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::http::audit::{csv_response, event_label, event_types, trail, TrailQuery};
 use crate::http::reports::parse_as_of;
 use crate::http::AppState;
 use crate::reports::view::{with_unit, Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
 use crate::reports::{render, Format};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -79,7 +79,7 @@ async fn sheet_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(code): Path<String>,
-    Query(query): Query<AsOfQuery>,
+    PageQuery(query): PageQuery<AsOfQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ReadSheets)?;
     let as_of = as_of_ms(&query.as_of)?;
@@ -334,7 +334,7 @@ async fn download(
     State(state): State<AppState>,
     viewer: Viewer,
     Path((code, ext)): Path<(String, String)>,
-    Query(query): Query<AsOfQuery>,
+    PageQuery(query): PageQuery<AsOfQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ReadSheets)?;
     let format = match ext.as_str() {
@@ -388,7 +388,7 @@ async fn trail_page(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(code): Path<String>,
-    Query(query): Query<TrailPageQuery>,
+    PageQuery(query): PageQuery<TrailPageQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ReadAudit)?;
     let as_of = as_of_ms(&query.as_of)?;

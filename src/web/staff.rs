@@ -2,11 +2,11 @@
 //! 人事評価 — with confidential text opened only for those the policy allows.
 
 use super::layout::{page, Page, Section};
-use super::{PageError, PageResult, Viewer};
+use super::{PageError, PageQuery, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::application::today_jst;
 use crate::http::AppState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -37,7 +37,7 @@ async fn open(state: &AppState, staff_id: Uuid, sealed: &Sealed) -> PageResult<O
 async fn search(
     State(state): State<AppState>,
     viewer: Viewer,
-    Query(query): Query<SearchQuery>,
+    PageQuery(query): PageQuery<SearchQuery>,
 ) -> PageResult<Response> {
     viewer.require(&state, Action::ListStaff)?;
     let q = query.q.trim().to_string();
@@ -176,6 +176,8 @@ async fn show(
             })
             .collect::<Vec<_>>()
     })?;
+    let mut trainings = trainings;
+    trainings.sort_by_key(|(_, code, _, starts_on)| (*starts_on, code.clone()));
     let mut interviews = Vec::new();
     for i in &record.interviews {
         let may = viewer.may(

@@ -262,6 +262,89 @@ both_backends!(
         assert_eq!(boss.get("/imports").await.status, 403);
         assert_eq!(boss.get("/sessions").await.status, 403);
         assert_eq!(boss.get("/dashboard").await.status, 200);
+        // … and records interviews there, never elsewhere; HR-only forms are not offered.
+        let own_page = boss.get(&format!("/staff/{a1}")).await;
+        assert!(own_page.body.contains("面談の記録") && !own_page.body.contains("級の変更"));
+        let csrf = boss.csrf.clone();
+        let interview = [
+            ("csrf", csrf.as_str()),
+            ("form", "interview"),
+            ("kind", "one_on_one"),
+            ("held_on", "2024-07-01"),
+            ("interviewer", "M-1"),
+            ("note", "課長面談の記録"),
+        ];
+        let recorded = boss.post(&format!("/staff/{a1}"), &interview).await;
+        assert_eq!(recorded.status, 303, "{}", recorded.body);
+        let before = events(&app).await;
+        let elsewhere = boss.post(&format!("/staff/{a2}"), &interview).await;
+        assert_eq!(elsewhere.status, 403);
+        let grade = [
+            ("csrf", csrf.as_str()),
+            ("form", "grade"),
+            ("grade", "3"),
+            ("effective_on", "2024-04-01"),
+            ("reason", "promotion"),
+        ];
+        assert_eq!(boss.post(&format!("/staff/{a1}"), &grade).await.status, 403);
+        assert_eq!(events(&app).await, before);
+
+        // HR registers a person and records a transfer through the pages.
+        let csrf = hr.csrf.clone();
+        let registered = hr
+            .post(
+                "/staff/new",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("employee_no", "N-1"),
+                    ("name", "新井 さくら"),
+                    ("gender", "female"),
+                    ("hired_on", "2024-04-01"),
+                    ("grade", "1"),
+                    ("job_type", "administrative"),
+                    ("employment", "regular"),
+                    ("department", "財政課"),
+                    ("department_kind", "administration"),
+                ],
+            )
+            .await;
+        assert_eq!(registered.status, 303, "{}", registered.body);
+        let location = registered.location().expect("location").to_string();
+        let moved = hr
+            .post(
+                location.split('?').next().unwrap_or(""),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("form", "transfer"),
+                    ("to_department", "職員課"),
+                    ("department_kind", "administration"),
+                    ("effective_on", "2025-04-01"),
+                    ("kind", "regular"),
+                ],
+            )
+            .await;
+        assert_eq!(moved.status, 303, "{}", moved.body);
+        let person = hr.get(moved.location().expect("back to the person")).await;
+        assert!(person.body.contains("異動を記録しました") && person.body.contains("新井 さくら"));
+        let again = hr
+            .post(
+                "/staff/new",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("employee_no", "N-1"),
+                    ("name", "重複"),
+                    ("gender", "female"),
+                    ("hired_on", "2024-04-01"),
+                    ("grade", "1"),
+                    ("job_type", "administrative"),
+                    ("employment", "regular"),
+                    ("department", "財政課"),
+                    ("department_kind", "administration"),
+                ],
+            )
+            .await;
+        assert_eq!(again.status, 409, "{}", again.body);
+        assert!(again.body.contains("すでに登録されています"));
 
         // A staff member reaches only their own pages.
         let mut own = PageClient::sign_in(&app, &staff).await;

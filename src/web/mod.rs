@@ -13,6 +13,7 @@ pub mod session;
 pub mod sessions;
 pub mod sheet;
 pub mod staff;
+pub mod staff_forms;
 
 use crate::application::policy::Action;
 use crate::application::{AppError, Service};
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .merge(dashboard::routes())
         .merge(sheet::routes())
         .merge(plans::routes())
+        .merge(staff_forms::routes())
         .merge(staff::routes())
         .merge(sessions::routes())
         .merge(imports::routes())

@@ -657,6 +657,16 @@ struct ReasonForm {
     reason: String,
 }
 
+/// A staff member and a reason, for a command that needs both.
+fn with_reason(
+    form: &ReasonForm,
+    make: impl FnOnce(Uuid, Text) -> SessionCommand,
+) -> Result<SessionCommand, String> {
+    let staff_id =
+        Uuid::parse_str(&form.staff_id).map_err(|_| "受講者の指定を読めません。".to_string())?;
+    Ok(make(staff_id, reason(&form.reason)?))
+}
+
 async fn revoke(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -664,14 +674,10 @@ async fn revoke(
     PageForm(form): PageForm<ReasonForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
-    let command = Uuid::parse_str(&form.staff_id)
-        .map_err(|_| "受講者の指定を読めません。".to_string())
-        .and_then(|staff_id| {
-            Ok(SessionCommand::RevokeCompletion {
-                staff_id,
-                reason: reason(&form.reason)?,
-            })
-        });
+    let command = with_reason(&form, |staff_id, reason| SessionCommand::RevokeCompletion {
+        staff_id,
+        reason,
+    });
     run(&state, &viewer, &id, command, "revoked").await
 }
 
@@ -682,13 +688,9 @@ async fn cancel(
     PageForm(form): PageForm<ReasonForm>,
 ) -> PageResult<Response> {
     viewer.check_csrf(&form.csrf)?;
-    let command = Uuid::parse_str(&form.staff_id)
-        .map_err(|_| "受講者の指定を読めません。".to_string())
-        .and_then(|staff_id| {
-            Ok(SessionCommand::CancelEnrolment {
-                staff_id,
-                reason: reason(&form.reason)?,
-            })
-        });
+    let command = with_reason(&form, |staff_id, reason| SessionCommand::CancelEnrolment {
+        staff_id,
+        reason,
+    });
     run(&state, &viewer, &id, command, "cancelled").await
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/staff", get(search))
-        .route("/staff/{id}", get(show))
+        .route("/staff/{id}", get(show).post(super::staff_forms::record))
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +80,9 @@ async fn search(
     found.sort_by(|a, b| a.1.cmp(&b.1));
     let body = html! {
         h1 { "職員" }
+        @if viewer.may(&state, Action::Administer) {
+            p { a.button href="/staff/new" { "職員を登録する" } }
+        }
         form.toolbar method="get" action="/staff" role="search" {
             div.field {
                 label for="q" { "職員番号または氏名" }
@@ -118,9 +121,36 @@ async fn show(
     State(state): State<AppState>,
     viewer: Viewer,
     Path(id): Path<String>,
+    PageQuery(query): PageQuery<super::staff_forms::DoneQuery>,
 ) -> PageResult<Response> {
     let staff_id =
         Uuid::parse_str(&id).map_err(|_| PageError::not_found("その職員はいません。"))?;
+    let notice = super::staff_forms::done_message(&query.done).map(Notice::Done);
+    render(
+        &state,
+        &viewer,
+        staff_id,
+        notice,
+        axum::http::StatusCode::OK,
+    )
+    .await
+}
+
+/// What a staff page says above the record after a form.
+pub enum Notice {
+    Done(&'static str),
+    Refused(String),
+}
+
+/// One person's record, with the forms this viewer may use.
+pub async fn render(
+    state: &AppState,
+    viewer: &Viewer,
+    staff_id: Uuid,
+    notice: Option<Notice>,
+    status: axum::http::StatusCode,
+) -> PageResult<Response> {
+    let state = state.clone();
     viewer.require(&state, Action::ReadStaff(staff_id))?;
     let record = state
         .ledger
@@ -216,8 +246,14 @@ async fn show(
     let display_name = name
         .clone()
         .unwrap_or_else(|| "（個人情報は消去済み）".to_string());
+    let forms = super::staff_forms::forms(&state, viewer, staff_id);
     let body = html! {
         h1 { (record.employee_no.as_str()) " " (display_name) }
+        @match &notice {
+            Some(Notice::Done(text)) => p.flash role="status" { (text) },
+            Some(Notice::Refused(text)) => p.error role="alert" { "記録できませんでした：" (text) " 何も記録していません。" },
+            None => {},
+        }
         table.head {
             tr { th { "職員番号" } td { (record.employee_no.as_str()) } }
             tr { th { "氏名" } td { (display_name) @if let Some(k) = &kana { " （" (k) "）" } } }
@@ -331,6 +367,9 @@ async fn show(
             }
         }
     };
+    let body = html! { (body) (forms) };
     let title = format!("職員 {}", record.employee_no.as_str());
-    Ok(page(Page::of(title, &viewer, &state, Section::Staff), body).into_response())
+    let mut response = page(Page::of(title, viewer, &state, Section::Staff), body).into_response();
+    *response.status_mut() = status;
+    Ok(response)
 }

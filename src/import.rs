@@ -2,19 +2,22 @@
 //! CSV in UTF-8 or Shift_JIS (read as Windows-31J / CP932, so 髙, ①, Ⅲ and ㎝ survive), columns
 //! `employee_no,course_code,session_starts_on,completed_on,understanding`.
 //!
-//! All or nothing: every row is checked against the ledger first and any problem rejects the
-//! whole file with errors by line number. Then each session's rows are recorded by one command
+//! All or nothing: every row is read here (columns, dates, the session it names), then decided
+//! by the session itself (`TrainingSession::decide`, in file order, nothing stored), so the
+//! errors by line number are the session's own rules in its own words; any problem rejects the
+//! whole file. Then each session's rows are recorded by one command
 //! (one atomic commit per session), while the importer holds the import lock.
 
 use crate::application::policy::Action;
 use crate::application::{Actor, AppError, Command, Service};
 use crate::ledger::{CommandError, Ledger};
 use crate::storage::StorageError;
-use kiroku_domain::session::{Attendance, SessionCommand};
+use cqrs_es::Aggregate;
+use kiroku_domain::session::{Attendance, SessionCommand, TrainingSession};
 use kiroku_domain::staff::staff_id_of;
 use kiroku_domain::values::{Date, EmployeeNo, Understanding};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -132,7 +135,8 @@ pub struct PreviewRow {
 /// or every problem by line.
 pub async fn preview(ledger: &Ledger, text: &str) -> Result<Vec<PreviewRow>, ImportError> {
     ledger.projector.catch_up().await?;
-    Ok(validate(ledger, text)?
+    Ok(validate(ledger, text)
+        .await?
         .into_iter()
         .map(|row| PreviewRow {
             line: row.line,
@@ -172,12 +176,15 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, ImportError> {
 
 struct Row {
     line: u64,
+    employee_no: String,
     session_id: Uuid,
     attendance: Attendance,
 }
 
-/// Checks every row against the ledger; returns the rows or every problem found.
-fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
+/// Checks every row: its fields here, then against the session's own rules (the aggregate
+/// decides each row in file order, as the import would record them); returns the rows or
+/// every problem found, by line.
+async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
     let text = unify_line_endings(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -202,7 +209,6 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
     }
     let mut errors = Vec::new();
     let mut rows = Vec::new();
-    let mut seen = HashSet::new();
     for record in reader.records() {
         let record = match record {
             Ok(record) => record,
@@ -260,34 +266,17 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
         };
         let staff_id = staff_id_of(&employee_no);
         let course_code = field(1).to_string();
-        let found = ledger.projector.read(|h| {
-            let registered = h.staff.contains_key(&staff_id);
-            let sessions: Vec<(Uuid, bool)> = h
-                .sessions
+        let sessions: Vec<Uuid> = ledger.projector.read(|h| {
+            h.sessions
                 .values()
                 .filter(|s| {
                     s.schedule.course_code.as_str() == course_code
                         && s.schedule.starts_on == starts_on
                 })
-                .map(|s| {
-                    let completed = s
-                        .completions
-                        .iter()
-                        .any(|c| c.staff_id == staff_id && !c.revoked);
-                    (s.session_id, completed)
-                })
-                .collect();
-            (registered, sessions)
+                .map(|s| s.session_id)
+                .collect()
         })?;
-        let (registered, sessions) = found;
-        if !registered {
-            problem(format!(
-                "職員番号 {} は登録されていません",
-                employee_no.as_str()
-            ));
-            continue;
-        }
-        let (session_id, completed) = match sessions.as_slice() {
+        let session_id = match sessions.as_slice() {
             [one] => *one,
             [] => {
                 problem(format!(
@@ -302,37 +291,45 @@ fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
                 continue;
             }
         };
-        if completed {
-            problem(format!(
-                "職員番号 {} はこの開催回を修了済みです",
-                employee_no.as_str()
-            ));
-            continue;
-        }
-        if completed_on < starts_on {
-            problem(format!(
-                "修了日 {completed_on} が開催日 {starts_on} より前です"
-            ));
-            continue;
-        }
-        if !seen.insert((session_id, staff_id)) {
-            problem(format!(
-                "職員番号 {} の同じ開催回の行が重複しています",
-                employee_no.as_str()
-            ));
-            continue;
-        }
+        let registered = ledger.projector.read(|h| h.staff.contains_key(&staff_id))?;
         rows.push(Row {
             line,
+            employee_no: employee_no.as_str().to_string(),
             session_id,
             attendance: Attendance {
                 staff_id,
-                staff_registered: true,
+                staff_registered: registered,
                 completed_on,
                 understanding,
             },
         });
     }
+    // The session's own rules, row by row in file order (a second row for the same person
+    // meets a session where the first one is already recorded).
+    let mut decided: BTreeMap<Uuid, TrainingSession> = BTreeMap::new();
+    for row in &rows {
+        let session = match decided.entry(row.session_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(ledger.load(&row.session_id.to_string()).await?)
+            }
+        };
+        let a = &row.attendance;
+        let command = SessionCommand::RecordAttendance {
+            staff_id: a.staff_id,
+            staff_registered: a.staff_registered,
+            completed_on: a.completed_on,
+            understanding: a.understanding,
+        };
+        match session.decide(command) {
+            Ok(events) => events.into_iter().for_each(|e| session.apply(e)),
+            Err(refusal) => errors.push(RowError {
+                line: row.line,
+                message: format!("職員番号 {}：{refusal}", row.employee_no),
+            }),
+        }
+    }
+    errors.sort_by_key(|e| e.line);
     if !errors.is_empty() {
         return Err(ImportError::Rejected(errors));
     }
@@ -353,7 +350,7 @@ pub async fn import_attendance(
     service.require(actor.principal, Action::Administer)?;
     let _one_at_a_time = IMPORTING.lock().await;
     ledger.projector.catch_up().await?;
-    let rows = validate(ledger, text)?;
+    let rows = validate(ledger, text).await?;
     let total = rows.len();
     let mut by_session: BTreeMap<Uuid, Vec<Row>> = BTreeMap::new();
     for row in rows {

@@ -167,6 +167,23 @@ impl Ledger {
         Ok(Arc::new(ledger))
     }
 
+    /// Aggregate `id` as the next command would find it, for a dry run (the import checks
+    /// every row against the session's own rules before recording any).
+    pub async fn load<A>(&self, id: &str) -> Result<A, StorageError>
+    where
+        A: Aggregate + Clone,
+    {
+        use cqrs_es::{AggregateContext, EventStore};
+        let repo = LedgerRepository::new(&self.backend, self.sealer.clone());
+        let store: PersistedEventStore<LedgerRepository, A> =
+            PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
+        let mut context = store
+            .load_aggregate(id)
+            .await
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok(context.aggregate().clone())
+    }
+
     fn stripe(&self, aggregate_type: &str, id: &str) -> &Mutex<()> {
         let mut hasher = DefaultHasher::new();
         (aggregate_type, id).hash(&mut hasher);

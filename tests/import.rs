@@ -109,6 +109,46 @@ both_backends!(
         assert_eq!(lines, vec![3, 4, 5, 6]);
         assert_eq!(app.event_count().await, before, "nothing was recorded");
 
+        // The session's own rules, by line and in the session's words: a person not
+        // registered, a completion before the session began, the same person twice.
+        let csv = format!(
+            "職員番号,研修コード,開催日,修了日,理解度\n\
+         S001,{COURSE},2023/6/1,2023/6/2,5\n\
+         S001,{COURSE},2023/6/1,2023/6/2,4\n\
+         S002,{COURSE},2023/6/1,2023/5/30,4\n\
+         X999,{COURSE},2023/6/1,2023/6/2,4\n"
+        );
+        let reply = post_csv(&app, "utf-8", csv.into_bytes()).await;
+        reply.assert_problem(400, "import_rejected");
+        let found: Vec<(i64, String)> = reply.body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| {
+                (
+                    e["line"].as_i64().unwrap_or(0),
+                    e["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert!(
+            found[0].1.contains("S001") && found[0].1.contains("すでに修了しています"),
+            "{found:?}"
+        );
+        assert_eq!(found[1].0, 4);
+        assert!(
+            found[1].1.contains("修了日が研修の開始日より前です"),
+            "{found:?}"
+        );
+        assert_eq!(found[2].0, 5);
+        assert!(
+            found[2].1.contains("X999") && found[2].1.contains("登録されていません"),
+            "{found:?}"
+        );
+        assert_eq!(app.event_count().await, before, "nothing was recorded");
+
         let wrong_header = post_csv(&app, "utf-8", b"a,b\n1,2\n".to_vec()).await;
         wrong_header.assert_problem(400, "import_rejected");
         let not_sjis = post_csv(&app, "utf-8", vec![0x82, 0xA0, b'\n']).await;

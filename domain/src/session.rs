@@ -218,7 +218,9 @@ impl TrainingSession {
         self.completions.get(&staff_id) == Some(&false)
     }
 
-    fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
+    /// What `command` would record, or why it is refused; nothing is stored. The import asks
+    /// this row by row, so its line-numbered errors are the session's own rules.
+    pub fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
         if let SessionCommand::RecordAttendances(rows) = command {
             // Each row is decided on the state the previous rows left behind.
             let mut working = self.clone();

@@ -841,3 +841,133 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    a_manager_records_only_in_their_own_name_never_about_themselves_and_not_after_leaving,
+    |app: TestApp| async move {
+        let a1 = app.register("A-1", "職員課", 2).await;
+        let m1 = app.register("M-1", "職員課", 5).await;
+        let m2 = app.register("M-2", "職員課", 5).await;
+        let manager = app.token(Role::Manager, "職員課長", Some(m1)).await;
+        let evaluation = |evaluator: uuid::Uuid| json!({"fiscal_year": 2024, "period": "annual", "evaluator_id": evaluator, "overall": "B", "comment": "所見"});
+        let interview = |interviewer: uuid::Uuid| json!({"kind": "one_on_one", "held_on": "2024-06-01", "interviewer_id": interviewer, "note": "面談記録"});
+        let before = app.event_count().await;
+        // Never about themselves.
+        app.post(
+            &manager,
+            &format!("/staff/{m1}/evaluations"),
+            &evaluation(m1),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+        app.post(&manager, &format!("/staff/{m1}/interviews"), &interview(m1))
+            .await
+            .assert_problem(403, "forbidden");
+        // Never in another person's name.
+        app.post(
+            &manager,
+            &format!("/staff/{a1}/evaluations"),
+            &evaluation(m2),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+        app.post(&manager, &format!("/staff/{a1}/interviews"), &interview(m2))
+            .await
+            .assert_problem(403, "forbidden");
+        assert_eq!(
+            app.event_count().await,
+            before,
+            "a refused command recorded something"
+        );
+        // In their own name, about their staff: recorded.
+        let own = app
+            .post(
+                &manager,
+                &format!("/staff/{a1}/evaluations"),
+                &evaluation(m1),
+            )
+            .await;
+        assert_eq!(own.status.as_u16(), 201, "{:?}", own.body);
+        let own_id = own.body["evaluation_id"].as_str().expect("id").to_string();
+        let corrected = app
+            .post(
+                &manager,
+                &format!("/staff/{a1}/evaluations/{own_id}/corrections"),
+                &json!({"overall": "A", "reason": "再評価"}),
+            )
+            .await;
+        assert_eq!(corrected.status.as_u16(), 200, "{:?}", corrected.body);
+
+        // What another interviewer or evaluator recorded (and the manager may not read) cannot
+        // be corrected or withdrawn by the manager; nor can an evaluation of the manager.
+        let theirs = app
+            .post(&app.hr, &format!("/staff/{a1}/interviews"), &interview(m2))
+            .await;
+        let interview_id = theirs.body["interview_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let about_me = app
+            .post(
+                &app.hr,
+                &format!("/staff/{m1}/evaluations"),
+                &evaluation(m2),
+            )
+            .await;
+        let about_me_id = about_me.body["evaluation_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let before = app.event_count().await;
+        app.post(
+            &manager,
+            &format!("/staff/{a1}/interviews/{interview_id}/corrections"),
+            &json!({"note": "書き換え", "reason": "訂正"}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+        app.post(
+            &manager,
+            &format!("/staff/{a1}/interviews/{interview_id}/withdrawals"),
+            &json!({"reason": "取下げ"}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+        app.post(
+            &manager,
+            &format!("/staff/{m1}/evaluations/{about_me_id}/corrections"),
+            &json!({"overall": "S", "reason": "自己修正"}),
+        )
+        .await
+        .assert_problem(403, "forbidden");
+        assert_eq!(app.event_count().await, before);
+
+        // Once the manager has left, the token stops working.
+        assert_eq!(
+            app.get(&manager, &format!("/staff/{a1}"))
+                .await
+                .status
+                .as_u16(),
+            200
+        );
+        let today = (chrono::Utc::now() + chrono::Duration::hours(9)).date_naive();
+        let separated = app
+            .post(
+                &app.hr,
+                &format!("/staff/{m1}/separations"),
+                &json!({"effective_on": today, "reason": "resignation"}),
+            )
+            .await;
+        assert_eq!(separated.status.as_u16(), 200, "{:?}", separated.body);
+        app.get(&manager, &format!("/staff/{a1}"))
+            .await
+            .assert_problem(401, "unauthorized");
+        app.post(
+            &manager,
+            &format!("/staff/{a1}/evaluations"),
+            &evaluation(m1),
+        )
+        .await
+        .assert_problem(401, "unauthorized");
+    }
+);

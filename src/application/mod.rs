@@ -114,13 +114,25 @@ impl Command {
     pub fn action(&self) -> Action {
         match self {
             Command::Staff { staff_id, command } => match command {
-                StaffRequest::RecordInterview { .. }
-                | StaffRequest::CorrectInterview { .. }
-                | StaffRequest::RecordEvaluation { .. }
-                | StaffRequest::CorrectEvaluation { .. }
-                | StaffRequest::Other(StaffCommand::WithdrawInterview { .. }) => {
-                    Action::RecordAbout(*staff_id)
+                StaffRequest::RecordInterview { interviewer_id, .. } => Action::RecordInterview {
+                    subject: *staff_id,
+                    interviewer: *interviewer_id,
+                },
+                StaffRequest::CorrectInterview { interview_id, .. }
+                | StaffRequest::Other(StaffCommand::WithdrawInterview { interview_id, .. }) => {
+                    Action::ChangeInterview {
+                        subject: *staff_id,
+                        interview: *interview_id,
+                    }
                 }
+                StaffRequest::RecordEvaluation { evaluator_id, .. } => Action::RecordEvaluation {
+                    subject: *staff_id,
+                    evaluator: *evaluator_id,
+                },
+                StaffRequest::CorrectEvaluation { evaluation_id, .. } => Action::ChangeEvaluation {
+                    subject: *staff_id,
+                    evaluation: *evaluation_id,
+                },
                 StaffRequest::Dispute { .. } => Action::Dispute(*staff_id),
                 StaffRequest::Register(_) | StaffRequest::Other(_) => Action::Administer,
             },
@@ -245,9 +257,17 @@ impl<'a> Service<'a> {
     /// Whether `principal` may do `action` today.
     pub fn allows(&self, principal: &Principal, action: Action) -> Result<bool, StorageError> {
         let today = today_jst();
+        self.ledger.projector.read(|h| {
+            policy::in_service(principal, h, today) && policy::allows(principal, action, h, today)
+        })
+    }
+
+    /// Whether a signed-in principal may act at all today (see [`policy::in_service`]).
+    pub fn in_service(&self, principal: &Principal) -> Result<bool, StorageError> {
+        let today = today_jst();
         self.ledger
             .projector
-            .read(|h| policy::allows(principal, action, h, today))
+            .read(|h| policy::in_service(principal, h, today))
     }
 
     /// [`allows`](Self::allows), as an error.
@@ -310,8 +330,8 @@ impl<'a> Service<'a> {
         command: Command,
     ) -> Result<(Meta, String, Prepared), AppError> {
         let action = command.action();
-        if let Action::RecordAbout(staff_id) = action {
-            self.require_known(staff_id)?;
+        if let Some(subject) = action.subject_recorded_about() {
+            self.require_known(subject)?;
         }
         self.require(actor.principal, action)?;
         if let Action::Dispute(staff_id) = action {

@@ -20,8 +20,16 @@ pub enum Action {
     /// their rosters, plan items and their figures, publication, incidents, imports,
     /// dispute resolutions.
     Administer,
-    /// Recording or correcting an interview or evaluation about this staff member.
+    /// Being offered the interview and evaluation forms of this staff member.
     RecordAbout(Uuid),
+    /// Recording an interview of `subject` held by `interviewer`.
+    RecordInterview { subject: Uuid, interviewer: Uuid },
+    /// Correcting or withdrawing an interview of `subject`.
+    ChangeInterview { subject: Uuid, interview: Uuid },
+    /// Recording an evaluation of `subject` by `evaluator`.
+    RecordEvaluation { subject: Uuid, evaluator: Uuid },
+    /// Correcting an evaluation of `subject`.
+    ChangeEvaluation { subject: Uuid, evaluation: Uuid },
     /// 苦情・申出 about an evaluation of this staff member.
     Dispute(Uuid),
     /// The record of one staff member (confidential parts are decided per item below).
@@ -42,6 +50,20 @@ pub enum Action {
     ReadConfidentialEvents,
 }
 
+impl Action {
+    /// The staff member a record-about action concerns (404 before 403 when unknown).
+    pub fn subject_recorded_about(self) -> Option<Uuid> {
+        match self {
+            Action::RecordAbout(subject)
+            | Action::RecordInterview { subject, .. }
+            | Action::ChangeInterview { subject, .. }
+            | Action::RecordEvaluation { subject, .. }
+            | Action::ChangeEvaluation { subject, .. } => Some(subject),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `principal` may do `action` on `date` (JST), given who works where.
 pub fn allows(principal: &Principal, action: Action, staff: &Histories, date: Date) -> bool {
     let role = principal.role;
@@ -49,7 +71,44 @@ pub fn allows(principal: &Principal, action: Action, staff: &Histories, date: Da
     match action {
         Action::Administer | Action::ReadConfidentialEvents => role == Role::HrAdmin,
         Action::RecordAbout(subject) => {
-            role == Role::HrAdmin || manages(principal, subject, staff, date)
+            role == Role::HrAdmin
+                || (manages(principal, subject, staff, date) && me != Some(subject))
+        }
+        // A manager records in their own name, never about themselves, and changes only what
+        // they recorded (and so may read).
+        Action::RecordInterview {
+            subject,
+            interviewer,
+        } => {
+            role == Role::HrAdmin
+                || (allows(principal, Action::RecordAbout(subject), staff, date)
+                    && me == Some(interviewer))
+        }
+        Action::RecordEvaluation { subject, evaluator } => {
+            role == Role::HrAdmin
+                || (allows(principal, Action::RecordAbout(subject), staff, date)
+                    && me == Some(evaluator))
+        }
+        Action::ChangeInterview { subject, interview } => {
+            role == Role::HrAdmin
+                || (allows(principal, Action::RecordAbout(subject), staff, date)
+                    && staff
+                        .staff
+                        .get(&subject)
+                        .and_then(|s| s.interviews.iter().find(|i| i.interview_id == interview))
+                        .is_some_and(|i| me == Some(i.interviewer_id)))
+        }
+        Action::ChangeEvaluation {
+            subject,
+            evaluation,
+        } => {
+            role == Role::HrAdmin
+                || (allows(principal, Action::RecordAbout(subject), staff, date)
+                    && staff
+                        .staff
+                        .get(&subject)
+                        .and_then(|s| s.evaluations.iter().find(|e| e.evaluation_id == evaluation))
+                        .is_some_and(|e| me == Some(e.evaluator_id)))
         }
         Action::Dispute(subject) => {
             role == Role::HrAdmin || (role == Role::Staff && me == Some(subject))
@@ -69,6 +128,16 @@ pub fn allows(principal: &Principal, action: Action, staff: &Histories, date: Da
             role == Role::HrAdmin
                 || (role != Role::Auditor && (me == Some(evaluator) || me == Some(subject)))
         }
+    }
+}
+
+/// Whether a principal tied to a staff member may act at all on `date`: the person must be
+/// in service (a retired manager's token stops working). Principals of no person (HR
+/// offices, auditors) always may.
+pub fn in_service(principal: &Principal, staff: &Histories, date: Date) -> bool {
+    match principal.staff_id {
+        None => true,
+        Some(id) => staff.staff.get(&id).is_some_and(|s| s.in_service_on(date)),
     }
 }
 

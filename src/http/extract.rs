@@ -154,6 +154,14 @@ impl FromRequestParts<AppState> for Caller {
         // Read your writes, also those made through another process: fold in whatever the
         // log gained since the last request (usually nothing, one indexed query).
         state.ledger.projector.catch_up().await?;
+        // A token of a person no longer in service (a retired manager) stops working.
+        if !Service::new(&state.ledger).in_service(&principal)? {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "このトークンの職員は在職していないため、トークンは使えません",
+            ));
+        }
         Ok(Caller(principal))
     }
 }

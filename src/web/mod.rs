@@ -155,6 +155,14 @@ impl FromRequestParts<AppState> for Viewer {
         if let Err(error) = state.ledger.projector.catch_up().await {
             return Err(PageError::from(error).into_response());
         }
+        match Service::new(&state.ledger).in_service(&session.principal) {
+            Ok(true) => {}
+            Ok(false) => {
+                state.sessions.end(&id);
+                return Err(SignInFirst.into_response());
+            }
+            Err(error) => return Err(PageError::from(error).into_response()),
+        }
         Ok(Viewer {
             principal: session.principal,
             csrf: session.csrf,
@@ -402,6 +410,17 @@ async fn login(State(state): State<AppState>, request: axum::extract::Request) -
         )
             .into_response());
     };
+    if let Err(error) = state.ledger.projector.catch_up().await {
+        return Err(error.into());
+    }
+    if !Service::new(&state.ledger).in_service(&principal)? {
+        let message = "このトークンの職員は在職していないため、サインインできません。";
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            login_page(expected, Some(message)),
+        )
+            .into_response());
+    }
     state.sessions.succeeded(address);
     let id = state.sessions.start(principal, tokens::digest(token));
     let mut response = Redirect::to("/").into_response();

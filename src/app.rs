@@ -42,6 +42,14 @@ impl Application {
             loop {
                 tick.tick().await;
                 ticks += 1;
+                // Idempotency keys older than a day are forgotten (at start, then hourly).
+                if ticks % 7200 == 1 {
+                    if let Err(error) =
+                        crate::storage::idempotency::purge_expired(&ledger.backend).await
+                    {
+                        tracing::warn!(%error, "purging expired idempotency keys failed");
+                    }
+                }
                 if ticks.is_multiple_of(60) {
                     if let Err(error) = ledger.projector.checkpoint_if_moved().await {
                         tracing::warn!(%error, "checkpointing the read models failed");

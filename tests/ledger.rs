@@ -3,6 +3,7 @@
 
 mod support;
 
+use kiroku::storage::tokens::Role;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::process::Command;
@@ -243,5 +244,126 @@ both_backends!(
         let reused = app.post_with_key(&app.hr, "/staff", "key-1", &other).await;
         reused.assert_problem(422, "idempotency_key_reused");
         assert_eq!(app.event_count().await, count);
+
+        // A key is bound to the token itself: another token of the same name runs its own.
+        let incident =
+            json!({"occurred_on": "2024-05-01", "department": "総務課", "summary": "誤送付"});
+        let twin = app.token(Role::HrAdmin, "人事課 テスト", None).await;
+        let mine = app
+            .post_with_key(&app.hr, "/compliance-incidents", "key-2", &incident)
+            .await;
+        let theirs = app
+            .post_with_key(&twin, "/compliance-incidents", "key-2", &incident)
+            .await;
+        assert_eq!(mine.status.as_u16(), 201);
+        assert_eq!(theirs.status.as_u16(), 201);
+        assert_ne!(
+            mine.body["id"], theirs.body["id"],
+            "the twin got the first token's response"
+        );
+
+        // A key that is not visible ASCII is refused, not ignored.
+        let count = app.event_count().await;
+        let response = app
+            .client
+            .post(app.url("/compliance-incidents"))
+            .bearer_auth(&app.hr)
+            .header("Idempotency-Key", "鍵".as_bytes())
+            .json(&incident)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 400);
+        let spaced = app
+            .post_with_key(&app.hr, "/compliance-incidents", "a key", &incident)
+            .await;
+        spaced.assert_problem(400, "invalid_idempotency_key");
+        assert_eq!(app.event_count().await, count);
+    }
+);
+
+/// Sets an idempotency key back to "in progress" since `age_ms` ago, as a crash leaves it.
+async fn abandon(app: &TestApp, key: &str, request_id: Option<&str>, age_ms: i64) {
+    let actor = kiroku::storage::tokens::digest(&app.hr);
+    let since = chrono::Utc::now().timestamp_millis() - age_ms;
+    kiroku::with_pool!(&app.ledger.backend, pool => {
+        let sql = match request_id {
+            Some(_) => "UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = $1, request_id = $4 WHERE actor = $2 AND key = $3",
+            None => "UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = $1 WHERE actor = $2 AND key = $3 AND $4 IS NULL",
+        };
+        let updated = sqlx::query(sql)
+            .bind(since)
+            .bind(&actor)
+            .bind(key)
+            .bind(request_id)
+            .execute(pool)
+            .await
+            .expect("update the key")
+            .rows_affected();
+        assert_eq!(updated, 1);
+    });
+}
+
+both_backends!(
+    a_key_left_in_progress_by_a_crash_ends_in_exactly_one_outcome,
+    |app: TestApp| async move {
+        let incident =
+            json!({"occurred_on": "2024-05-01", "department": "総務課", "summary": "誤送付"});
+        // The command committed, then the server died before storing the response.
+        let first = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-1", &incident)
+            .await;
+        assert_eq!(first.status.as_u16(), 201);
+        let count = app.event_count().await;
+        abandon(&app, "crash-1", None, 10_000).await;
+        app.post_with_key(&app.hr, "/compliance-incidents", "crash-1", &incident)
+            .await
+            .assert_problem(409, "idempotency_in_progress");
+        abandon(&app, "crash-1", None, 120_000).await;
+        let recovered = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-1", &incident)
+            .await;
+        assert_eq!(recovered.status.as_u16(), 200, "{:?}", recovered.body);
+        assert_eq!(recovered.body["id"], first.body["id"]);
+        assert_eq!(recovered.body["recovered"], json!(true));
+        assert_eq!(
+            app.event_count().await,
+            count,
+            "the command did not run twice"
+        );
+        let again = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-1", &incident)
+            .await;
+        assert_eq!(
+            again.body, recovered.body,
+            "the recovered outcome is now the key's response"
+        );
+
+        // The server died before the command committed: the retry runs it, once.
+        let second = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-2", &incident)
+            .await;
+        assert_eq!(second.status.as_u16(), 201);
+        let count = app.event_count().await;
+        // As if the first attempt ran under a request id that never reached the log.
+        abandon(&app, "crash-2", Some("never-committed"), 120_000).await;
+        let rerun = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-2", &incident)
+            .await;
+        assert_eq!(rerun.status.as_u16(), 201, "{:?}", rerun.body);
+        assert_eq!(app.event_count().await, count + 1);
+        let replayed = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-2", &incident)
+            .await;
+        assert_eq!(replayed.body, rerun.body);
+        assert_eq!(app.event_count().await, count + 1);
+
+        // A key older than a day is forgotten: the same key starts afresh.
+        abandon(&app, "crash-2", None, 25 * 60 * 60 * 1000).await;
+        let fresh = app
+            .post_with_key(&app.hr, "/compliance-incidents", "crash-2", &incident)
+            .await;
+        assert_eq!(fresh.status.as_u16(), 201);
+        assert_eq!(app.event_count().await, count + 2);
     }
 );

@@ -166,14 +166,24 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// The id of this request, written into the metadata of every event it appends. Always
-/// generated here, so that it names exactly one request's events.
+/// The id of this request, written into the metadata of every event it appends. Generated
+/// for each request (by the idempotency layer when a key is sent, which records it with the
+/// key), so that it names exactly one request's events.
 pub struct RequestId(pub String);
+
+/// A request id the idempotency layer assigned before the handler ran.
+#[derive(Clone)]
+pub struct AssignedRequestId(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(RequestId(uuid::Uuid::new_v4().to_string()))
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(
+            match parts.extensions.get::<AssignedRequestId>() {
+                Some(assigned) => assigned.0.clone(),
+                None => uuid::Uuid::new_v4().to_string(),
+            },
+        ))
     }
 }

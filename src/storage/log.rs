@@ -134,6 +134,27 @@ pub async fn head(backend: &Backend) -> Result<i64, StorageError> {
 }
 
 /// The events at `positions` (any order, duplicates allowed), in position order.
+/// Every event one request appended, whatever aggregate it went to (a scan of the metadata:
+/// used only to resolve an idempotency key a crash left in progress).
+pub async fn read_request_anywhere(
+    backend: &Backend,
+    request_id: &str,
+) -> Result<Vec<LogEvent>, StorageError> {
+    let filter = match backend {
+        Backend::Sqlite(_) => "json_extract(e.metadata, '$.request_id') = $1",
+        Backend::Postgres(_) => "e.metadata->>'request_id' = $1",
+    };
+    let sql = format!(
+        "SELECT {} FROM events e LEFT JOIN event_chain c ON c.position = e.position \
+         WHERE {filter} ORDER BY e.position",
+        columns(backend)
+    );
+    with_pool!(backend, pool => {
+        let rows = sqlx::query(&sql).bind(request_id).fetch_all(pool).await?;
+        rows.iter().map(decode).collect()
+    })
+}
+
 pub async fn read_positions(
     backend: &Backend,
     positions: &[i64],

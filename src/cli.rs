@@ -44,8 +44,13 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Checks the append-only hash chain; exits 1 and names the first bad position.
-    Verify,
+    /// Checks the append-only hash chain, reading only; exits 1 and names the first bad
+    /// position. With --digest, also proves the log still extends that signed digest.
+    Verify {
+        /// A digest made earlier by `kiroku log digest`.
+        #[arg(long)]
+        digest: Option<std::path::PathBuf>,
+    },
     /// Rebuilds every projection from the log; prints events and seconds.
     Rebuild,
     /// Bulk imports, all or nothing.
@@ -90,6 +95,16 @@ pub enum LogCommand {
     },
     /// Restores an export into an empty ledger, all or nothing; refused on a non-empty one.
     Import { file: std::path::PathBuf },
+    /// A signed digest of the chain head (position, hash, time), to keep outside the server;
+    /// `kiroku verify --digest FILE` later proves the log still extends it.
+    Digest {
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        /// The Ed25519 signing key (32 bytes), kept outside the database; created when missing.
+        #[arg(long, env = "KIROKU_DIGEST_KEY", default_value = "kiroku-digest.key")]
+        key: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -385,11 +400,13 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 Err(error) => Err(error.to_string()),
             }
         }
-        Command::Verify => {
-            let ledger = Ledger::open(&cli.database)
+        Command::Verify { digest } => {
+            // Only reads: no sealing, no projector (a server start would seal what is unsealed).
+            let backend = crate::storage::Backend::connect(&cli.database)
                 .await
                 .map_err(|e| e.to_string())?;
-            match verify(&ledger.backend).await.map_err(|e| e.to_string())? {
+            let mut failed = false;
+            match verify(&backend).await.map_err(|e| e.to_string())? {
                 Verdict::Intact {
                     events,
                     unsealed,
@@ -399,13 +416,66 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                     if unsealed > 0 {
                         println!("note: {unsealed} newest events are not sealed yet");
                     }
-                    Ok(ExitCode::SUCCESS)
                 }
                 Verdict::Broken { position, problem } => {
                     println!("TAMPERED at position {position}: {problem}");
-                    Ok(ExitCode::from(1))
+                    failed = true;
                 }
             }
+            if let Some(path) = digest {
+                use crate::storage::digest::{prove, Digest, Proof};
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let digest: Digest = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: ダイジェストを読めません: {e}", path.display()))?;
+                println!(
+                    "digest: position {} hash {} recorded {} key {}",
+                    digest.position, digest.hash, digest.recorded_at, digest.public_key
+                );
+                match prove(&backend, &digest).await.map_err(|e| e.to_string())? {
+                    Proof::Extends { head } => println!(
+                        "ok: the log extends the digest (position {} → head {head})",
+                        digest.position
+                    ),
+                    Proof::Fails(why) => {
+                        println!("TAMPERED: {why}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Log {
+            command: LogCommand::Digest { output, key },
+        } => {
+            use crate::storage::digest::{load_or_create_key, make};
+            let backend = crate::storage::Backend::connect(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (signing, created) = load_or_create_key(&key).map_err(|e| e.to_string())?;
+            if created {
+                eprintln!(
+                    "新しい署名鍵を {} に作りました。データベースとは別の場所に保管してください",
+                    key.display()
+                );
+            }
+            let digest = make(&backend, &signing).await.map_err(|e| e.to_string())?;
+            let text = serde_json::to_string_pretty(&digest).map_err(|e| e.to_string())? + "\n";
+            match output {
+                Some(path) => {
+                    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?
+                }
+                None => print!("{text}"),
+            }
+            eprintln!(
+                "ダイジェスト: 位置 {} ハッシュ {}（{}）。公開鍵 {}",
+                digest.position, digest.hash, digest.recorded_at, digest.public_key
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -133,7 +133,8 @@ impl Sealer {
     }
 }
 
-async fn chain_head(backend: &Backend) -> Result<(i64, String), StorageError> {
+/// The last sealed position and its hash (position 0 and the genesis hash when nothing is sealed).
+pub async fn chain_head(backend: &Backend) -> Result<(i64, String), StorageError> {
     with_pool!(backend, pool => {
         let row = sqlx::query("SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1")
             .fetch_optional(pool)

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod chain;
+pub mod digest;
 pub mod idempotency;
 pub mod keys;
 pub mod log;

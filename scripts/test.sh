@@ -67,6 +67,17 @@ if [[ ! -x /usr/bin/chromedriver || ! -x /usr/bin/chromium ]] || ! fc-list 2>/de
     fi
     [[ -x /usr/bin/chromedriver ]] || die "no /usr/bin/chromedriver after installing chromium-driver"
 fi
+# --- LibreOffice Calc: a spreadsheet opens the CSV downloads (formula injection test) -----
+if [[ ! -x /usr/bin/soffice ]]; then
+    say "installing Debian's libreoffice-calc for the spreadsheet test"
+    sudo_cmd=()
+    (( is_root )) || sudo_cmd=(sudo)
+    if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends libreoffice-calc; then
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends libreoffice-calc
+    fi
+    [[ -x /usr/bin/soffice ]] || die "no /usr/bin/soffice after installing libreoffice-calc"
+fi
 if (( is_root )); then
     id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run the server as"
 fi
@@ -191,6 +202,14 @@ if (( ! started )); then
 fi
 
 export KIROKU_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+# One master key (wrapping the personal keys) for every server and CLI the tests start, so
+# they can open each other's ledgers; a fresh one per run, never a file in the checkout.
+KIROKU_MASTER_KEY="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+export KIROKU_MASTER_KEY
+# Servers answer 503 after 3 s without the database; two cores running the whole suite in
+# parallel can take longer than that to open a connection, so the suite waits longer. The
+# outage tests set 3 s for themselves.
+export KIROKU_DATABASE_WAIT_MS=15000
 say "PostgreSQL ready at $KIROKU_TEST_POSTGRES_URL"
 
 # --- PostgreSQL smoke check only ------------------------------------------------
@@ -203,6 +222,13 @@ fi
 
 # --- Rust checks and tests ------------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH"
+
+# A fresh CI clone builds once: incremental state would only double the disk the build
+# needs (a CI disk once filled up while linking the test binaries).
+if [[ "${CI:-}" == true ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+say "disk free before the build: $(df -h . | awk 'NR==2 {print $4}')"
 
 if [[ "${KIROKU_SKIP_LINT:-0}" == 1 ]]; then
     say "KIROKU_SKIP_LINT=1: skipping cargo fmt and cargo clippy"

@@ -4,6 +4,7 @@
 
 use crate::http::router;
 use crate::ledger::Ledger;
+use crate::server::{serve, Limits};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 pub struct Application {
     listener: TcpListener,
     ledger: Arc<Ledger>,
+    limits: Limits,
 }
 
 impl Application {
@@ -19,7 +21,17 @@ impl Application {
     pub async fn build(database_url: &str, addr: SocketAddr) -> Result<Self, StartError> {
         let ledger = Ledger::open(database_url).await?;
         let listener = TcpListener::bind(addr).await?;
-        Ok(Application { listener, ledger })
+        Ok(Application {
+            listener,
+            ledger,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Other connection and timeout limits than the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -54,9 +66,9 @@ impl Application {
                     if let Err(error) = ledger.projector.checkpoint_if_moved().await {
                         tracing::warn!(%error, "checkpointing the read models failed");
                     }
-                }
-                if let Err(error) = ledger.sealer.seal().await {
-                    tracing::warn!(%error, "sealing failed");
+                    if let Err(error) = ledger.complete_erasures().await {
+                        tracing::warn!(%error, "completing erasures failed");
+                    }
                 }
                 if let Err(error) = ledger.projector.catch_up().await {
                     tracing::error!(%error, "projector stopped on an unreadable event");
@@ -64,12 +76,7 @@ impl Application {
             }
         });
         let ledger = self.ledger.clone();
-        let result = axum::serve(
-            self.listener,
-            router(self.ledger).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let result = serve(self.listener, router(self.ledger), self.limits, shutdown).await;
         follower.abort();
         if let Err(error) = ledger.projector.checkpoint_if_moved().await {
             tracing::warn!(%error, "checkpointing the read models at shutdown failed");

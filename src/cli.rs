@@ -50,6 +50,10 @@ pub enum Command {
         /// A digest made earlier by `kiroku log digest`.
         #[arg(long)]
         digest: Option<std::path::PathBuf>,
+        /// A chain head as a published sheet shows it (公表時の台帳ダイジェスト):
+        /// POSITION:HASH, e.g. 49012:06d7d4de….
+        #[arg(long, value_name = "POSITION:HASH")]
+        head: Option<String>,
     },
     /// Rebuilds every projection from the log; prints events and seconds.
     Rebuild,
@@ -67,6 +71,27 @@ pub enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Staff records.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommandLine,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StaffCommandLine {
+    /// Erases a person's personal data for good (crypto-shredding): records the erasure and
+    /// destroys their key. Names and free texts read as 削除済み everywhere; counts stay.
+    Erase {
+        /// 職員番号.
+        employee_no: String,
+        /// Why (kept in the log, in clear: write no personal details here).
+        #[arg(long)]
+        reason: String,
+        /// Who is doing it, as the log will name them.
+        #[arg(long, default_value = "人事課（CLI）")]
+        actor: String,
     },
 }
 
@@ -152,6 +177,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<ExitCode, String> {
+    if !matches!(cli.command, Command::Serve { .. }) {
+        crate::storage::wait_patiently();
+    }
     match cli.command {
         Command::Serve { addr, demo } => {
             let app = Application::build(&cli.database, addr)
@@ -223,6 +251,55 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Staff {
+            command:
+                StaffCommandLine::Erase {
+                    employee_no,
+                    reason,
+                    actor,
+                },
+        } => {
+            use crate::application::{AppError, Command as AppCommand, Service, StaffRequest};
+            use kiroku_domain::staff::{staff_id_of, StaffCommand};
+            use kiroku_domain::values::{EmployeeNo, Text};
+            let employee_no = EmployeeNo::parse(&employee_no)
+                .map_err(|e| format!("職員番号 {employee_no:?}: {e}"))?;
+            let reason = Text::parse(&reason).map_err(|e| format!("--reason: {e}"))?;
+            let ledger = Ledger::open(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let principal = crate::storage::tokens::Principal {
+                name: actor,
+                role: Role::HrAdmin,
+                staff_id: None,
+            };
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let actor = crate::application::Actor {
+                principal: &principal,
+                request_id: &request_id,
+            };
+            let command = AppCommand::Staff {
+                staff_id: staff_id_of(&employee_no),
+                command: StaffRequest::Other(StaffCommand::ErasePersonalData { reason }),
+            };
+            match Service::new(&ledger).execute(&actor, command).await {
+                Ok(_) => {
+                    println!(
+                        "erased: the personal data of {} (key destroyed; counts unchanged)",
+                        employee_no.as_str()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(
+                    error @ (AppError::Command(crate::ledger::CommandError::Refused { .. })
+                    | AppError::NotFound { .. }),
+                ) => {
+                    eprintln!("kiroku: {error}。何も変更していません");
+                    Ok(ExitCode::from(1))
+                }
+                Err(error) => Err(error.to_string()),
+            }
+        }
         Command::Rebuild => {
             let backend = crate::storage::Backend::connect(&cli.database)
                 .await
@@ -233,6 +310,13 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             let projector = crate::projector::Projector::new(backend.clone());
             projector.catch_up().await.map_err(|e| e.to_string())?;
+            if let Some(stopped) = projector.stopped() {
+                return Err(format!(
+                    "the rebuild stopped at position {} ({}): {}. This version cannot read that \
+                     event; nothing was checkpointed",
+                    stopped.position, stopped.event_type, stopped.problem
+                ));
+            }
             projector.checkpoint().await.map_err(|e| e.to_string())?;
             let (position, fingerprint) = projector.fingerprint().map_err(|e| e.to_string())?;
             let events = crate::storage::log::count(&backend)
@@ -354,18 +438,17 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             let backend = crate::storage::Backend::connect(&cli.database)
                 .await
                 .map_err(|e| e.to_string())?;
-            let sealer = crate::storage::chain::Sealer::new(backend.clone());
             let header = match &output {
                 Some(path) => {
                     let file = std::fs::File::create(path)
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                     let mut out = std::io::BufWriter::new(file);
-                    backup::export(&backend, &sealer, &mut out).await
+                    backup::export(&backend, &mut out).await
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
-                    backup::export(&backend, &sealer, &mut out).await
+                    backup::export(&backend, &mut out).await
                 }
             }
             .map_err(|e| e.to_string())?;
@@ -400,22 +483,15 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 Err(error) => Err(error.to_string()),
             }
         }
-        Command::Verify { digest } => {
-            // Only reads: no sealing, no projector (a server start would seal what is unsealed).
+        Command::Verify { digest, head } => {
+            // Only reads: no projector, nothing written.
             let backend = crate::storage::Backend::connect(&cli.database)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut failed = false;
             match verify(&backend).await.map_err(|e| e.to_string())? {
-                Verdict::Intact {
-                    events,
-                    unsealed,
-                    head,
-                } => {
+                Verdict::Intact { events, head } => {
                     println!("ok: {events} events, hash chain intact (head {head})");
-                    if unsealed > 0 {
-                        println!("note: {unsealed} newest events are not sealed yet");
-                    }
                 }
                 Verdict::Broken { position, problem } => {
                     println!("TAMPERED at position {position}: {problem}");
@@ -436,6 +512,29 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                     Proof::Extends { head } => println!(
                         "ok: the log extends the digest (position {} → head {head})",
                         digest.position
+                    ),
+                    Proof::Fails(why) => {
+                        println!("TAMPERED: {why}");
+                        failed = true;
+                    }
+                }
+            }
+            if let Some(head) = head {
+                use crate::storage::digest::{extends, Proof};
+                let (position, hash) = head
+                    .split_once(':')
+                    .and_then(|(p, h)| Some((p.trim().parse::<i64>().ok()?, h.trim())))
+                    .ok_or_else(|| {
+                        format!(
+                            "--head {head:?}: 位置:ハッシュ（例 49012:06d7…）で指定してください"
+                        )
+                    })?;
+                match extends(&backend, position, hash)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Proof::Extends { head } => println!(
+                        "ok: the log extends the published head (position {position} → head {head})"
                     ),
                     Proof::Fails(why) => {
                         println!("TAMPERED: {why}");

@@ -149,7 +149,7 @@ pub async fn build() -> Result<(LogImage, DemoSummary), DemoError> {
     let city = City::simulate()?;
     let mut summary = city.summary();
     let scratch = Scratch::create()?;
-    let ledger = Ledger::scratch(Backend::scratch(&scratch.path()).await?).await?;
+    let ledger = Ledger::on(Backend::scratch(&scratch.path()).await?).await?;
     let mut runner = Runner {
         ledger: &ledger,
         requests: 0,
@@ -167,8 +167,29 @@ pub async fn build() -> Result<(LogImage, DemoSummary), DemoError> {
     ledger.backend.close().await;
     drop(scratch);
     stamp(&mut image.events, &dates)?;
-    backup::rechain(&mut image.events);
+    rechain_with_published_heads(&mut image.events);
     Ok((image, summary))
+}
+
+/// Re-chains the log after its times were set (see [`backup::rechain`]) and points every
+/// publication's `ledger_head` at the re-chained hash of its position: the scratch ledger's
+/// hashes covered other times and exist nowhere else.
+fn rechain_with_published_heads(events: &mut [backup::EventLine]) {
+    use crate::storage::chain::{link, GENESIS};
+    let mut hashes = std::collections::HashMap::new();
+    let mut previous = GENESIS.to_string();
+    for event in events.iter_mut() {
+        if let Some(head) = event.payload.pointer_mut("/SheetPublished/ledger_head") {
+            let hash = head["position"]
+                .as_i64()
+                .and_then(|p| hashes.get(&p).cloned())
+                .unwrap_or_else(|| GENESIS.to_string());
+            head["hash"] = serde_json::Value::String(hash);
+        }
+        previous = link(&previous, &event.log_event());
+        event.hash = previous.clone();
+        hashes.insert(event.position, previous.clone());
+    }
 }
 
 /// A scratch SQLite ledger in a fresh temporary directory, removed when dropped.
@@ -568,6 +589,12 @@ enum Op {
         evaluation_id: Uuid,
         text: String,
     },
+    ResolveDispute {
+        staff: Uuid,
+        evaluation_id: Uuid,
+        outcome: String,
+        reason: String,
+    },
     Session {
         id: Uuid,
         command: SessionCommand,
@@ -719,6 +746,19 @@ fn command(op: Op) -> Result<Command, DemoError> {
                 text: text(&dispute)?,
             },
         },
+        Op::ResolveDispute {
+            staff,
+            evaluation_id,
+            outcome,
+            reason,
+        } => Command::Staff {
+            staff_id: staff,
+            command: StaffRequest::ResolveDispute {
+                evaluation_id,
+                outcome: text(&outcome)?,
+                reason: text(&reason)?,
+            },
+        },
         Op::Session { id, command, .. } => Command::Session {
             session_id: id,
             command,
@@ -768,6 +808,7 @@ fn command(op: Op) -> Result<Command, DemoError> {
                 values: BTreeMap::new(),
                 published_by: String::new(),
                 reason: with_reason(reason)?,
+                ledger_head: None,
             },
             reason: None,
         },
@@ -2806,12 +2847,16 @@ impl City {
                     self.staff_op(ymd(fy + 1, 6, 5)?, person, command);
                     ("評価をBに修正", "苦情処理委員会の審査結果")
                 };
-                let command = StaffCommand::ResolveDispute {
-                    evaluation_id: id,
-                    outcome: text(outcome)?,
-                    reason: text(reason)?,
-                };
-                self.staff_op(ymd(fy + 1, 6, 6)?, person, command);
+                let staff = self.people[person].id;
+                self.push(
+                    ymd(fy + 1, 6, 6)?,
+                    Op::ResolveDispute {
+                        staff,
+                        evaluation_id: id,
+                        outcome: outcome.to_string(),
+                        reason: reason.to_string(),
+                    },
+                );
             }
         }
         Ok(())
@@ -3646,7 +3691,9 @@ mod tests {
                     registered.insert(s.id);
                     Vec::new()
                 }
-                Op::Staff { id, .. } | Op::Dispute { staff: id, .. } => vec![*id],
+                Op::Staff { id, .. }
+                | Op::Dispute { staff: id, .. }
+                | Op::ResolveDispute { staff: id, .. } => vec![*id],
                 Op::Interview {
                     staff,
                     interviewer,

@@ -45,6 +45,9 @@ fn unify_line_endings(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
+/// At most this many problems are listed for one file (then one line says how many more).
+pub const MAX_REPORTED_ERRORS: usize = 1000;
+
 /// One import at a time, so that no two imports validate against the same state.
 static IMPORTING: Mutex<()> = Mutex::const_new(());
 
@@ -330,6 +333,16 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> 
         }
     }
     errors.sort_by_key(|e| e.line);
+    if errors.len() > MAX_REPORTED_ERRORS {
+        // A file of bad rows gets its first problems and a count, not a list as long as itself.
+        let more = errors.len() - MAX_REPORTED_ERRORS;
+        errors.truncate(MAX_REPORTED_ERRORS);
+        let line = errors.last().map(|e| e.line).unwrap_or(0);
+        errors.push(RowError {
+            line,
+            message: format!("{line} 行目より後にも {more} 件の問題があります（最初の {MAX_REPORTED_ERRORS} 件を示しました）"),
+        });
+    }
     if !errors.is_empty() {
         return Err(ImportError::Rejected(errors));
     }

@@ -3,9 +3,8 @@
 //! commands are executed (bounded retries on optimistic-lock conflicts, metadata on every
 //! event, the appended events read back for the response).
 
-use crate::projector::Projector;
-use crate::storage::chain::Sealer;
-use crate::storage::keys::KeyStore;
+use crate::projector::{Projector, Stopped};
+use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::{read_request, LogEvent};
 use crate::storage::repository::LedgerRepository;
 use crate::storage::tokens::Principal;
@@ -100,13 +99,22 @@ pub enum CommandError {
     },
     #[error("the aggregate stayed contended after {MAX_ATTEMPTS} attempts")]
     Contended,
+    /// The database is out of reach for now: nothing was recorded, retry later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// The projector stopped at an event this version cannot read: no command is taken.
+    #[error("the projector stopped at position {}", .0.position)]
+    Stopped(Stopped),
     #[error("storage failed: {0}")]
     Storage(String),
 }
 
 impl From<StorageError> for CommandError {
     fn from(error: StorageError) -> Self {
-        CommandError::Storage(error.to_string())
+        match error {
+            StorageError::Unavailable(detail) => CommandError::Unavailable(detail),
+            other => CommandError::Storage(other.to_string()),
+        }
     }
 }
 
@@ -117,17 +125,16 @@ pub struct Ledger {
     pub incidents: Cqrs<ComplianceIncident>,
     pub plans: Cqrs<PlanItem>,
     pub keys: KeyStore,
-    pub sealer: Arc<Sealer>,
     pub projector: Projector,
     /// Commands on the same aggregate queue here instead of racing in the database.
     locks: Vec<Mutex<()>>,
 }
 
-fn framework<A: Aggregate>(backend: &Backend, sealer: &Arc<Sealer>) -> Cqrs<A>
+fn framework<A: Aggregate>(backend: &Backend) -> Cqrs<A>
 where
     A::Services: Default,
 {
-    let repo = LedgerRepository::new(backend, sealer.clone());
+    let repo = LedgerRepository::new(backend);
     let store = PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
     CqrsFramework::new(store, vec![], A::Services::default())
 }
@@ -140,31 +147,42 @@ impl Ledger {
 
     /// The ledger on a backend already connected and migrated.
     pub async fn on(backend: Backend) -> Result<Arc<Ledger>, StorageError> {
-        Ledger::with_sealer(backend.clone(), Sealer::new(backend)).await
-    }
-
-    /// A scratch ledger whose log is re-chained and restored elsewhere (the demo city): its
-    /// commits are not sealed one by one.
-    pub async fn scratch(backend: Backend) -> Result<Arc<Ledger>, StorageError> {
-        Ledger::with_sealer(backend.clone(), Sealer::deferred(backend)).await
-    }
-
-    async fn with_sealer(backend: Backend, sealer: Sealer) -> Result<Arc<Ledger>, StorageError> {
-        let sealer = Arc::new(sealer);
-        sealer.seal().await?;
+        // Opening seals nothing: each commit wrote its own chain links, and an event without
+        // one is for `verify` to report, not for a start to cover up.
         let ledger = Ledger {
-            staff: framework(&backend, &sealer),
-            sessions: framework(&backend, &sealer),
-            incidents: framework(&backend, &sealer),
-            plans: framework(&backend, &sealer),
-            keys: KeyStore::new(backend.clone()),
+            staff: framework(&backend),
+            sessions: framework(&backend),
+            incidents: framework(&backend),
+            plans: framework(&backend),
+            keys: KeyStore::new(backend.clone(), MasterKey::load()?),
             projector: Projector::open(backend.clone()).await?,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
-            sealer,
             backend,
         };
+        ledger.keys.prepare().await?;
         ledger.projector.catch_up().await?;
+        ledger.complete_erasures().await?;
         Ok(Arc::new(ledger))
+    }
+
+    /// Destroys the key of everyone whose erasure is in the log and still has one (an
+    /// erasure recorded just before a crash, or by another process whose cached keys this
+    /// process must forget). Returns how many keys it destroyed.
+    pub async fn complete_erasures(&self) -> Result<usize, StorageError> {
+        let erased: Vec<uuid::Uuid> = self.projector.read(|h| {
+            h.staff
+                .values()
+                .filter(|s| s.personal_data_erased)
+                .map(|s| s.staff_id)
+                .collect()
+        })?;
+        let mut destroyed = 0;
+        for staff_id in erased {
+            if self.keys.destroy(staff_id).await? {
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
     }
 
     /// Aggregate `id` as the next command would find it, for a dry run (the import checks
@@ -174,7 +192,7 @@ impl Ledger {
         A: Aggregate + Clone,
     {
         use cqrs_es::{AggregateContext, EventStore};
-        let repo = LedgerRepository::new(&self.backend, self.sealer.clone());
+        let repo = LedgerRepository::new(&self.backend);
         let store: PersistedEventStore<LedgerRepository, A> =
             PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
         let mut context = store
@@ -224,8 +242,30 @@ impl Ledger {
         A::Command: Clone,
         A::Error: DomainError,
     {
+        if let Some(stopped) = self.projector.stopped() {
+            // What the read models show is behind the log: deciding on it could break a rule.
+            return Err(CommandError::Stopped(stopped));
+        }
         let metadata = meta.to_map();
+        let started = std::time::Instant::now();
         let _turn = self.stripe(A::TYPE, id).lock().await;
+        let result = self.decide_and_append(cqrs, id, command, metadata).await;
+        crate::metrics::command(A::TYPE, started.elapsed());
+        result
+    }
+
+    async fn decide_and_append<A>(
+        &self,
+        cqrs: &Cqrs<A>,
+        id: &str,
+        command: A::Command,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        A::Error: DomainError,
+    {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -247,6 +287,12 @@ impl Ledger {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
+                Err(
+                    AggregateError::DatabaseConnectionError(error)
+                    | AggregateError::UnexpectedError(error),
+                ) if crate::storage::is_unavailable_boxed(error.as_ref()) => {
+                    return Err(CommandError::Unavailable(error.to_string()))
+                }
                 Err(other) => return Err(CommandError::Storage(other.to_string())),
             }
         }

@@ -5,7 +5,14 @@
 //! The read models live in memory and are checkpointed to `projection_checkpoints`: the whole
 //! state and the position it reflects in one row, written by one statement. After a crash the
 //! projector resumes from its last checkpoint; a checkpoint it cannot read (another format, a
-//! damaged row) is ignored and the read models are rebuilt from the log.
+//! damaged row) or whose fingerprint does not match is ignored and the read models are
+//! rebuilt from the log. The fingerprint covers the state and the chain hash at its
+//! position, so a checkpoint only fits the log it was drawn from.
+//!
+//! An event this version cannot read (written by a newer version, or damaged) stops the
+//! projector *visibly*: the read models stay at the event before it and go on serving,
+//! `/healthz` says `degraded` and names the event, and commands are refused until a version
+//! that reads it is running. Nothing is skipped.
 
 use crate::storage::log::{read_after, LogEvent};
 use crate::storage::{now_ms, Backend, StorageError};
@@ -70,12 +77,23 @@ impl State {
     }
 }
 
+/// Where and why the projector stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    pub position: i64,
+    pub event_type: String,
+    pub problem: String,
+}
+
 pub struct Projector {
     backend: Backend,
     state: RwLock<State>,
+    stopped: RwLock<Option<Stopped>>,
     catching_up: Mutex<()>,
     checkpointed: AtomicI64,
     checkpoint_every: i64,
+    /// When a catch-up last failed because the database was out of reach (ms, 0 = never).
+    failed_at: AtomicI64,
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -84,6 +102,17 @@ fn poisoned<T>(_: T) -> StorageError {
 
 fn fingerprint_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// A checkpoint's fingerprint: SHA-256 of the chain hash at its position and its bytes.
+async fn seal(backend: &Backend, position: i64, bytes: &[u8]) -> Result<String, StorageError> {
+    let hash = crate::storage::chain::hash_at(backend, position)
+        .await?
+        .unwrap_or_else(|| crate::storage::chain::GENESIS.to_string());
+    let mut hasher = Sha256::new();
+    hasher.update(hash.as_bytes());
+    hasher.update(bytes);
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Turns a stored event into the typed form projections read.
@@ -111,30 +140,33 @@ impl Projector {
         Projector {
             backend,
             state: RwLock::new(State::default()),
+            stopped: RwLock::new(None),
             catching_up: Mutex::new(()),
             checkpointed: AtomicI64::new(0),
             checkpoint_every,
+            failed_at: AtomicI64::new(0),
         }
     }
 
     /// A projector resuming from its last readable checkpoint (or from the start).
     pub async fn open(backend: Backend) -> Result<Self, StorageError> {
         let projector = Projector::new(backend);
-        let row: Option<(i32, i64, Vec<u8>)> = with_pool!(&projector.backend, pool => {
+        let row: Option<(i32, i64, String, Vec<u8>)> = with_pool!(&projector.backend, pool => {
             let row = sqlx::query(
-                "SELECT format, position, state FROM projection_checkpoints WHERE name = $1",
+                "SELECT format, position, fingerprint, state FROM projection_checkpoints WHERE name = $1",
             )
             .bind(CHECKPOINT)
             .fetch_optional(pool)
             .await?;
             match row {
-                Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
+                Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)),
                 None => None,
             }
         });
-        if let Some((format, position, bytes)) = row {
+        if let Some((format, position, stored, bytes)) = row {
+            let fits = stored == seal(&projector.backend, position, &bytes).await?;
             match serde_json::from_slice::<State>(&bytes) {
-                Ok(state) if format == FORMAT && state.position == position => {
+                Ok(state) if fits && format == FORMAT && state.position == position => {
                     *projector.state.write().map_err(poisoned)? = state;
                     projector.checkpointed.store(position, Ordering::SeqCst);
                 }
@@ -142,7 +174,8 @@ impl Projector {
                     tracing::warn!(
                         format,
                         position,
-                        "ignoring an unreadable projection checkpoint; rebuilding from the log"
+                        fits,
+                        "ignoring an unreadable or altered projection checkpoint; rebuilding from the log"
                     );
                 }
             }
@@ -158,7 +191,7 @@ impl Projector {
                 .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
             (state.position, bytes)
         };
-        let fingerprint = fingerprint_of(&bytes);
+        let fingerprint = seal(&self.backend, position, &bytes).await?;
         with_pool!(&self.backend, pool => {
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, saved_at) \
@@ -210,17 +243,64 @@ impl Projector {
         self.state.read().map(|s| s.position).unwrap_or(0)
     }
 
+    /// The event the projector stopped at, if it did.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.stopped.read().ok().and_then(|s| s.clone())
+    }
+
     /// Applies every event committed since the last call. An event that cannot be read stops
-    /// the projector with an error instead of being skipped.
+    /// the projector at the event before it (see [`stopped`](Self::stopped)); it is never
+    /// skipped, and the projector stays there until a version that reads it is started.
     pub async fn catch_up(&self) -> Result<i64, StorageError> {
-        let _only_one = self.catching_up.lock().await;
+        // While the database is out of reach, callers queued here would each wait out their
+        // own timeout in turn: they wait at most that long in all, and learn at once from a
+        // catch-up that has just failed.
+        let unavailable = || StorageError::Unavailable("the projector cannot read the log".into());
+        let Ok(_only_one) =
+            tokio::time::timeout(crate::storage::database_wait(), self.catching_up.lock()).await
+        else {
+            return Err(unavailable());
+        };
+        if now_ms() - self.failed_at.load(Ordering::SeqCst)
+            < crate::storage::database_wait().as_millis() as i64
+        {
+            return Err(unavailable());
+        }
+        let result = self.catch_up_locked().await;
+        if let Err(StorageError::Unavailable(_)) = &result {
+            self.failed_at.store(now_ms(), Ordering::SeqCst);
+        }
+        result
+    }
+
+    async fn catch_up_locked(&self) -> Result<i64, StorageError> {
         loop {
             let after = self.position();
+            if self.stopped().is_some() {
+                return Ok(after);
+            }
             let page = read_after(&self.backend, after, PAGE.min(self.checkpoint_every)).await?;
             if page.is_empty() {
                 return Ok(after);
             }
-            let typed: Vec<Recorded> = page.iter().map(recorded).collect::<Result<_, _>>()?;
+            if let Some(last) = page.last() {
+                crate::metrics::saw_head(last.position);
+            }
+            let mut typed = Vec::with_capacity(page.len());
+            let mut stop = None;
+            for event in &page {
+                match recorded(event) {
+                    Ok(event) => typed.push(event),
+                    Err(error) => {
+                        stop = Some(Stopped {
+                            position: event.position,
+                            event_type: format!("{}.{}", event.aggregate_type, event.event_type),
+                            problem: error.to_string(),
+                        });
+                        break;
+                    }
+                }
+            }
             let position = {
                 let mut state = self.state.write().map_err(poisoned)?;
                 for event in &typed {
@@ -232,6 +312,17 @@ impl Projector {
                 }
                 state.position
             };
+            if let Some(stop) = stop {
+                tracing::error!(
+                    position = stop.position,
+                    event_type = %stop.event_type,
+                    problem = %stop.problem,
+                    "the projector stopped at an event this version cannot read; reads are served \
+                     as of the event before it and commands are refused"
+                );
+                *self.stopped.write().map_err(poisoned)? = Some(stop);
+                return Ok(position);
+            }
             if position - self.checkpointed.load(Ordering::SeqCst) >= self.checkpoint_every {
                 self.checkpoint().await?;
             }
@@ -254,13 +345,14 @@ impl Projector {
         Ok(sheet::sheet(&state.plans, &state.facts, code, at, moment))
     }
 
-    /// Every indicator's actual of plan item `code` for `fiscal_year` as the log stands now:
-    /// what a publication freezes. `None` when the item is unknown.
+    /// Every indicator's actual of plan item `code` for `fiscal_year` as the log stands now,
+    /// and the position that is: what a publication freezes. `None` when the item is unknown.
+    #[allow(clippy::type_complexity)]
     pub fn actuals(
         &self,
         code: &str,
         fiscal_year: FiscalYear,
-    ) -> Result<Option<BTreeMap<Code, Option<f64>>>, StorageError> {
+    ) -> Result<Option<(i64, BTreeMap<Code, Option<f64>>)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
         let Some(item) = state.plans.items.get(code) else {
             return Ok(None);
@@ -283,7 +375,7 @@ impl Projector {
                 (ind.indicator_code.clone(), value)
             })
             .collect();
-        Ok(Some(values))
+        Ok(Some((at, values)))
     }
 
     /// Every change of the target or the actual of (item, indicator, fiscal year) from the

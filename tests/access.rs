@@ -699,6 +699,8 @@ both_backends!(
         const DRAFT_COMMENT: &str = "繁忙期の残業が多く健康面が心配";
         const CORRECTED_COMMENT: &str = "繁忙期にも正確な事務処理を続けた";
         const DISPUTE: &str = "面談で説明された内容と評価結果が異なります";
+        // What was decided about it: personal, sealed like the dispute.
+        const OUTCOME: &str = "評価を維持（上司の家族事情を考慮）";
 
         let mut body = staff_body("T001", "総務課", 3, "2015-04-01");
         body["name"] = json!(NAME);
@@ -747,6 +749,14 @@ both_backends!(
             &json!({"text": DISPUTE}),
         )
         .await;
+        let resolved = app
+            .post(
+                &app.hr,
+                &format!("/staff/{s}/evaluations/{first_evaluation}/dispute-resolutions"),
+                &json!({"outcome": OUTCOME, "reason": "苦情処理委員会の審査"}),
+            )
+            .await;
+        assert!(resolved.status.is_success(), "{:?}", resolved.body);
         let mut draft = evaluation_body(i, DRAFT_COMMENT);
         draft["period"] = json!("second_half");
         let second = post_created(&app, &manager, &format!("/staff/{s}/evaluations"), &draft).await;
@@ -783,6 +793,7 @@ both_backends!(
             DRAFT_COMMENT,
             CORRECTED_COMMENT,
             DISPUTE,
+            OUTCOME,
         ] {
             for form in clear_forms(secret) {
                 for row in &rows {
@@ -803,6 +814,16 @@ both_backends!(
         assert_eq!(interview(&hr, second_interview)["note"], CORRECTED_NOTE);
         assert_eq!(evaluation(&hr, first_evaluation)["comment"], COMMENT);
         assert_eq!(evaluation(&hr, first_evaluation)["dispute"], DISPUTE);
+        assert_eq!(
+            evaluation(&hr, first_evaluation)["dispute_outcome"],
+            OUTCOME
+        );
+        let audit = get_ok(&app, &app.auditor, &format!("/staff/{s}")).await;
+        assert!(evaluation(&audit, first_evaluation)["dispute_outcome"].is_null());
+        assert_eq!(
+            evaluation(&audit, first_evaluation)["dispute_resolved"],
+            true
+        );
         assert_eq!(
             evaluation(&hr, second_evaluation)["comment"],
             CORRECTED_COMMENT

@@ -61,6 +61,25 @@ fn unguarded(db: Db, statements: &str) -> String {
     }
 }
 
+/// What an attacker with database access and this source code can do: link every event
+/// after the chain head as if Kiroku had.
+async fn rechain_as_an_attacker(app: &TestApp) {
+    use kiroku::storage::{chain, log};
+    let (after, mut hash) = chain::chain_head(&app.ledger.backend).await.expect("head");
+    let events = log::read_after(&app.ledger.backend, after, 10_000)
+        .await
+        .expect("read");
+    let mut statements = String::new();
+    for event in &events {
+        hash = chain::link(&hash, event);
+        statements.push_str(&format!(
+            "INSERT INTO event_chain (position, hash) VALUES ({}, '{hash}');",
+            event.position
+        ));
+    }
+    app.sql(&statements).await.expect("re-chain");
+}
+
 both_backends!(
     a_signed_digest_detects_a_rewritten_past_a_truncated_tail_and_an_emptied_log,
     |app: TestApp| async move {
@@ -120,11 +139,22 @@ both_backends!(
         app.sql(&unguarded(app.db, &rewrite))
             .await
             .expect("rewrite");
-        app.ledger
-            .sealer
-            .seal_all()
+        // Neither a server start nor `verify` covers this up: each commit wrote its own links,
+        // so events without them are reported, at the first one.
+        let restarted = kiroku::ledger::Ledger::open(&app.database_url)
             .await
-            .expect("re-chain, as a server start would");
+            .expect("a server start");
+        restarted.backend.close().await;
+        let (code, out) = kiroku(&app, &["verify"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains(&format!("TAMPERED at position {second}"))
+                && out.contains("no chain entry"),
+            "{out}"
+        );
+
+        // Only someone who recomputes the chain from there on can make the log look whole.
+        rechain_as_an_attacker(&app).await;
         let (code, out) = kiroku(&app, &["verify"]);
         assert_eq!(code, 0, "the re-chained log looks intact on its own: {out}");
         for held in [&early, &late] {
@@ -151,5 +181,112 @@ both_backends!(
         let (code, out) = kiroku(&app, &["verify", "--digest", &early]);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("台帳にありません"), "{out}");
+    }
+);
+
+async fn sheet_text(app: &TestApp, format: &str) -> String {
+    let response = app
+        .client
+        .get(app.url(&format!("/plan-items/2-1-2/sheet?format={format}")))
+        .bearer_auth(&app.auditor)
+        .send()
+        .await
+        .expect("sheet");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("body")
+}
+
+both_backends!(
+    a_published_sheet_carries_the_ledger_head_and_anyone_holding_it_can_check_the_log,
+    |app: TestApp| async move {
+        let created = app
+            .post(&app.hr, "/plan-items", &support::plan_item_body())
+            .await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        for i in 0..3 {
+            app.register(&format!("H00{i}"), "総務課", 3).await;
+        }
+        let evaluated = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/self-evaluations",
+                &serde_json::json!({"fiscal_year": 2023, "grade": "A", "reason": "計画どおり", "next_step": "continue"}),
+            )
+            .await;
+        assert_eq!(evaluated.status, 200, "{:?}", evaluated.body);
+        let head_before = app.event_count().await;
+        let published = app
+            .post(
+                &app.hr,
+                "/plan-items/2-1-2/publications",
+                &serde_json::json!({"fiscal_year": 2023}),
+            )
+            .await;
+        assert_eq!(published.status, 201, "{:?}", published.body);
+
+        // Every format shows the head the published values were drawn from.
+        let sheet: serde_json::Value =
+            serde_json::from_str(&sheet_text(&app, "json").await).expect("json");
+        let year = sheet["years"]
+            .as_array()
+            .expect("years")
+            .iter()
+            .find(|y| y["fiscal_year"] == 2023)
+            .expect("FY2023");
+        let position = year["ledger_head"]["position"].as_i64().expect("position");
+        let hash = year["ledger_head"]["hash"]
+            .as_str()
+            .expect("hash")
+            .to_string();
+        let events: Vec<i64> = app.get(&app.hr, "/events").await.body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["position"].as_i64())
+            .collect();
+        assert_eq!(events.len() as i64, head_before + 1);
+        assert_eq!(
+            position,
+            events[events.len() - 2],
+            "the head is the last event before the publication"
+        );
+        for format in ["csv", "html"] {
+            let text = sheet_text(&app, format).await;
+            assert!(text.contains("公表時の台帳ダイジェスト"), "{format}");
+            assert!(text.contains(&hash), "{format}: no {hash}");
+        }
+        assert!(sheet.to_string().contains(&hash));
+
+        // Whoever holds the sheet checks the log still extends it; the log grows, still ok.
+        let head = format!("{position}:{hash}");
+        let (code, out) = kiroku(&app, &["verify", "--head", &head]);
+        assert_eq!(code, 0, "{out}");
+        app.register("H009", "総務課", 3).await;
+        assert_eq!(kiroku(&app, &["verify", "--head", &head]).0, 0);
+
+        // A past rewritten and re-chained by an attacker no longer holds the published head.
+        let first = events[0];
+        let rewrite = match app.db {
+            Db::Sqlite => format!(
+                "UPDATE events SET metadata = replace(metadata, '人事課 テスト', '監査委員') WHERE position = {first}; \
+                 DELETE FROM event_chain WHERE position >= {first};"
+            ),
+            Db::Postgres => format!(
+                "UPDATE events SET metadata = jsonb_set(metadata, '{{actor}}', '\"監査委員\"') WHERE position = {first}; \
+                 DELETE FROM event_chain WHERE position >= {first};"
+            ),
+        };
+        app.sql(&unguarded(app.db, &rewrite))
+            .await
+            .expect("rewrite");
+        rechain_as_an_attacker(&app).await;
+        assert_eq!(
+            kiroku(&app, &["verify"]).0,
+            0,
+            "re-chained: whole on its own"
+        );
+        let (code, out) = kiroku(&app, &["verify", "--head", &head]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("ハッシュがダイジェストと異なります"), "{out}");
     }
 );

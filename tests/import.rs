@@ -149,6 +149,28 @@ both_backends!(
         );
         assert_eq!(app.event_count().await, before, "nothing was recorded");
 
+        // A file of bad rows lists its first thousand problems and counts the rest.
+        let mut many =
+            String::from("employee_no,course_code,session_starts_on,completed_on,understanding\n");
+        for i in 0..1500 {
+            many.push_str(&format!(
+                "S001,{COURSE},2023-06-01,2023-06-02,{}\n",
+                6 + i % 3
+            ));
+        }
+        let reply = post_csv(&app, "utf-8", many.into_bytes()).await;
+        reply.assert_problem(400, "import_rejected");
+        let errors = reply.body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1001);
+        assert!(errors[1000]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("500 件の問題があります")));
+
+        // Over the size limit, with or without a key: problem+json, nothing recorded.
+        let huge = vec![b'a'; 16 * 1024 * 1024 + 1];
+        let too_large = post_csv(&app, "utf-8", huge).await;
+        too_large.assert_problem(413, "body_too_large");
+
         let wrong_header = post_csv(&app, "utf-8", b"a,b\n1,2\n".to_vec()).await;
         wrong_header.assert_problem(400, "import_rejected");
         let not_sjis = post_csv(&app, "utf-8", vec![0x82, 0xA0, b'\n']).await;

@@ -1235,6 +1235,7 @@ async fn reply_of(response: reqwest::Response) -> Reply {
         status,
         content_type,
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
+        retry_after: None,
     }
 }
 

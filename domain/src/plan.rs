@@ -194,7 +194,18 @@ pub enum PlanEvent {
         version: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<Text>,
+        /// The hash chain's head the frozen values were drawn from: a published sheet in
+        /// anyone's hands is a digest of the log up to there (公表時の台帳ダイジェスト).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ledger_head: Option<ChainHead>,
     },
+}
+
+/// A position in the log and the chain hash there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub position: i64,
+    pub hash: String,
 }
 
 impl DomainEvent for PlanEvent {
@@ -273,6 +284,8 @@ pub enum PlanCommand {
         published_by: String,
         /// Required when the year was published before.
         reason: Option<Text>,
+        /// Where in the log `values` were drawn from (filled by the application).
+        ledger_head: Option<ChainHead>,
     },
 }
 
@@ -550,6 +563,7 @@ impl PlanItem {
                 values,
                 published_by,
                 reason,
+                ledger_head,
             } => {
                 self.check_year(fiscal_year)?;
                 if !self.evaluated.contains(&fiscal_year) {
@@ -571,6 +585,7 @@ impl PlanItem {
                     published_by,
                     version: earlier + 1,
                     reason,
+                    ledger_head,
                 }
             }
         };
@@ -915,6 +930,7 @@ mod tests {
                 values: BTreeMap::from([(code("nope"), Some(1.0))]),
                 published_by: "hr".into(),
                 reason: None,
+                ledger_head: None,
             })
             .then_expect_error(PlanError::IndicatorNotFound);
     }
@@ -935,6 +951,7 @@ mod tests {
             values: BTreeMap::new(),
             published_by: "人事課".into(),
             reason: reason.map(text),
+            ledger_head: None,
         }
     }
 
@@ -945,6 +962,7 @@ mod tests {
             published_by: "人事課".into(),
             version,
             reason: reason.map(text),
+            ledger_head: None,
         }
     }
 

@@ -106,7 +106,13 @@ pub enum StaffEvent {
     },
     DisputeResolved {
         evaluation_id: Uuid,
-        outcome: Text,
+        /// What was decided, about a person: sealed like the dispute itself.
+        outcome: Sealed,
+        reason: Text,
+    },
+    /// The person's key was destroyed (crypto-shredding): their name and every free text
+    /// about them are unreadable from here on, everywhere; every count stays.
+    PersonalDataErased {
         reason: Text,
     },
 }
@@ -126,6 +132,7 @@ impl DomainEvent for StaffEvent {
             StaffEvent::EvaluationCorrected { .. } => "EvaluationCorrected",
             StaffEvent::EvaluationDisputed { .. } => "EvaluationDisputed",
             StaffEvent::DisputeResolved { .. } => "DisputeResolved",
+            StaffEvent::PersonalDataErased { .. } => "PersonalDataErased",
         };
         name.to_string()
     }
@@ -187,9 +194,31 @@ pub enum StaffCommand {
     },
     ResolveDispute {
         evaluation_id: Uuid,
-        outcome: Text,
+        outcome: Sealed,
         reason: Text,
     },
+    /// Destroys the person's key (the application does, after this event is recorded).
+    ErasePersonalData {
+        reason: Text,
+    },
+}
+
+impl StaffCommand {
+    /// Whether the command writes sealed text about the person (refused once erased; a
+    /// second erasure is refused too).
+    fn carries_personal_text(&self) -> bool {
+        match self {
+            StaffCommand::Register(_)
+            | StaffCommand::RecordInterview { .. }
+            | StaffCommand::RecordEvaluation { .. }
+            | StaffCommand::DisputeEvaluation { .. }
+            | StaffCommand::ResolveDispute { .. }
+            | StaffCommand::ErasePersonalData { .. } => true,
+            StaffCommand::CorrectInterview { note, .. } => note.is_some(),
+            StaffCommand::CorrectEvaluation { comment, .. } => comment.is_some(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,7 +247,7 @@ pub enum StaffError {
     EvaluationExists,
     #[error("この ID の人事評価はありません")]
     EvaluationNotFound,
-    #[error("能力評価の項目には名前を付け、点数は 1〜5 にしてください")]
+    #[error("能力評価の項目は 30 個まで、名前は 1〜50 文字、点数は 1〜5 にしてください")]
     CompetencyOutOfRange,
     #[error("訂正しても何も変わりません")]
     NothingToCorrect,
@@ -226,6 +255,8 @@ pub enum StaffError {
     DisputeAlreadyOpen,
     #[error("この人事評価に受付中の異議申立てはありません")]
     NoOpenDispute,
+    #[error("この職員の個人情報は削除済みです。氏名や所見などの個人情報は記録できません")]
+    PersonalDataErased,
 }
 
 impl DomainError for StaffError {
@@ -247,6 +278,7 @@ impl DomainError for StaffError {
             StaffError::NothingToCorrect => "nothing_to_correct",
             StaffError::DisputeAlreadyOpen => "dispute_already_open",
             StaffError::NoOpenDispute => "no_open_dispute",
+            StaffError::PersonalDataErased => "personal_data_erased",
         }
     }
 
@@ -266,7 +298,8 @@ impl DomainError for StaffError {
             | StaffError::InterviewWithdrawn
             | StaffError::EvaluationExists
             | StaffError::DisputeAlreadyOpen
-            | StaffError::NoOpenDispute => Refusal::Conflict,
+            | StaffError::NoOpenDispute
+            | StaffError::PersonalDataErased => Refusal::Conflict,
         }
     }
 }
@@ -294,6 +327,9 @@ pub struct Staff {
     interviews: BTreeMap<Uuid, bool>,
     /// evaluation id → dispute open?
     evaluations: BTreeMap<Uuid, bool>,
+    /// The person's key was destroyed.
+    #[serde(default)]
+    erased: bool,
 }
 
 impl Staff {
@@ -320,7 +356,11 @@ impl Staff {
         if !self.registered {
             return Err(StaffError::StaffNotFound);
         }
+        if self.erased && command.carries_personal_text() {
+            return Err(StaffError::PersonalDataErased);
+        }
         let event = match command {
+            StaffCommand::ErasePersonalData { reason } => StaffEvent::PersonalDataErased { reason },
             StaffCommand::Register(_) => return Err(StaffError::EmployeeNoTaken),
             StaffCommand::ChangeGrade {
                 grade,
@@ -509,10 +549,20 @@ impl Staff {
     }
 }
 
+/// At most this many competencies per evaluation, each name at most this many characters
+/// (a city's 評価項目 are a dozen short names; a megabyte of name is not one).
+pub const MAX_COMPETENCIES: usize = 30;
+pub const MAX_COMPETENCY_NAME: usize = 50;
+
 fn check_competencies(competencies: &BTreeMap<String, u8>) -> Result<(), StaffError> {
-    let valid = competencies
-        .iter()
-        .all(|(name, score)| !name.trim().is_empty() && (1..=5).contains(score));
+    let valid = competencies.len() <= MAX_COMPETENCIES
+        && competencies.iter().all(|(name, score)| {
+            let name = name.trim();
+            !name.is_empty()
+                && name.chars().count() <= MAX_COMPETENCY_NAME
+                && !name.chars().any(char::is_control)
+                && (1..=5).contains(score)
+        });
     if valid {
         Ok(())
     } else {
@@ -572,6 +622,7 @@ impl Aggregate for Staff {
             StaffEvent::DisputeResolved { evaluation_id, .. } => {
                 self.evaluations.insert(evaluation_id, false);
             }
+            StaffEvent::PersonalDataErased { .. } => self.erased = true,
             StaffEvent::GradeChanged { .. }
             | StaffEvent::StaffTransferred { .. }
             | StaffEvent::InterviewCorrected { .. }
@@ -900,6 +951,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn competency_names_and_counts_are_bounded() {
+        let mut long_name = evaluation(3);
+        long_name.competencies = BTreeMap::from([("企".repeat(51), 3)]);
+        Given::with(())
+            .given(registered())
+            .when(StaffCommand::RecordEvaluation {
+                evaluation: long_name,
+                evaluator_registered: true,
+            })
+            .then_expect_error(StaffError::CompetencyOutOfRange);
+        let mut many = evaluation(3);
+        many.competencies = (0..31).map(|i| (format!("項目{i}"), 3)).collect();
+        Given::with(())
+            .given(registered())
+            .when(StaffCommand::RecordEvaluation {
+                evaluation: many,
+                evaluator_registered: true,
+            })
+            .then_expect_error(StaffError::CompetencyOutOfRange);
+    }
+
+    #[test]
     fn correcting_an_unknown_evaluation_is_rejected() {
         Given::with(())
             .given(registered())
@@ -952,7 +1025,7 @@ pub(crate) mod tests {
             .given(evaluated())
             .when(StaffCommand::ResolveDispute {
                 evaluation_id: Uuid::from_u128(7),
-                outcome: text("評価を維持"),
+                outcome: sealed("評価を維持"),
                 reason: text("確認済み"),
             })
             .then_expect_error(StaffError::NoOpenDispute);

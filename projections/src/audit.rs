@@ -506,6 +506,7 @@ mod tests {
             published_by: "人事課".into(),
             version,
             reason: reason.map(text),
+            ledger_head: None,
         })
     }
 

@@ -58,7 +58,7 @@ pub struct EvaluationEntry {
     pub competencies: BTreeMap<String, u8>,
     pub comment: Option<Sealed>,
     pub dispute: Option<Sealed>,
-    pub dispute_outcome: Option<String>,
+    pub dispute_outcome: Option<Sealed>,
     pub corrections: Vec<String>,
 }
 
@@ -85,6 +85,9 @@ pub struct StaffRecord {
     pub interviews: Vec<InterviewEntry>,
     pub evaluations: Vec<EvaluationEntry>,
     pub trainings: Vec<TrainingEntry>,
+    /// The person's key was destroyed: everything sealed about them reads as 削除済み.
+    #[serde(default)]
+    pub personal_data_erased: bool,
 }
 
 impl StaffRecord {
@@ -210,6 +213,7 @@ impl Histories {
                     interviews: Vec::new(),
                     evaluations: Vec::new(),
                     trainings: Vec::new(),
+                    personal_data_erased: false,
                 },
             );
             return;
@@ -362,9 +366,10 @@ impl Histories {
                 ..
             } => {
                 if let Some(e) = staff.evaluation(*evaluation_id) {
-                    e.dispute_outcome = Some(outcome.to_string());
+                    e.dispute_outcome = Some(outcome.clone());
                 }
             }
+            StaffEvent::PersonalDataErased { .. } => staff.personal_data_erased = true,
         }
     }
 

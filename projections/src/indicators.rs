@@ -498,7 +498,8 @@ impl Facts {
             StaffEvent::EvaluationRecorded(_)
             | StaffEvent::EvaluationCorrected { .. }
             | StaffEvent::EvaluationDisputed { .. }
-            | StaffEvent::DisputeResolved { .. } => {}
+            | StaffEvent::DisputeResolved { .. }
+            | StaffEvent::PersonalDataErased { .. } => {}
         }
     }
 

@@ -4,7 +4,7 @@
 
 use crate::{LedgerEvent, Recorded};
 use kiroku_domain::incident::IncidentEvent;
-use kiroku_domain::plan::{IndicatorDefinition, PlanEvent, PlanItemDefinition};
+use kiroku_domain::plan::{ChainHead, IndicatorDefinition, PlanEvent, PlanItemDefinition};
 use kiroku_domain::session::SessionEvent;
 use kiroku_domain::staff::StaffEvent;
 use kiroku_domain::values::*;
@@ -44,6 +44,9 @@ pub struct Publication {
     /// 第n版: the n-th publication of this item's fiscal year, counted in log order.
     pub version: u32,
     pub reason: Option<Text>,
+    /// The chain head the values were drawn from.
+    #[serde(default)]
+    pub ledger_head: Option<ChainHead>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,7 +87,8 @@ impl PlanBook {
                 | StaffEvent::EvaluationRecorded(_)
                 | StaffEvent::EvaluationCorrected { .. }
                 | StaffEvent::EvaluationDisputed { .. }
-                | StaffEvent::DisputeResolved { .. },
+                | StaffEvent::DisputeResolved { .. }
+                | StaffEvent::PersonalDataErased { .. },
             )
             | LedgerEvent::Session(
                 SessionEvent::SessionScheduled(_)
@@ -177,6 +181,7 @@ impl PlanBook {
                 published_by,
                 version: _,
                 reason,
+                ledger_head,
             } => {
                 let earlier = item
                     .publications
@@ -193,6 +198,7 @@ impl PlanBook {
                         published_by: published_by.clone(),
                         version: earlier as u32 + 1,
                         reason: reason.clone(),
+                        ledger_head: ledger_head.clone(),
                     },
                 })
             }

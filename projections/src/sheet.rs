@@ -9,7 +9,7 @@
 use crate::indicators::Facts;
 use crate::plans::{PlanBook, PlanRecord};
 use crate::time::{fiscal_year_over, fiscal_year_started, jst_date, jst_minute, rfc3339_ms};
-use kiroku_domain::plan::{Baseline, IndicatorDefinition, IndicatorSource};
+use kiroku_domain::plan::{Baseline, ChainHead, IndicatorDefinition, IndicatorSource};
 use kiroku_domain::values::*;
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +157,10 @@ pub struct SheetYear {
     pub activities: Vec<ActivityCell>,
     pub self_evaluation: Option<SelfEvaluationCell>,
     pub external_evaluation: Option<ExternalEvaluationCell>,
+    /// 公表時の台帳ダイジェスト: the chain head the year's last publication (as of the sheet)
+    /// froze its values at. Anyone holding the sheet can check the log still extends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_head: Option<ChainHead>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,12 +338,19 @@ pub fn sheet(book: &PlanBook, facts: &Facts, code: &str, at: i64, moment: i64) -
             .map(|e| ExternalEvaluationCell {
                 text: e.value.1.as_str().to_string(),
             });
+        let ledger_head = item
+            .publications
+            .iter()
+            .rev()
+            .find(|p| p.position <= at && p.value.fiscal_year == fy)
+            .and_then(|p| p.value.ledger_head.clone());
         year_rows.push(SheetYear {
             fiscal_year: fy.year(),
             label: fy.full_label(),
             activities,
             self_evaluation,
             external_evaluation,
+            ledger_head,
         });
     }
     Some(Sheet {

@@ -11,12 +11,13 @@ pub mod policy;
 
 use crate::ledger::{Appended, CommandError, Ledger, Meta};
 use crate::storage::tokens::Principal;
-use crate::storage::StorageError;
+use crate::storage::{chain, StorageError};
 use kiroku_domain::incident::IncidentCommand;
-use kiroku_domain::plan::PlanCommand;
+use kiroku_domain::plan::{ChainHead, PlanCommand};
 use kiroku_domain::session::SessionCommand;
 use kiroku_domain::staff::*;
 use kiroku_domain::values::*;
+use kiroku_domain::DomainError;
 use policy::Action;
 use std::collections::{BTreeMap, HashSet};
 use uuid::Uuid;
@@ -89,8 +90,13 @@ pub enum StaffRequest {
         evaluation_id: Uuid,
         text: Text,
     },
+    ResolveDispute {
+        evaluation_id: Uuid,
+        outcome: Text,
+        reason: Text,
+    },
     /// A command with no personal text (grade, transfer, separation, rehire, withdrawal of
-    /// an interview, resolution of a dispute).
+    /// an interview).
     Other(StaffCommand),
 }
 
@@ -134,7 +140,9 @@ impl Command {
                     evaluation: *evaluation_id,
                 },
                 StaffRequest::Dispute { .. } => Action::Dispute(*staff_id),
-                StaffRequest::Register(_) | StaffRequest::Other(_) => Action::Administer,
+                StaffRequest::Register(_)
+                | StaffRequest::ResolveDispute { .. }
+                | StaffRequest::Other(_) => Action::Administer,
             },
             Command::Session { .. } | Command::Plan { .. } | Command::Incident { .. } => {
                 Action::Administer
@@ -148,12 +156,14 @@ impl Command {
         match self {
             Command::Staff { command, .. } => match command {
                 StaffRequest::CorrectInterview { reason, .. }
-                | StaffRequest::CorrectEvaluation { reason, .. } => text(reason),
+                | StaffRequest::CorrectEvaluation { reason, .. }
+                | StaffRequest::ResolveDispute { reason, .. } => text(reason),
                 StaffRequest::Other(command) => match command {
                     StaffCommand::ChangeGrade { reason, .. } => Some(reason.as_str().into()),
                     StaffCommand::Separate { reason, .. } => Some(reason.as_str().into()),
                     StaffCommand::WithdrawInterview { reason, .. }
-                    | StaffCommand::ResolveDispute { reason, .. } => text(reason),
+                    | StaffCommand::ResolveDispute { reason, .. }
+                    | StaffCommand::ErasePersonalData { reason } => text(reason),
                     _ => None,
                 },
                 _ => None,
@@ -303,7 +313,16 @@ impl<'a> Service<'a> {
         let (meta, id, prepared) = self.prepare(actor, command).await?;
         let ledger = self.ledger;
         Ok(match prepared {
-            Prepared::Staff(c) => ledger.execute(&ledger.staff, &id, c, &meta).await?,
+            Prepared::Staff(c) => {
+                let erasing = matches!(c, StaffCommand::ErasePersonalData { .. });
+                let appended = ledger.execute(&ledger.staff, &id, c, &meta).await?;
+                if erasing {
+                    // The event is recorded first: should the process stop right here, the
+                    // next start destroys the key (`Ledger::complete_erasures`).
+                    ledger.complete_erasures().await?;
+                }
+                appended
+            }
             Prepared::Session(c) => ledger.execute(&ledger.sessions, &id, c, &meta).await?,
             Prepared::Plan(c) => ledger.execute(&ledger.plans, &id, c, &meta).await?,
             Prepared::Incident(c) => ledger.execute(&ledger.incidents, &id, c, &meta).await?,
@@ -348,22 +367,31 @@ impl<'a> Service<'a> {
             }
             Command::Session { command, .. } => Prepared::Session(self.prepare_session(command)?),
             Command::Plan { code, command, .. } => {
-                Prepared::Plan(self.prepare_plan(actor, &code, command)?)
+                Prepared::Plan(self.prepare_plan(actor, &code, command).await?)
             }
             Command::Incident { command, .. } => Prepared::Incident(command),
         };
         Ok((meta, id, prepared))
     }
 
-    async fn seal(&self, staff_id: Uuid, text: &Text) -> Result<Sealed, StorageError> {
-        self.ledger.keys.seal(staff_id, text.as_str()).await
+    async fn seal(&self, staff_id: Uuid, text: &Text) -> Result<Sealed, AppError> {
+        if self.ledger.keys.key_for_writing(staff_id).await?.is_none() {
+            // The person was erased: nothing personal is written about them again.
+            let error = StaffError::PersonalDataErased;
+            return Err(AppError::Command(CommandError::Refused {
+                code: error.code(),
+                refusal: error.refusal(),
+                message: error.to_string(),
+            }));
+        }
+        Ok(self.ledger.keys.seal(staff_id, text.as_str()).await?)
     }
 
     async fn seal_optional(
         &self,
         staff_id: Uuid,
         text: Option<&Text>,
-    ) -> Result<Option<Sealed>, StorageError> {
+    ) -> Result<Option<Sealed>, AppError> {
         match text {
             Some(text) => Ok(Some(self.seal(staff_id, text).await?)),
             None => Ok(None),
@@ -457,6 +485,15 @@ impl<'a> Service<'a> {
                 evaluation_id,
                 text: self.seal(staff_id, &text).await?,
             },
+            StaffRequest::ResolveDispute {
+                evaluation_id,
+                outcome,
+                reason,
+            } => StaffCommand::ResolveDispute {
+                evaluation_id,
+                outcome: self.seal(staff_id, &outcome).await?,
+                reason,
+            },
             StaffRequest::Other(command) => command,
         })
     }
@@ -490,7 +527,7 @@ impl<'a> Service<'a> {
         })
     }
 
-    fn prepare_plan(
+    async fn prepare_plan(
         &self,
         actor: &Actor<'_>,
         code: &Code,
@@ -502,8 +539,9 @@ impl<'a> Service<'a> {
                 reason,
                 ..
             } => {
-                // Freeze every indicator's actual as the projector computes it now.
-                let values = self
+                // Freeze every indicator's actual as the projector computes it now, with the
+                // chain head of the position it was computed at.
+                let (position, values) = self
                     .ledger
                     .projector
                     .actuals(code.as_str(), fiscal_year)?
@@ -511,11 +549,15 @@ impl<'a> Service<'a> {
                         code: "plan_item_not_found",
                         message: "この項目コードの計画項目はありません".into(),
                     })?;
+                let hash = chain::hash_at(&self.ledger.backend, position)
+                    .await?
+                    .unwrap_or_else(|| chain::GENESIS.to_string());
                 PlanCommand::Publish {
                     fiscal_year,
                     values,
                     published_by: actor.principal.name.clone(),
                     reason,
+                    ledger_head: Some(ChainHead { position, hash }),
                 }
             }
             other => other,

@@ -11,6 +11,7 @@ use super::AppState;
 use crate::application::policy::Action;
 use crate::ledger::Ledger;
 use crate::reports::view::with_unit;
+use crate::storage::keys::ERASED;
 use crate::storage::log::{read_positions, LogEvent};
 use axum::extract::State;
 use axum::http::header;
@@ -153,7 +154,12 @@ async fn row(
             match record {
                 Some((employee_no, sealed)) => {
                     let name = ledger.keys.open(staff_id, &sealed).await?;
-                    json!({"id": staff_id, "employee_no": employee_no.as_str(), "name": name})
+                    json!({
+                        "id": staff_id,
+                        "employee_no": employee_no.as_str(),
+                        "personal_data_erased": name.is_none(),
+                        "name": name,
+                    })
                 }
                 None => json!({"id": staff_id, "employee_no": null, "name": null}),
             }
@@ -466,7 +472,11 @@ fn csv_of(
             text(&r["before_text"]),
             text(&r["after_text"]),
             text(&r["staff"]["employee_no"]),
-            text(&r["staff"]["name"]),
+            if r["staff"]["personal_data_erased"] == true {
+                ERASED.to_string()
+            } else {
+                text(&r["staff"]["name"])
+            },
             course,
             text(&r["completed_on"]),
             text(&r["reason"]),

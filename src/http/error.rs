@@ -3,7 +3,7 @@
 
 use crate::ledger::CommandError;
 use crate::storage::StorageError;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiroku_domain::Refusal;
 use serde_json::json;
@@ -15,7 +15,12 @@ pub struct ApiError {
     pub detail: String,
     /// Itemised problems (e.g. an import's errors by line), as `errors` in the body.
     pub errors: Option<serde_json::Value>,
+    /// Seconds after which a retry may succeed (`Retry-After`), for a 503.
+    pub retry_after: Option<u32>,
 }
+
+/// How long a client should wait before retrying when the database is out of reach.
+pub const RETRY_AFTER_UNAVAILABLE: u32 = 5;
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
@@ -26,7 +31,39 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: None,
+            retry_after: None,
         }
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The database is down, restarting, out of connections or locked by another process.
+    pub fn unavailable(error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, "the database is unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "台帳のデータベースに一時的に接続できません。何も記録していません。少し待ってからもう一度お試しください",
+        )
+        .retry_after(RETRY_AFTER_UNAVAILABLE)
+    }
+
+    /// The projector stopped at an event this version cannot read.
+    pub fn stopped(stopped: &crate::projector::Stopped) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "projector_stopped",
+            format!(
+                "台帳の位置 {} に、この版の Kiroku では読めないイベント（{}）があります。表示は位置 {} までの内容で続けていますが、記録は受け付けられません。何も記録していません。Kiroku を更新してください",
+                stopped.position,
+                stopped.event_type,
+                stopped.position - 1
+            ),
+        )
+        .retry_after(300)
     }
 
     pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
@@ -74,6 +111,7 @@ impl ApiError {
             StatusCode::FORBIDDEN => "この操作は許可されていません",
             StatusCode::NOT_FOUND => "対象が見つかりません",
             StatusCode::METHOD_NOT_ALLOWED => "この操作方法は使えません",
+            StatusCode::REQUEST_TIMEOUT => "時間内に届きませんでした",
             StatusCode::CONFLICT => "現在の記録と矛盾します",
             StatusCode::PAYLOAD_TOO_LARGE => "送信データが大きすぎます",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "データ形式が対応していません",
@@ -95,12 +133,18 @@ impl IntoResponse for ApiError {
         if let (Some(errors), Some(object)) = (self.errors, body.as_object_mut()) {
             object.insert("errors".into(), errors);
         }
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -124,6 +168,8 @@ impl From<CommandError> for ApiError {
                 "contended",
                 "同じ記録への同時の変更が多すぎます。何も記録されていません。もう一度お試しください",
             ),
+            CommandError::Unavailable(error) => ApiError::unavailable(error),
+            CommandError::Stopped(stopped) => ApiError::stopped(&stopped),
             CommandError::Storage(error) => ApiError::internal(error),
         }
     }
@@ -131,7 +177,10 @@ impl From<CommandError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
-        ApiError::internal(error)
+        match error {
+            StorageError::Unavailable(_) => ApiError::unavailable(error),
+            other => ApiError::internal(other),
+        }
     }
 }
 

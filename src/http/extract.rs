@@ -58,8 +58,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "body_too_large",
             "リクエストの本文が上限を超えています",
         ),
+        other if other.body_text().contains(crate::server::BODY_TIMEOUT_MARK) => body_timeout(),
         other => ApiError::validation(format!("リクエストを読めません（{}）", other.body_text())),
     }
+}
+
+/// A request body that did not arrive whole in time (see `server::Deadline`).
+pub fn body_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "リクエストの本文が時間内に届きませんでした。何も記録していません",
+    )
 }
 
 /// Path parameters; an id that cannot even be parsed names no resource (404).

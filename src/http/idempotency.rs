@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::extract::bearer;
 use super::imports::IMPORT_LIMIT;
 use super::AppState;
-use crate::storage::idempotency::{claim, complete, release, take_over, Claim, LEASE_MS};
+use crate::storage::idempotency::{claim, complete, lease_ms, release, take_over, Claim};
 use crate::storage::log::read_request_anywhere;
 use crate::storage::now_ms;
 use crate::storage::tokens::{authenticate, digest};
@@ -89,7 +89,7 @@ pub async fn replay_repeated_commands(
         Ok(Claim::InProgress {
             request_id: previous,
             since,
-        }) if now_ms() - since > LEASE_MS => {
+        }) if now_ms() - since > lease_ms() => {
             resolve_abandoned(&state, &actor, &key, previous.as_deref(), &request_id).await
         }
         other => other.map(Ok),

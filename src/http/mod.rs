@@ -38,6 +38,7 @@ pub struct AppState {
 }
 
 pub fn router(ledger: Arc<Ledger>) -> Router {
+    crate::metrics::handle();
     let state = AppState {
         ledger,
         sessions: Arc::default(),
@@ -59,6 +60,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
             state.clone(),
             idempotency::replay_repeated_commands,
         ))
+        .layer(middleware::map_response(problem_for_too_large))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .method_not_allowed_fallback(method_not_allowed);
@@ -75,6 +77,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
         .layer(TraceLayer::new_for_http())
+        .route_layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
 
@@ -99,6 +102,25 @@ async fn method_not_allowed() -> error::ApiError {
     )
 }
 
+/// A body over a limit is refused by axum before any handler runs, as text; the API answers
+/// it as problem+json like every other refusal.
+async fn problem_for_too_large(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        error::ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "リクエストの本文が上限を超えています。何も記録していません",
+        )
+        .into_response()
+    } else {
+        response
+    }
+}
+
 /// An unknown API path is a problem+json 404; any other path the 404 page.
 async fn not_found(uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/api/") {
@@ -108,36 +130,67 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     }
 }
 
+/// `ok`; `degraded` (200: reads are served) when the projector stopped at an event this
+/// version cannot read, naming it; `unavailable` (503) when the database is out of reach.
 async fn healthz(State(state): State<AppState>) -> Response {
     match log::head(&state.ledger.backend).await {
-        Ok(head) => Json(json!({
-            "status": "ok",
-            "backend": state.ledger.backend.name(),
-            "position": head,
-            "projected": state.ledger.projector.position(),
-        }))
-        .into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "detail": error.to_string()})),
-        )
-            .into_response(),
+        Ok(head) => {
+            let projected = state.ledger.projector.position();
+            let body = match state.ledger.projector.stopped() {
+                None => json!({
+                    "status": "ok",
+                    "backend": state.ledger.backend.name(),
+                    "position": head,
+                    "projected": projected,
+                }),
+                Some(stopped) => json!({
+                    "status": "degraded",
+                    "backend": state.ledger.backend.name(),
+                    "position": head,
+                    "projected": projected,
+                    "projector": {
+                        "stopped_at": stopped.position,
+                        "event_type": stopped.event_type,
+                        "problem": stopped.problem,
+                        "detail": error::ApiError::stopped(&stopped).detail,
+                    },
+                }),
+            };
+            Json(body).into_response()
+        }
+        Err(error) => {
+            let mut response = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "detail": error.to_string()})),
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(error::RETRY_AFTER_UNAVAILABLE),
+            );
+            response
+        }
     }
 }
 
+/// Prometheus text; reads no database (see `crate::metrics`).
 async fn metrics(State(state): State<AppState>) -> Response {
-    let head = log::head(&state.ledger.backend).await.unwrap_or(-1);
-    let events = log::count(&state.ledger.backend).await.unwrap_or(-1);
-    let body = format!(
-        "# HELP kiroku_log_position Last position in the event log.\n\
-         # TYPE kiroku_log_position gauge\nkiroku_log_position {head}\n\
-         # HELP kiroku_log_events Events in the log.\n\
-         # TYPE kiroku_log_events gauge\nkiroku_log_events {events}\n\
-         # HELP kiroku_projected_position Last position folded into the read models.\n\
-         # TYPE kiroku_projected_position gauge\nkiroku_projected_position {}\n",
-        state.ledger.projector.position()
-    );
+    let projector = &state.ledger.projector;
+    let body = crate::metrics::render(projector.position(), projector.stopped().is_some());
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Counts every request by its matched route (not its path: ids would make every request
+/// its own series).
+async fn count_requests(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    crate::metrics::request(&method, &route, response.status().as_u16());
+    response
 }
 
 pub use kiroku_projections::rfc3339_ms;

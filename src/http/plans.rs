@@ -348,6 +348,7 @@ async fn publish(
         values: BTreeMap::new(),
         published_by: String::new(),
         reason: body.reason,
+        ledger_head: None,
     };
     run(
         &state,

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/staff/{id}/transfers", post(transfer))
         .route("/staff/{id}/separations", post(separate))
         .route("/staff/{id}/rehires", post(rehire))
+        .route("/staff/{id}/erasure", post(erase))
         .route("/staff/{id}/interviews", post(record_interview))
         .route(
             "/staff/{id}/interviews/{iid}/corrections",
@@ -187,6 +188,36 @@ async fn separate(
 ) -> ApiResult<Response> {
     let request = StaffRequest::Other(StaffCommand::Separate {
         effective_on: body.effective_on,
+        reason: body.reason,
+    });
+    let command = command(staff_id, request);
+    run(
+        &state,
+        &caller,
+        &request_id,
+        command,
+        StatusCode::OK,
+        json!({}),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureBody {
+    reason: Text,
+}
+
+/// Erases the person's personal data (crypto-shredding): the erasure is recorded, then their
+/// key is destroyed. hr_admin only (the policy's `Administer`).
+async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    AppPath(staff_id): AppPath<Uuid>,
+    AppJson(body): AppJson<ErasureBody>,
+) -> ApiResult<Response> {
+    let request = StaffRequest::Other(StaffCommand::ErasePersonalData {
         reason: body.reason,
     });
     let command = command(staff_id, request);
@@ -459,11 +490,11 @@ async fn resolve_dispute(
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ResolutionBody>,
 ) -> ApiResult<Response> {
-    let request = StaffRequest::Other(StaffCommand::ResolveDispute {
+    let request = StaffRequest::ResolveDispute {
         evaluation_id,
         outcome: body.outcome,
         reason: body.reason,
-    });
+    };
     let command = command(staff_id, request);
     run(
         &state,
@@ -545,6 +576,10 @@ async fn show(
             (Some(dispute), true) => open(ledger, staff_id, dispute).await?,
             _ => Value::Null,
         };
+        let dispute_outcome = match (&e.dispute_outcome, may_read) {
+            (Some(outcome), true) => open(ledger, staff_id, outcome).await?,
+            _ => Value::Null,
+        };
         evaluations.push(json!({
             "evaluation_id": e.evaluation_id,
             "fiscal_year": e.fiscal_year,
@@ -555,7 +590,8 @@ async fn show(
             "comment": comment,
             "dispute": dispute,
             "confidential_redacted": !may_read,
-            "dispute_outcome": e.dispute_outcome,
+            "dispute_outcome": dispute_outcome,
+            "dispute_resolved": e.dispute_outcome.is_some(),
             "corrections": e.corrections,
         }));
     }

@@ -1,7 +1,7 @@
 //! The sheet as one self-contained HTML page: inline CSS, system fonts only, no scripts and
 //! nothing fetched (the closed networks of SPEC §7 have no internet), printable on A4 landscape.
 
-use super::view::{Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
+use super::view::{Cell, RowKind, View, LEDGER_DIGEST, NONE, TABLE_HEAD, YEAR_SECTION};
 use super::ReportError;
 use kiroku_projections::sheet::Sheet;
 use std::fmt::Write;
@@ -22,6 +22,7 @@ table.sheet td { white-space: pre-wrap; }
 td.num { text-align: right; white-space: nowrap; }
 td.tag { white-space: nowrap; text-align: center; }
 td.none { text-align: center; color: #666; }
+td.digest { font-family: monospace; font-size: 0.75em; word-break: break-all; white-space: pre-line; }
 td.ng { font-weight: bold; }
 td.pending { text-align: center; color: #555; }
 .fy { font-weight: normal; font-size: 8.5pt; }
@@ -131,7 +132,11 @@ fn write_page(out: &mut String, view: &View) -> std::fmt::Result {
         }
         write!(out, "<th scope=\"row\">{}</th>", escape(row.label))?;
         for text in &row.cells {
-            let class = if text == NONE { "none" } else { "text" };
+            let class = match text.as_str() {
+                NONE => "none",
+                _ if row.label == LEDGER_DIGEST => "digest",
+                _ => "text",
+            };
             write!(out, "<td class=\"{class}\">{}</td>", escape(text))?;
         }
         writeln!(out, "</tr>")?;

@@ -112,6 +112,8 @@ pub(crate) struct View {
 
 /// The label in the 指標 column of the per-year rows.
 pub(crate) const YEAR_SECTION: &str = "取組・評価";
+/// The row of the chain head each year's publication froze its values at.
+pub(crate) const LEDGER_DIGEST: &str = "公表時の台帳ダイジェスト";
 /// The column heads of the table before the year columns.
 pub(crate) const TABLE_HEAD: [&str; 4] = ["指標", "区分", "単位", "行"];
 
@@ -381,6 +383,11 @@ fn year_rows(blocks: &[SheetYear], fiscal_years: &[i32]) -> Vec<TextRow> {
         ),
         row("外部評価", &|b| {
             b.external_evaluation.as_ref().map(|e| e.text.clone())
+        }),
+        row(LEDGER_DIGEST, &|b| {
+            b.ledger_head
+                .as_ref()
+                .map(|h| format!("位置 {}\n{}", h.position, h.hash))
         }),
     ]
 }

@@ -5,8 +5,10 @@
 //! sorted and no whitespace, computed from the parsed values: PostgreSQL rewrites JSON
 //! payloads (key order, spacing), so the stored text is never hashed as it is.
 //!
-//! The sealer appends chain entries in position order right after each commit; `verify`
-//! recomputes the chain and names the first position where it breaks.
+//! Each commit writes the links of its events in the same transaction as the events
+//! (`repository.rs`), so every event in the log has its link: one without is an insertion
+//! from outside Kiroku. `verify` recomputes the chain, only reading, and names the first
+//! position where it breaks.
 
 use super::log::{read_after, LogEvent};
 use super::{Backend, StorageError};
@@ -14,7 +16,6 @@ use crate::with_pool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
-use tokio::sync::Mutex;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const PAGE: i64 = 2000;
@@ -75,62 +76,16 @@ pub fn link(previous: &str, event: &LogEvent) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// Appends chain entries for every committed event not yet sealed.
-pub struct Sealer {
-    backend: Backend,
-    /// One sealer at a time in this process; other processes are kept out by the chain's
-    /// primary key (a concurrent sealer's insert fails and it simply tries again later).
-    running: Mutex<()>,
-    /// A scratch ledger whose log is re-chained before it is restored anywhere (the demo
-    /// city) seals nothing after each commit; [`seal_all`](Self::seal_all) still does.
-    deferred: bool,
-}
-
-impl Sealer {
-    pub fn new(backend: Backend) -> Self {
-        Sealer {
-            backend,
-            running: Mutex::new(()),
-            deferred: false,
-        }
-    }
-
-    /// A sealer for a scratch ledger: see `deferred`.
-    pub fn deferred(backend: Backend) -> Self {
-        Sealer {
-            deferred: true,
-            ..Sealer::new(backend)
-        }
-    }
-
-    /// Seals everything committed so far; returns how many events it sealed.
-    pub async fn seal(&self) -> Result<usize, StorageError> {
-        if self.deferred {
-            return Ok(0);
-        }
-        self.seal_all().await
-    }
-
-    /// Seals everything committed so far, even on a scratch ledger.
-    pub async fn seal_all(&self) -> Result<usize, StorageError> {
-        let _guard = self.running.lock().await;
-        let mut sealed = 0;
-        loop {
-            let (mut last_position, mut last_hash) = chain_head(&self.backend).await?;
-            let events = read_after(&self.backend, last_position, PAGE).await?;
-            if events.is_empty() {
-                return Ok(sealed);
-            }
-            let mut links = Vec::with_capacity(events.len());
-            for event in &events {
-                last_hash = link(&last_hash, event);
-                last_position = event.position;
-                links.push((last_position, last_hash.clone()));
-            }
-            insert_links(&self.backend, &links).await?;
-            sealed += links.len();
-        }
-    }
+/// The chain hash at `position`, if an event there is sealed.
+pub async fn hash_at(backend: &Backend, position: i64) -> Result<Option<String>, StorageError> {
+    with_pool!(backend, pool => {
+        Ok(sqlx::query("SELECT hash FROM event_chain WHERE position = $1")
+            .bind(position)
+            .fetch_optional(pool)
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?)
+    })
 }
 
 /// The last sealed position and its hash (position 0 and the genesis hash when nothing is sealed).
@@ -146,34 +101,11 @@ pub async fn chain_head(backend: &Backend) -> Result<(i64, String), StorageError
     })
 }
 
-async fn insert_links(backend: &Backend, links: &[(i64, String)]) -> Result<(), StorageError> {
-    with_pool!(backend, pool => {
-        let mut tx = pool.begin().await?;
-        for (position, hash) in links {
-            sqlx::query("INSERT INTO event_chain (position, hash) VALUES ($1, $2)")
-                .bind(position)
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    })
-}
-
 /// What `kiroku verify` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Intact {
-        events: u64,
-        /// Committed events the sealer has not reached yet (normally 0).
-        unsealed: u64,
-        head: String,
-    },
-    Broken {
-        position: i64,
-        problem: String,
-    },
+    Intact { events: u64, head: String },
+    Broken { position: i64, problem: String },
 }
 
 /// Recomputes the chain over the whole log, page by page.
@@ -187,7 +119,6 @@ pub async fn verify(backend: &Backend) -> Result<Verdict, StorageError> {
     let mut previous = GENESIS.to_string();
     let mut after = 0;
     let mut events = 0u64;
-    let mut unsealed: Option<i64> = None;
     loop {
         let page = read_after(backend, after, PAGE).await?;
         if page.is_empty() {
@@ -197,33 +128,28 @@ pub async fn verify(backend: &Backend) -> Result<Verdict, StorageError> {
             after = event.position;
             events += 1;
             let expected = link(&previous, &event);
-            match (&event.hash, unsealed) {
-                (None, None) => unsealed = Some(event.position),
-                (None, Some(_)) => {}
-                (Some(_), Some(first)) => {
+            match &event.hash {
+                None => {
                     return Ok(Verdict::Broken {
-                        position: first,
-                        problem: "an event inside the sealed log has no chain entry".into(),
+                        position: event.position,
+                        problem: "the event has no chain entry (each commit writes its own, so \
+                                  it was inserted from outside Kiroku)"
+                            .into(),
                     })
                 }
-                (Some(stored), None) if *stored != expected => {
+                Some(stored) if *stored != expected => {
                     return Ok(Verdict::Broken {
                         position: event.position,
                         problem: "the event does not match its hash".into(),
                     })
                 }
-                (Some(_), None) => {}
+                Some(_) => {}
             }
             previous = expected;
         }
     }
-    let unsealed = match unsealed {
-        Some(first) => events_from(backend, first).await?,
-        None => 0,
-    };
     Ok(Verdict::Intact {
         events,
-        unsealed,
         head: previous,
     })
 }
@@ -237,16 +163,6 @@ async fn orphan_link(backend: &Backend) -> Result<Option<i64>, StorageError> {
         .fetch_one(pool)
         .await?;
         Ok(row.try_get::<Option<i64>, _>(0)?)
-    })
-}
-
-async fn events_from(backend: &Backend, position: i64) -> Result<u64, StorageError> {
-    with_pool!(backend, pool => {
-        let row = sqlx::query("SELECT COUNT(*) FROM events WHERE position >= $1")
-            .bind(position)
-            .fetch_one(pool)
-            .await?;
-        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
     })
 }
 

@@ -8,14 +8,11 @@
 //! the chain still holds the signed hash at the signed position: a rewritten past (even one
 //! re-chained from the point of the change), a truncated tail or an emptied table all fail.
 
-use super::chain::{chain_head, verify, Verdict};
+use super::chain::{chain_head, hash_at, verify, Verdict};
 use super::log::read_positions;
 use super::{Backend, StorageError};
-use crate::with_pool;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use std::path::Path;
 
 pub const FORMAT: &str = "kiroku-chain-digest";
@@ -61,34 +58,13 @@ pub enum DigestError {
 /// The signing key in `path`, created (with permissions 0600) when the file does not exist.
 /// Returns the key and whether it was created.
 pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), DigestError> {
-    let shown = path.display().to_string();
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                DigestError::Key(shown.clone(), format!("{} バイトでした", bytes.len()))
-            })?;
-            Ok((SigningKey::from_bytes(&secret), false))
+    let (secret, created) = super::secret::load_or_create(path).map_err(|e| match e {
+        super::secret::SecretError::Io(shown, error) => DigestError::Key(shown, error.to_string()),
+        super::secret::SecretError::WrongLength(shown, n) => {
+            DigestError::Key(shown, format!("{n} バイトでした"))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut secret);
-            write_private(path, &secret).map_err(|e| DigestError::Key(shown, e.to_string()))?;
-            Ok((SigningKey::from_bytes(&secret), true))
-        }
-        Err(error) => Err(DigestError::Key(shown, error.to_string())),
-    }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)?.write_all(bytes)
+    })?;
+    Ok((SigningKey::from_bytes(&secret), created))
 }
 
 /// A signed digest of the chain head, after checking the whole chain.
@@ -116,17 +92,6 @@ pub async fn make(backend: &Backend, key: &SigningKey) -> Result<Digest, DigestE
         public_key: hex::encode(key.verifying_key().to_bytes()),
         signature: hex::encode(signature.to_bytes()),
     })
-}
-
-async fn chain_hash_at(backend: &Backend, position: i64) -> Result<Option<String>, StorageError> {
-    Ok(with_pool!(backend, pool => {
-        sqlx::query("SELECT hash FROM event_chain WHERE position = $1")
-            .bind(position)
-            .fetch_optional(pool)
-            .await?
-            .map(|row| row.try_get::<String, _>(0))
-            .transpose()?
-    }))
 }
 
 /// What a digest says about the ledger now.
@@ -166,6 +131,13 @@ pub async fn prove(backend: &Backend, digest: &Digest) -> Result<Proof, DigestEr
             "ダイジェストの署名が合いません（ダイジェストが書き換えられています）".into(),
         ));
     }
+    extends(backend, digest.position, &digest.hash).await
+}
+
+/// Checks the whole chain and that it still holds `hash` at `position`: what a signed digest
+/// or a published sheet's 公表時の台帳ダイジェスト (no signature: its holder vouches for it)
+/// proves. Reads only.
+pub async fn extends(backend: &Backend, position: i64, hash: &str) -> Result<Proof, DigestError> {
     match verify(backend).await? {
         Verdict::Broken { position, problem } => {
             return Ok(Proof::Fails(format!(
@@ -174,16 +146,14 @@ pub async fn prove(backend: &Backend, digest: &Digest) -> Result<Proof, DigestEr
         }
         Verdict::Intact { .. } => {}
     }
-    let stored = chain_hash_at(backend, digest.position).await?;
+    let stored = hash_at(backend, position).await?;
     let (head, _) = chain_head(backend).await?;
     Ok(match stored {
         None => Proof::Fails(format!(
-            "ダイジェストの位置 {} が台帳にありません（末尾が削除されたか、台帳が空にされています。現在の先頭は {head}）",
-            digest.position
+            "ダイジェストの位置 {position} が台帳にありません（末尾が削除されたか、台帳が空にされています。現在の先頭は {head}）"
         )),
-        Some(hash) if hash != digest.hash => Proof::Fails(format!(
-            "位置 {} のハッシュがダイジェストと異なります（それ以前の記録が書き換えられています）",
-            digest.position
+        Some(stored) if stored != hash => Proof::Fails(format!(
+            "位置 {position} のハッシュがダイジェストと異なります（それ以前の記録が書き換えられています）"
         )),
         Some(_) => Proof::Extends { head },
     })

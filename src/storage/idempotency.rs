@@ -12,6 +12,18 @@ pub const LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
 /// (no request runs this long: database calls time out well before).
 pub const LEASE_MS: i64 = 60 * 1000;
 
+/// [`LEASE_MS`], or `KIROKU_IDEMPOTENCY_LEASE_MS` (at least 1 s) for an operator who wants
+/// keys cut off by a crash resolved sooner after a restart (and for the crash test).
+pub fn lease_ms() -> i64 {
+    static LEASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *LEASE.get_or_init(|| {
+        std::env::var("KIROKU_IDEMPOTENCY_LEASE_MS")
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .map_or(LEASE_MS, |ms| ms.max(1000))
+    })
+}
+
 /// What the store knows about a (token, key) pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {

@@ -1,4 +1,4 @@
-//! Reading the log in position order: the one way projections, the sealer, `verify`,
+//! Reading the log in position order: the one way projections, the chain, `verify`,
 //! `GET /events` and command responses see events. Reads go in bounded pages by keyset
 //! (`position > after`), never one long transaction.
 
@@ -47,7 +47,7 @@ fn parse_json(text: &str, position: i64) -> Result<Value, StorageError> {
         .map_err(|e| StorageError::Corrupt(format!("event at position {position}: {e}")))
 }
 
-fn decode<R: Row>(row: &R) -> Result<LogEvent, StorageError>
+pub(crate) fn decode<R: Row>(row: &R) -> Result<LogEvent, StorageError>
 where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
@@ -69,6 +69,23 @@ where
         metadata: parse_json(&metadata, position)?,
         hash: row.try_get(9)?,
     })
+}
+
+/// The events with `first <= position <= last`, in position order (`$1`, `$2`): for reading
+/// back what a transaction has just appended.
+pub(crate) fn range_sql(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite(_) => {
+            "SELECT e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, e.sequence, \
+             e.event_type, e.event_version, e.payload, e.metadata, NULL FROM events e \
+             WHERE e.position BETWEEN $1 AND $2 ORDER BY e.position"
+        }
+        Backend::Postgres(_) => {
+            "SELECT e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, e.sequence, \
+             e.event_type, e.event_version, e.payload::text, e.metadata::text, NULL::text \
+             FROM events e WHERE e.position BETWEEN $1 AND $2 ORDER BY e.position"
+        }
+    }
 }
 
 /// Up to `limit` events with `position > after`, in position order.

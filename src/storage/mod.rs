@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod log;
 pub mod repository;
+pub mod secret;
 pub mod tokens;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -40,7 +41,10 @@ macro_rules! with_pool {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot be reached or is locked by someone else: worth retrying later.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://FILE or postgres://…")]
@@ -51,6 +55,95 @@ pub enum StorageError {
     Crypto(String),
 }
 
+impl From<sqlx::Error> for StorageError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            StorageError::Unavailable(error.to_string())
+        } else {
+            StorageError::Database(error)
+        }
+    }
+}
+
+/// Whether `error` says the database is out of reach for now (down, restarting, out of
+/// connections, or a SQLite file locked by another process) rather than that the request or
+/// the data is wrong.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // SQLite: BUSY and LOCKED with their extended codes. PostgreSQL: connection
+            // exceptions (class 08), shutdowns, start-up, too many connections.
+            matches!(
+                code.as_ref(),
+                "5" | "6"
+                    | "261"
+                    | "262"
+                    | "517"
+                    | "518"
+                    | "773"
+                    | "57P01"
+                    | "57P02"
+                    | "57P03"
+                    | "53300"
+            ) || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a boxed error from the event-sourcing framework is one of [`is_unavailable`].
+pub fn is_unavailable_boxed(error: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+        return is_unavailable(error);
+    }
+    matches!(
+        error.downcast_ref::<StorageError>(),
+        Some(StorageError::Unavailable(_))
+    )
+}
+
+/// How long a request waits for the database before it is answered 503: a SQLite file locked
+/// by another process, or a PostgreSQL pool with no free connection.
+pub const DATABASE_WAIT: Duration = Duration::from_secs(3);
+
+/// How long this process waits for the database: [`DATABASE_WAIT`] for a server unless
+/// `KIROKU_DATABASE_WAIT_MS` says otherwise, longer for a command-line tool that has no one to
+/// answer 503 to (see [`wait_patiently`]). 0 = not yet decided.
+static WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes this process wait up to 30 s for the database (the CLI's commands other than
+/// `serve`).
+pub fn wait_patiently() {
+    set_database_wait(Duration::from_secs(30));
+}
+
+/// Sets how long this process waits for the database before answering 503.
+pub fn set_database_wait(wait: Duration) {
+    WAIT_MS.store(
+        wait.as_millis().max(1) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// See [`WAIT_MS`].
+pub fn database_wait() -> Duration {
+    let ms = WAIT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if ms > 0 {
+        return Duration::from_millis(ms);
+    }
+    let configured = std::env::var("KIROKU_DATABASE_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(DATABASE_WAIT, Duration::from_millis);
+    set_database_wait(configured);
+    configured
+}
+
 impl Backend {
     /// Connects to `url` (`sqlite://…`, `postgres://…`) and brings the schema up to date.
     pub async fn connect(url: &str) -> Result<Backend, StorageError> {
@@ -58,7 +151,7 @@ impl Backend {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(database_wait())
                 .connect_with(options)
                 .await?;
             Backend::Postgres(pool)
@@ -67,7 +160,7 @@ impl Backend {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(database_wait())
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)

@@ -179,6 +179,7 @@ table.sheet td.num a { text-decoration: none; border-bottom: 1px dotted var(--br
 table.sheet td.drift { background: var(--warn-bg); font-weight: bold; }
 table.sheet td.pending { color: var(--wip); text-align: center; }
 table.sheet td.none { color: var(--muted); text-align: center; }
+table.sheet td.digest { font-family: monospace; font-size: 0.75em; word-break: break-all; white-space: pre-line; }
 table.sheet .note { font-weight: normal; font-size: .78rem; color: var(--muted); white-space: pre-wrap; }
 .toolbar { display: flex; gap: 1rem; align-items: flex-end; flex-wrap: wrap; margin: .5rem 0 1rem; }
 .toolbar form { display: flex; gap: .5rem; align-items: flex-end; }

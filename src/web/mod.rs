@@ -180,7 +180,8 @@ pub enum PageError {
     Csrf,
     /// The input was refused (status and the Japanese reason).
     Refused(StatusCode, String),
-    Unavailable,
+    /// The database is out of reach, or commands are stopped (the Japanese reason).
+    Unavailable(String),
     Internal,
 }
 
@@ -192,8 +193,13 @@ impl PageError {
 
 impl From<StorageError> for PageError {
     fn from(error: StorageError) -> Self {
-        tracing::error!(%error, "page failed");
-        PageError::Internal
+        match error {
+            StorageError::Unavailable(_) => PageError::from(ApiError::from(error)),
+            error => {
+                tracing::error!(%error, "page failed");
+                PageError::Internal
+            }
+        }
     }
 }
 
@@ -202,7 +208,7 @@ impl From<ApiError> for PageError {
         match error.status {
             StatusCode::FORBIDDEN => PageError::Forbidden,
             StatusCode::NOT_FOUND => PageError::NotFound(error.detail),
-            StatusCode::SERVICE_UNAVAILABLE => PageError::Unavailable,
+            StatusCode::SERVICE_UNAVAILABLE => PageError::Unavailable(error.detail),
             status if status.is_client_error() => PageError::Refused(status, error.detail),
             _ => PageError::Internal,
         }
@@ -238,10 +244,10 @@ impl IntoResponse for PageError {
                 "フォームの有効期限が切れたか、別の画面から送信されました。何も記録していません。画面を開き直してからもう一度送信してください。".to_string(),
             ),
             PageError::Refused(status, detail) => (status, "入力内容を受け付けられませんでした", detail),
-            PageError::Unavailable => (
+            PageError::Unavailable(detail) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "ただいま混み合っています",
-                "台帳が一時的に応答できません。何も記録していません。少し待ってからもう一度お試しください。".to_string(),
+                "ただいま記録を受け付けられません",
+                format!("{detail}。"),
             ),
             PageError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,8 +10,11 @@ use crate::application::policy::Action;
 use crate::http::audit::{csv_response, event_label, event_types, trail, TrailQuery};
 use crate::http::reports::parse_as_of;
 use crate::http::AppState;
-use crate::reports::view::{with_unit, Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
+use crate::reports::view::{
+    with_unit, Cell, RowKind, View, LEDGER_DIGEST, NONE, TABLE_HEAD, YEAR_SECTION,
+};
 use crate::reports::{render, Format};
+use crate::storage::keys::ERASED;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -190,7 +193,7 @@ async fn sheet_page(
                         }
                         th scope="row" { (row.label) }
                         @for text in &row.cells {
-                            @if text == NONE { td.none { (text) } } @else { td { (text) } }
+                            @if text == NONE { td.none { (text) } } @else if row.label == LEDGER_DIGEST { td.digest { (text) } } @else { td { (text) } }
                         }
                     }
                 }
@@ -476,7 +479,7 @@ async fn trail_page(
                             td.num { (text(&r["after_text"])) }
                             td {
                                 @if let Some(no) = r["staff"]["employee_no"].as_str() {
-                                    (no) " " (r["staff"]["name"].as_str().unwrap_or(""))
+                                    (no) " " (r["staff"]["name"].as_str().unwrap_or(if r["staff"]["personal_data_erased"] == true { ERASED } else { "" }))
                                 }
                             }
                             td {

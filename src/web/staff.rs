@@ -6,6 +6,7 @@ use super::{PageError, PageQuery, PageResult, Viewer};
 use crate::application::policy::Action;
 use crate::application::today_jst;
 use crate::http::AppState;
+use crate::storage::keys::ERASED;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,7 +32,15 @@ struct SearchQuery {
 const LIMIT: usize = 200;
 
 async fn open(state: &AppState, staff_id: Uuid, sealed: &Sealed) -> PageResult<Option<String>> {
-    Ok(state.ledger.keys.open(staff_id, sealed).await?)
+    // An erased person's name and texts read as 削除済み on every page.
+    Ok(Some(
+        state
+            .ledger
+            .keys
+            .open(staff_id, sealed)
+            .await?
+            .unwrap_or_else(|| ERASED.to_string()),
+    ))
 }
 
 async fn search(
@@ -240,12 +249,14 @@ pub async fn render(
             (Some(d), true) => open(&state, staff_id, d).await?,
             _ => None,
         };
-        evaluations.push((e, may, comment, dispute));
+        let outcome = match (&e.dispute_outcome, may) {
+            (Some(o), true) => open(&state, staff_id, o).await?,
+            _ => None,
+        };
+        evaluations.push((e, may, comment, dispute, outcome));
     }
     let department = record.department_on(today);
-    let display_name = name
-        .clone()
-        .unwrap_or_else(|| "（個人情報は消去済み）".to_string());
+    let display_name = name.clone().unwrap_or_else(|| ERASED.to_string());
     let forms = super::staff_forms::forms(&state, viewer, staff_id);
     let body = html! {
         h1 { (record.employee_no.as_str()) " " (display_name) }
@@ -339,7 +350,7 @@ pub async fn render(
                             td { (who(&i.interviewer_id)) }
                             td.pre {
                                 @if i.withdrawn { span.badge.revoked { "取下げ" } " " }
-                                @if *may { (note.clone().unwrap_or_else(|| "（消去済み）".into())) } @else { (redacted()) }
+                                @if *may { (note.clone().unwrap_or_else(|| ERASED.into())) } @else { (redacted()) }
                             }
                         }
                     }
@@ -351,7 +362,7 @@ pub async fn render(
             table.wide {
                 thead { tr { th { "年度" } th { "期間" } th { "評価者" } th { "総合" } th { "所見" } th { "苦情・申出" } } }
                 tbody {
-                    @for (e, may, comment, dispute) in &evaluations {
+                    @for (e, may, comment, dispute, outcome) in &evaluations {
                         tr {
                             td.nowrap { (e.fiscal_year.full_label()) } td { (e.period.label_ja()) }
                             td { (who(&e.evaluator_id)) }
@@ -359,7 +370,7 @@ pub async fn render(
                             td.pre { @if *may { (comment.clone().unwrap_or_default()) } @else { (redacted()) } }
                             td.pre {
                                 @if *may { (dispute.clone().unwrap_or_default()) } @else if e.dispute.is_some() { (redacted()) }
-                                @if let Some(outcome) = &e.dispute_outcome { br; span.small { "結果：" (outcome) } }
+                                @if e.dispute_outcome.is_some() { br; span.small { "結果：" @if *may { (outcome.clone().unwrap_or_default()) } @else { (redacted()) } } }
                             }
                         }
                     }

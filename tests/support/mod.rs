@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod pages;
+pub mod pg_server;
 
 use kiroku::app::Application;
 use kiroku::ledger::Ledger;
@@ -34,8 +35,25 @@ pub struct TestApp {
     pub hr: String,
     /// An `auditor` token.
     pub auditor: String,
-    _dir: tempfile::TempDir,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    /// Kept until the test ends (see [`TestApp::keep_alive`]).
+    _dir: Arc<tempfile::TempDir>,
+    _shutdown: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// What must outlive the test body: an `async move` body that uses only some fields of
+    /// the app captures only those (Rust 2021), and would drop the temporary directory and
+    /// stop the server while the test runs.
+    pub fn keep_alive(&self) -> impl Drop {
+        struct Guard(
+            #[allow(dead_code)] Arc<tempfile::TempDir>,
+            #[allow(dead_code)] Arc<tokio::sync::oneshot::Sender<()>>,
+        );
+        impl Drop for Guard {
+            fn drop(&mut self) {}
+        }
+        Guard(self._dir.clone(), self._shutdown.clone())
+    }
 }
 
 /// Runs a test body against both backends.
@@ -48,6 +66,7 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
                 if let Some(app) = $crate::support::spawn_app($crate::support::Db::Sqlite).await {
+                    let _alive = app.keep_alive();
                     ($body)(app).await;
                 }
             }
@@ -55,6 +74,7 @@ macro_rules! both_backends {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
                 if let Some(app) = $crate::support::spawn_app($crate::support::Db::Postgres).await {
+                    let _alive = app.keep_alive();
                     ($body)(app).await;
                 }
             }
@@ -97,9 +117,25 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
         Db::Sqlite => format!("sqlite://{}", dir.path().join("kiroku.db").display()),
         Db::Postgres => postgres_database().await?,
     };
+    Some(spawn_app_at(db, database_url, dir).await)
+}
+
+/// The application on a database of the test's own choosing (e.g. its own PostgreSQL server).
+pub async fn spawn_app_at(db: Db, database_url: String, dir: tempfile::TempDir) -> TestApp {
+    spawn_app_limited(db, database_url, dir, kiroku::server::Limits::default()).await
+}
+
+/// The application with other connection and timeout limits.
+pub async fn spawn_app_limited(
+    db: Db,
+    database_url: String,
+    dir: tempfile::TempDir,
+    limits: kiroku::server::Limits,
+) -> TestApp {
     let app = Application::build(&database_url, "127.0.0.1:0".parse().expect("addr"))
         .await
-        .expect("build the application");
+        .expect("build the application")
+        .with_limits(limits);
     let port = app.port();
     let ledger = app.ledger();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -112,7 +148,7 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
     let auditor = tokens::create(&ledger.backend, Role::Auditor, "監査委員", None)
         .await
         .expect("auditor token");
-    Some(TestApp {
+    TestApp {
         base: format!("http://127.0.0.1:{port}/api/v1"),
         client: reqwest::Client::new(),
         ledger,
@@ -120,9 +156,9 @@ pub async fn spawn_app(db: Db) -> Option<TestApp> {
         db,
         hr,
         auditor,
-        _dir: dir,
-        _shutdown: tx,
-    })
+        _dir: Arc::new(dir),
+        _shutdown: Arc::new(tx),
+    }
 }
 
 /// A second server on the same database, as a second process would be: its base URL.
@@ -145,6 +181,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub content_type: String,
     pub body: Value,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Reply {
@@ -196,11 +234,17 @@ impl TestApp {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = response.text().await.expect("body");
         Reply {
             status,
             content_type,
             body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            retry_after,
         }
     }
 

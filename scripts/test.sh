@@ -78,6 +78,17 @@ if [[ ! -x /usr/bin/soffice ]]; then
     fi
     [[ -x /usr/bin/soffice ]] || die "no /usr/bin/soffice after installing libreoffice-calc"
 fi
+# --- schemathesis (from PyPI) for the API fuzz test, in a virtual environment of its own --
+# 3.39.16 is the last 3.x release; Hypothesis after 6.131.14 changed what it relies on.
+SCHEMATHESIS_VENV="target/schemathesis-venv"
+if [[ ! -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]]; then
+    say "installing schemathesis into $SCHEMATHESIS_VENV"
+    mkdir -p target
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet 'schemathesis==3.39.16' 'hypothesis==6.131.14'
+fi
+export KIROKU_SCHEMATHESIS="$PWD/$SCHEMATHESIS_VENV/bin/schemathesis"
+
 if (( is_root )); then
     id postgres >/dev/null 2>&1 || die "running as root but there is no 'postgres' user to run the server as"
 fi

@@ -27,7 +27,7 @@ pub struct PlanItemDefinition {
 }
 
 /// The rules of SPEC §4 that compute an indicator's actual from the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleName {
     TrainingCompletions,
@@ -56,7 +56,7 @@ impl RuleName {
 }
 
 /// Every parameter any rule takes; [`RuleName`] says which ones a rule accepts.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,14 +96,14 @@ impl RuleParams {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Manual {
     #[serde(rename = "manual")]
     Manual,
 }
 
 /// Where an indicator's actual comes from: a rule over the log, or manual reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum IndicatorSource {
     Manual(Manual),
@@ -120,7 +120,7 @@ impl IndicatorSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Baseline {
     pub fiscal_year: FiscalYear,
     pub value: f64,
@@ -137,7 +137,7 @@ pub struct IndicatorDefinition {
     pub baseline: Option<Baseline>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Target {
     pub op: TargetOp,
     pub value: f64,

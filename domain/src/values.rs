@@ -5,6 +5,8 @@
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 
 /// A business date (local date in Japan). Serialized as `YYYY-MM-DD`; impossible dates such
 /// as 2023-02-30 are refused by the parser.
@@ -320,6 +322,18 @@ macro_rules! vocabulary {
             $(#[serde(rename = $text)] $variant),+
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .description(Some([$(concat!($text, "＝", $ja)),+].join("、")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
@@ -370,6 +384,70 @@ impl TargetOp {
         }
     }
 }
+
+/// The OpenAPI schema of each value type says what its parser accepts, so that a client (or
+/// a fuzzer) reading `/api/v1/openapi.json` knows the bounds without reading this file.
+macro_rules! value_schema {
+    ($name:ident, $description:literal, $build:expr) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                let builder: ObjectBuilder = $build;
+                builder.description(Some($description)).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+value_schema!(
+    FiscalYear,
+    "年度（その年の4月1日に始まる西暦年）",
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1989))
+        .maximum(Some(2200))
+);
+value_schema!(
+    Grade,
+    "職務の級（1〜8）",
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(8))
+);
+value_schema!(
+    Understanding,
+    "研修の理解度（1〜5）",
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(5))
+);
+value_schema!(
+    EmployeeNo,
+    "職員番号（英数字とハイフンの1〜20文字）",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9-]{1,20}$"))
+);
+value_schema!(
+    Code,
+    "コード（英数字・ハイフン・下線・ピリオドの1〜40文字、英数字を1文字以上）",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"))
+        .max_length(Some(40))
+);
+value_schema!(
+    Text,
+    "文字列（前後の空白を除いて空でなく、改行とタブ以外の制御文字を含まない4000文字以内）",
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("\\S"))
+        .min_length(Some(1))
+        .max_length(Some(Text::MAX_CHARS))
+);
 
 #[cfg(test)]
 mod tests {

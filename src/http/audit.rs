@@ -6,6 +6,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
+use super::openapi::QueryResponses;
 use super::reports::parse_as_of;
 use super::AppState;
 use crate::application::policy::Action;
@@ -16,25 +17,26 @@ use crate::storage::log::{read_positions, LogEvent};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use kiroku_domain::values::{FiscalYear, Unit};
 use kiroku_projections::audit::{Change, ACTUAL, PUBLICATION, TARGET};
 use kiroku_projections::time::{jst_minute, rfc3339_ms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// Rows per page of a trail, by default and at most.
 const PER_PAGE: usize = 100;
 const MAX_PER_PAGE: usize = 1000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/plan-items/{code}/audit", get(audit))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(audit))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
     indicator: String,
@@ -382,6 +384,7 @@ pub fn csv_response(query: &TrailQuery<'_>, trail: &Trail) -> ApiResult<Response
         .into_response())
 }
 
+#[utoipa::path(get, path = "/plan-items/{code}/audit", tag = "監査証跡", params(("code" = String, Path, description = "計画項目コード"), AuditQuery), responses(QueryResponses))]
 async fn audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,26 +4,28 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppQuery, Caller};
+use super::openapi::QueryResponses;
 use super::{rfc3339_ms, AppState};
 use crate::application::policy::Action;
 use crate::ledger::Ledger;
 use crate::storage::log::{read_after, LogEvent};
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use kiroku_domain::values::Sealed;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// Fields holding confidential free text about a person.
 const CONFIDENTIAL: &[&str] = &["note", "comment", "text"];
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/events", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct Page {
     #[serde(default)]
@@ -31,6 +33,13 @@ struct Page {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "イベント",
+    params(Page),
+    responses(QueryResponses)
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,

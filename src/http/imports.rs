@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{Caller, RequestId};
+use super::openapi::CommandResponses;
 use super::{rfc3339_ms, AppState};
 use crate::application::policy::Action;
 use crate::application::{Actor, Service};
@@ -10,18 +11,20 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::json;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Attendance sheets of a whole year fit comfortably.
 pub const IMPORT_LIMIT: usize = 16 * 1024 * 1024;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/imports/attendance",
-        post(attendance).layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
-    )
+pub fn routes() -> OpenApiRouter<AppState> {
+    let (schemas, paths, method) = routes!(attendance);
+    OpenApiRouter::new().routes((
+        schemas,
+        paths,
+        method.layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
+    ))
 }
 
 /// The encoding named by `Content-Type: text/csv; charset=…` (UTF-8 when absent).
@@ -51,6 +54,7 @@ fn encoding(headers: &HeaderMap) -> ApiResult<Encoding> {
     Ok(Encoding::Utf8)
 }
 
+#[utoipa::path(post, path = "/imports/attendance", tag = "取込", request_body(content = String, content_type = "text/csv", description = "受講実績の CSV（UTF-8 または Shift_JIS）"), responses(CommandResponses))]
 async fn attendance(
     State(state): State<AppState>,
     caller: Caller,

@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod imports;
+pub mod openapi;
 pub mod plans;
 pub mod reports;
 pub mod sessions;
@@ -48,7 +49,7 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(crate::web::PAGE_POLICY),
     ));
-    let api = Router::new()
+    let (api, document) = utoipa_axum::router::OpenApiRouter::new()
         .merge(staff::routes())
         .merge(sessions::routes())
         .merge(plans::routes())
@@ -56,13 +57,17 @@ pub fn router(ledger: Arc<Ledger>) -> Router {
         .merge(reports::routes())
         .merge(audit::routes())
         .merge(imports::routes())
+        .routes(utoipa_axum::routes!(healthz))
+        .routes(utoipa_axum::routes!(metrics))
+        .split_for_parts();
+    let document = openapi::Document::new(&openapi::complete(document));
+    let api = api
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::replay_repeated_commands,
         ))
         .layer(middleware::map_response(problem_for_too_large))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(move || async move { document }))
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
@@ -130,6 +135,9 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "運用",
+    responses((status = 200, description = "ok、または読み取りのみ続けている degraded", body = serde_json::Value),
+        (status = 503, description = "データベースに接続できません", body = serde_json::Value)))]
 /// `ok`; `degraded` (200: reads are served) when the projector stopped at an event this
 /// version cannot read, naming it; `unavailable` (503) when the database is out of reach.
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -173,6 +181,8 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "運用",
+    responses((status = 200, description = "Prometheus 形式の計測値", body = String, content_type = "text/plain")))]
 /// Prometheus text; reads no database (see `crate::metrics`).
 async fn metrics(State(state): State<AppState>) -> Response {
     let projector = &state.ledger.projector;

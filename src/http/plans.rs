@@ -3,43 +3,34 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::openapi::CommandResponses;
 use super::AppState;
 use crate::application::Command;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
-use axum::Router;
 use kiroku_domain::incident::IncidentCommand;
 use kiroku_domain::plan::*;
 use kiroku_domain::values::*;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::BTreeMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/plan-items", post(define))
-        .route("/plan-items/{code}/indicators", post(define_indicator))
-        .route("/plan-items/{code}/targets", post(set_target))
-        .route("/plan-items/{code}/actuals", post(report_actual))
-        .route(
-            "/plan-items/{code}/actual-corrections",
-            post(correct_actual),
-        )
-        .route("/plan-items/{code}/activities", post(record_activity))
-        .route("/plan-items/{code}/self-evaluations", post(self_evaluate))
-        .route(
-            "/plan-items/{code}/external-evaluations",
-            post(evaluate_externally),
-        )
-        .route("/plan-items/{code}/publications", post(publish))
-        .route("/compliance-incidents", post(record_incident))
-        .route(
-            "/compliance-incidents/{id}/withdrawal",
-            post(withdraw_incident),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(define))
+        .routes(routes!(define_indicator))
+        .routes(routes!(set_target))
+        .routes(routes!(report_actual))
+        .routes(routes!(correct_actual))
+        .routes(routes!(record_activity))
+        .routes(routes!(self_evaluate))
+        .routes(routes!(evaluate_externally))
+        .routes(routes!(publish))
+        .routes(routes!(record_incident))
+        .routes(routes!(withdraw_incident))
 }
 
 /// Runs a command on plan item `code`; a code that cannot be one names no plan item.
@@ -61,7 +52,7 @@ async fn run(
     super::run(state, caller, request_id, command, status, json!({})).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IndicatorBody {
     indicator_code: Code,
@@ -92,7 +83,7 @@ impl From<IndicatorBody> for IndicatorPlan {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DefineBody {
     code: Code,
@@ -110,6 +101,7 @@ struct DefineBody {
     indicators: Vec<IndicatorBody>,
 }
 
+#[utoipa::path(post, path = "/plan-items", tag = "計画項目", request_body = DefineBody, responses(CommandResponses))]
 async fn define(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +133,7 @@ async fn define(
     run(&state, &caller, &request_id, code.as_str(), command, status).await
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/indicators", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = IndicatorBody, responses(CommandResponses))]
 async fn define_indicator(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,7 +153,7 @@ async fn define_indicator(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetBody {
     indicator_code: Code,
@@ -170,6 +163,7 @@ struct TargetBody {
     reason: Option<Text>,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/targets", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = TargetBody, responses(CommandResponses))]
 async fn set_target(
     State(state): State<AppState>,
     caller: Caller,
@@ -203,7 +197,7 @@ async fn set_target(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActualBody {
     indicator_code: Code,
@@ -213,6 +207,7 @@ struct ActualBody {
     note: Option<Text>,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/actuals", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActualBody, responses(CommandResponses))]
 async fn report_actual(
     State(state): State<AppState>,
     caller: Caller,
@@ -230,7 +225,7 @@ async fn report_actual(
     run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActualCorrectionBody {
     indicator_code: Code,
@@ -239,6 +234,7 @@ struct ActualCorrectionBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/actual-corrections", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActualCorrectionBody, responses(CommandResponses))]
 async fn correct_actual(
     State(state): State<AppState>,
     caller: Caller,
@@ -255,7 +251,7 @@ async fn correct_actual(
     run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ActivityBody {
     fiscal_year: FiscalYear,
@@ -263,6 +259,7 @@ struct ActivityBody {
     result: Option<Text>,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/activities", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActivityBody, responses(CommandResponses))]
 async fn record_activity(
     State(state): State<AppState>,
     caller: Caller,
@@ -278,7 +275,7 @@ async fn record_activity(
     run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SelfEvaluationBody {
     fiscal_year: FiscalYear,
@@ -288,6 +285,7 @@ struct SelfEvaluationBody {
     direction: Option<Text>,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/self-evaluations", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = SelfEvaluationBody, responses(CommandResponses))]
 async fn self_evaluate(
     State(state): State<AppState>,
     caller: Caller,
@@ -305,13 +303,14 @@ async fn self_evaluate(
     run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ExternalEvaluationBody {
     fiscal_year: FiscalYear,
     text: Text,
 }
 
+#[utoipa::path(post, path = "/plan-items/{code}/external-evaluations", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ExternalEvaluationBody, responses(CommandResponses))]
 async fn evaluate_externally(
     State(state): State<AppState>,
     caller: Caller,
@@ -326,7 +325,7 @@ async fn evaluate_externally(
     run(&state, &caller, &request_id, &code, command, StatusCode::OK).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublicationBody {
     fiscal_year: FiscalYear,
@@ -335,6 +334,7 @@ struct PublicationBody {
 }
 
 /// Publishes a year's sheet: freezes every indicator's actual as computed now.
+#[utoipa::path(post, path = "/plan-items/{code}/publications", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = PublicationBody, responses(CommandResponses))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -361,7 +361,7 @@ async fn publish(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IncidentBody {
     occurred_on: Date,
@@ -369,6 +369,7 @@ struct IncidentBody {
     summary: Text,
 }
 
+#[utoipa::path(post, path = "/compliance-incidents", tag = "計画項目", request_body = IncidentBody, responses(CommandResponses))]
 async fn record_incident(
     State(state): State<AppState>,
     caller: Caller,
@@ -389,12 +390,13 @@ async fn record_incident(
     super::run(&state, &caller, &request_id, command, status, json!({})).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WithdrawalBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/compliance-incidents/{id}/withdrawal", tag = "計画項目", params(("id" = Uuid, Path, description = "事案ID")), request_body = WithdrawalBody, responses(CommandResponses))]
 async fn withdraw_incident(
     State(state): State<AppState>,
     caller: Caller,

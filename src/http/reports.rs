@@ -2,23 +2,24 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppPath, AppQuery, Caller};
+use super::openapi::QueryResponses;
 use super::AppState;
 use crate::application::policy::Action;
 use crate::reports::{render, Format};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use kiroku_domain::values::FiscalYear;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/plan-items", get(list))
-        .route("/plan-items/{code}/sheet", get(sheet))
-        .route("/projections", get(projections))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(sheet))
+        .routes(routes!(projections))
 }
 
 /// Reads a report's `as_of` (see [`kiroku_projections::time::parse_as_of`]): RFC 3339, or a
@@ -39,7 +40,8 @@ pub fn parse_as_of(as_of: Option<&str>) -> ApiResult<Option<i64>> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     fiscal_year: Option<FiscalYear>,
@@ -79,6 +81,13 @@ pub fn focus_year<'a>(
 /// Every plan item with one fiscal year's target, actual and achievement per indicator: the
 /// year asked for, or else the latest year of the plan period that has an actual, so a list
 /// read after the plan period does not show an empty year.
+#[utoipa::path(
+    get,
+    path = "/plan-items",
+    tag = "進行管理シート",
+    params(ListQuery),
+    responses(QueryResponses)
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,13 +138,15 @@ async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct SheetQuery {
     as_of: Option<String>,
     format: Option<String>,
 }
 
+#[utoipa::path(get, path = "/plan-items/{code}/sheet", tag = "進行管理シート", params(("code" = String, Path, description = "計画項目コード"), SheetQuery), responses(QueryResponses))]
 async fn sheet(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,6 +186,12 @@ async fn sheet(
 
 /// Where the read models stand and their fingerprint (equal to `kiroku rebuild`'s when the
 /// live projections match a rebuild from the log).
+#[utoipa::path(
+    get,
+    path = "/projections",
+    tag = "進行管理シート",
+    responses(QueryResponses)
+)]
 async fn projections(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(&state, Action::ReadAudit)?;
     let (position, fingerprint) = state.ledger.projector.fingerprint()?;

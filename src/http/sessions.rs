@@ -3,38 +3,30 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::openapi::{CommandResponses, QueryResponses};
 use super::{accepted, AppState};
 use crate::application::policy::Action;
 use crate::application::{Actor, Command, Service};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use kiroku_domain::session::*;
 use kiroku_domain::values::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/sessions", post(schedule))
-        .route("/sessions/{id}", get(show))
-        .route("/sessions/{id}/enrolments", post(enrol))
-        .route(
-            "/sessions/{id}/enrolments/{staff_id}/cancellation",
-            post(cancel),
-        )
-        .route("/sessions/{id}/completions", post(complete))
-        .route(
-            "/sessions/{id}/completions/{staff_id}/corrections",
-            post(correct),
-        )
-        .route(
-            "/sessions/{id}/completions/{staff_id}/revocation",
-            post(revoke),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(schedule))
+        .routes(routes!(show))
+        .routes(routes!(enrol))
+        .routes(routes!(cancel))
+        .routes(routes!(complete))
+        .routes(routes!(correct))
+        .routes(routes!(revoke))
 }
 
 /// Runs a session command; an enrolment answers with its status (enrolled or waitlisted).
@@ -67,7 +59,7 @@ async fn run(
     Ok(accepted(status, session_id.to_string(), &appended, extra))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScheduleBody {
     course_code: Text,
@@ -80,6 +72,7 @@ struct ScheduleBody {
     capacity: u32,
 }
 
+#[utoipa::path(post, path = "/sessions", tag = "研修", request_body = ScheduleBody, responses(CommandResponses))]
 async fn schedule(
     State(state): State<AppState>,
     caller: Caller,
@@ -107,12 +100,13 @@ async fn schedule(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrolBody {
     staff_id: Uuid,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/enrolments", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID")), request_body = EnrolBody, responses(CommandResponses))]
 async fn enrol(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,12 +129,13 @@ async fn enrol(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/enrolments/{staff_id}/cancellation", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -163,7 +158,7 @@ async fn cancel(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompletionBody {
     staff_id: Uuid,
@@ -171,6 +166,7 @@ struct CompletionBody {
     understanding: Option<Understanding>,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/completions", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID")), request_body = CompletionBody, responses(CommandResponses))]
 async fn complete(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,7 +190,7 @@ async fn complete(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CorrectionBody {
     completed_on: Option<Date>,
@@ -202,6 +198,7 @@ struct CorrectionBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/completions/{staff_id}/corrections", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = CorrectionBody, responses(CommandResponses))]
 async fn correct(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,6 +223,7 @@ async fn correct(
     .await
 }
 
+#[utoipa::path(post, path = "/sessions/{id}/completions/{staff_id}/revocation", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -248,6 +246,7 @@ async fn revoke(
     .await
 }
 
+#[utoipa::path(get, path = "/sessions/{id}", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID")), responses(QueryResponses))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,

@@ -3,6 +3,7 @@
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::openapi::{CommandResponses, QueryResponses};
 use super::{rfc3339_ms, run, AppState};
 use crate::application::policy::Action;
 use crate::application::{Command, NewStaff, Service, StaffRequest};
@@ -10,47 +11,32 @@ use crate::ledger::Ledger;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use kiroku_domain::staff::*;
 use kiroku_domain::values::*;
 use kiroku_projections::history::StaffRecord;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/staff", post(register))
-        .route("/staff/{id}", get(show))
-        .route("/staff/{id}/grade-changes", post(change_grade))
-        .route("/staff/{id}/transfers", post(transfer))
-        .route("/staff/{id}/separations", post(separate))
-        .route("/staff/{id}/rehires", post(rehire))
-        .route("/staff/{id}/erasure", post(erase))
-        .route("/staff/{id}/interviews", post(record_interview))
-        .route(
-            "/staff/{id}/interviews/{iid}/corrections",
-            post(correct_interview),
-        )
-        .route(
-            "/staff/{id}/interviews/{iid}/withdrawals",
-            post(withdraw_interview),
-        )
-        .route("/staff/{id}/evaluations", post(record_evaluation))
-        .route(
-            "/staff/{id}/evaluations/{eid}/corrections",
-            post(correct_evaluation),
-        )
-        .route(
-            "/staff/{id}/evaluations/{eid}/disputes",
-            post(dispute_evaluation),
-        )
-        .route(
-            "/staff/{id}/evaluations/{eid}/dispute-resolutions",
-            post(resolve_dispute),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(show))
+        .routes(routes!(change_grade))
+        .routes(routes!(transfer))
+        .routes(routes!(separate))
+        .routes(routes!(rehire))
+        .routes(routes!(erase))
+        .routes(routes!(record_interview))
+        .routes(routes!(correct_interview))
+        .routes(routes!(withdraw_interview))
+        .routes(routes!(record_evaluation))
+        .routes(routes!(correct_evaluation))
+        .routes(routes!(dispute_evaluation))
+        .routes(routes!(resolve_dispute))
 }
 
 pub use crate::application::today_jst;
@@ -59,7 +45,7 @@ fn command(staff_id: Uuid, command: StaffRequest) -> Command {
     Command::Staff { staff_id, command }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
     employee_no: EmployeeNo,
@@ -74,6 +60,7 @@ struct RegisterBody {
     department_kind: DepartmentKind,
 }
 
+#[utoipa::path(post, path = "/staff", tag = "職員", request_body = RegisterBody, responses(CommandResponses))]
 #[tracing::instrument(skip_all)]
 async fn register(
     State(state): State<AppState>,
@@ -106,7 +93,7 @@ async fn register(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GradeBody {
     grade: Grade,
@@ -114,6 +101,7 @@ struct GradeBody {
     reason: GradeChangeReason,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/grade-changes", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = GradeBody, responses(CommandResponses))]
 async fn change_grade(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,7 +126,7 @@ async fn change_grade(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransferBody {
     to_department: Text,
@@ -147,6 +135,7 @@ struct TransferBody {
     kind: TransferKind,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/transfers", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = TransferBody, responses(CommandResponses))]
 async fn transfer(
     State(state): State<AppState>,
     caller: Caller,
@@ -172,13 +161,14 @@ async fn transfer(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SeparationBody {
     effective_on: Date,
     reason: SeparationReason,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/separations", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = SeparationBody, responses(CommandResponses))]
 async fn separate(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,7 +192,7 @@ async fn separate(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ErasureBody {
     reason: Text,
@@ -210,6 +200,7 @@ struct ErasureBody {
 
 /// Erases the person's personal data (crypto-shredding): the erasure is recorded, then their
 /// key is destroyed. hr_admin only (the policy's `Administer`).
+#[utoipa::path(post, path = "/staff/{id}/erasure", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = ErasureBody, responses(CommandResponses))]
 async fn erase(
     State(state): State<AppState>,
     caller: Caller,
@@ -232,7 +223,7 @@ async fn erase(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RehireBody {
     effective_on: Date,
@@ -242,6 +233,7 @@ struct RehireBody {
     employment: Employment,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/rehires", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = RehireBody, responses(CommandResponses))]
 async fn rehire(
     State(state): State<AppState>,
     caller: Caller,
@@ -268,7 +260,7 @@ async fn rehire(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InterviewBody {
     kind: InterviewKind,
@@ -277,6 +269,7 @@ struct InterviewBody {
     note: Text,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/interviews", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = InterviewBody, responses(CommandResponses))]
 async fn record_interview(
     State(state): State<AppState>,
     caller: Caller,
@@ -305,7 +298,7 @@ async fn record_interview(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InterviewCorrectionBody {
     kind: Option<InterviewKind>,
@@ -314,6 +307,7 @@ struct InterviewCorrectionBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/interviews/{iid}/corrections", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("iid" = Uuid, Path, description = "面談ID")), request_body = InterviewCorrectionBody, responses(CommandResponses))]
 async fn correct_interview(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,12 +334,13 @@ async fn correct_interview(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/interviews/{iid}/withdrawals", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("iid" = Uuid, Path, description = "面談ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn withdraw_interview(
     State(state): State<AppState>,
     caller: Caller,
@@ -369,7 +364,7 @@ async fn withdraw_interview(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluationBody {
     fiscal_year: FiscalYear,
@@ -381,6 +376,7 @@ struct EvaluationBody {
     comment: Option<Text>,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/evaluations", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = EvaluationBody, responses(CommandResponses))]
 async fn record_evaluation(
     State(state): State<AppState>,
     caller: Caller,
@@ -411,7 +407,7 @@ async fn record_evaluation(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluationCorrectionBody {
     overall: Option<OverallRating>,
@@ -420,6 +416,7 @@ struct EvaluationCorrectionBody {
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/corrections", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = EvaluationCorrectionBody, responses(CommandResponses))]
 async fn correct_evaluation(
     State(state): State<AppState>,
     caller: Caller,
@@ -446,13 +443,14 @@ async fn correct_evaluation(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DisputeBody {
     text: Text,
 }
 
 /// 苦情・申出: the staff member about their own evaluation, or HR on their behalf.
+#[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/disputes", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = DisputeBody, responses(CommandResponses))]
 async fn dispute_evaluation(
     State(state): State<AppState>,
     caller: Caller,
@@ -476,13 +474,14 @@ async fn dispute_evaluation(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolutionBody {
     outcome: Text,
     reason: Text,
 }
 
+#[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/dispute-resolutions", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = ResolutionBody, responses(CommandResponses))]
 async fn resolve_dispute(
     State(state): State<AppState>,
     caller: Caller,
@@ -515,6 +514,7 @@ async fn open(ledger: &Ledger, staff_id: Uuid, sealed: &Sealed) -> ApiResult<Val
     })
 }
 
+#[utoipa::path(get, path = "/staff/{id}", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), responses(QueryResponses))]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,

@@ -56,11 +56,11 @@ if [[ ! -x "$PG_BIN/initdb" ]]; then
     [[ -x "$PG_BIN/initdb" ]] || die "no initdb in $PG_BIN after installing postgresql (set KIROKU_PG_BIN?)"
 fi
 # --- Chromium for the browser tests (Debian's packages; nothing downloaded elsewhere) ----
-if [[ ! -x /usr/bin/chromedriver || ! -x /usr/bin/chromium ]] || ! fc-list 2>/dev/null | grep -qi ipa; then
+if [[ ! -x /usr/bin/chromedriver || ! -x /usr/bin/chromium || ! -d /usr/share/doc/chromium-l10n ]] || ! fc-list 2>/dev/null | grep -qi ipa; then
     say "installing Debian's chromium, chromium-driver and a Japanese font for the browser tests"
     sudo_cmd=()
     (( is_root )) || sudo_cmd=(sudo)
-    packages=(chromium chromium-driver fonts-ipafont-gothic)
+    packages=(chromium chromium-driver chromium-l10n fonts-ipafont-gothic)
     if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${packages[@]}"; then
         DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get update
         DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${packages[@]}"

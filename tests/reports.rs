@@ -38,6 +38,10 @@ both_backends!(
             .post(&app.hr, "/plan-items", &support::plan_item_body())
             .await;
         assert_eq!(defined.status.as_u16(), 201, "{:?}", defined.body);
+        // Nothing recorded yet: the list shows the latest year of the plan period that has
+        // begun (FY2025, R7), not today's fiscal year outside the period.
+        let empty = app.get(&app.auditor, "/plan-items").await;
+        assert_eq!(empty.body["fiscal_year"], 2025, "{:?}", empty.body);
         let session = app.schedule(10).await;
         let mut staff = Vec::new();
         for i in 0..3 {
@@ -255,10 +259,12 @@ both_backends!(
         assert_eq!(second["after_text"], "第2版 1人");
         assert_eq!(second["before_text"], "第1版 2人");
         assert_eq!(second["reason"], "受講記録の重複を訂正したため");
-        assert!(second["recorded_at_jst"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with(" JST"));
+        // To the second: two changes in one minute still read in their order.
+        let jst = second["recorded_at_jst"].as_str().unwrap_or("");
+        assert!(
+            jst.len() == 23 && jst.ends_with(" JST") && jst.as_bytes()[16] == b':',
+            "{jst}"
+        );
         let revocation = changes
             .iter()
             .find(|c| c["event_type"] == "CompletionRevoked")

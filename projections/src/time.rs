@@ -30,6 +30,14 @@ pub fn jst_minute(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// `2026-11-22 17:54:03 JST`: a recorded moment as an audit trail shows it, where two changes
+/// in the same minute must still read in their order.
+pub fn jst_second(ms: i64) -> String {
+    in_jst(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S JST").to_string())
+        .unwrap_or_default()
+}
+
 /// `2024-05-30`: the date of a moment in Japan.
 pub fn jst_date(ms: i64) -> String {
     in_jst(ms)

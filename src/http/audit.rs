@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kiroku_domain::values::{FiscalYear, Unit};
 use kiroku_projections::audit::{Change, ACTUAL, PUBLICATION, TARGET};
-use kiroku_projections::time::{jst_minute, rfc3339_ms};
+use kiroku_projections::time::{jst_minute, jst_second, rfc3339_ms};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -200,7 +200,7 @@ async fn row(
     Ok(json!({
         "position": change.position,
         "recorded_at": event.map(|e| rfc3339_ms(e.recorded_at)),
-        "recorded_at_jst": event.map(|e| jst_minute(e.recorded_at)),
+        "recorded_at_jst": event.map(|e| jst_second(e.recorded_at)),
         "actor": event.and_then(|e| e.metadata_str("actor")),
         "event_type": event_type,
         "event_label": event_label(event_type),

@@ -64,7 +64,20 @@ pub fn focus_year<'a>(
     asked: Option<FiscalYear>,
 ) -> i32 {
     let this_year = FiscalYear::of(super::staff::today_jst()).year();
+    let sheets: Vec<&kiroku_projections::sheet::Sheet> = sheets.collect();
+    // With no data yet, the latest year of the plan periods that has begun (a dashboard
+    // opened after the plan period shows its last year, not an empty year outside it).
+    let plan_years = || {
+        sheets
+            .iter()
+            .flat_map(|sheet| sheet.fiscal_years.iter().copied())
+    };
+    let latest_begun = plan_years()
+        .filter(|year| *year <= this_year)
+        .max()
+        .or_else(|| plan_years().min());
     let latest_with_data = sheets
+        .iter()
         .flat_map(|sheet| sheet.indicators.iter())
         .flat_map(|indicator| indicator.years.iter())
         .filter(|cell| cell.actual.is_some_and(has_data))
@@ -74,7 +87,7 @@ pub fn focus_year<'a>(
     match (asked, latest_with_data) {
         (Some(asked), _) => asked.year(),
         (None, Some(latest)) => latest,
-        (None, None) => this_year,
+        (None, None) => latest_begun.unwrap_or(this_year),
     }
 }
 

@@ -464,13 +464,14 @@ async fn trail_page(
             table.wide {
                 thead {
                     tr {
-                        th { "記録日時（JST）" } th { "記録者" } th { "記録の種類" } th { "項目" }
+                        th { "位置" } th { "記録日時（JST）" } th { "記録者" } th { "記録の種類" } th { "項目" }
                         th { "変更前" } th { "変更後" } th { "職員" } th { "研修・修了日" } th { "理由" }
                     }
                 }
                 tbody {
                     @for r in &trail.rows {
                         tr {
+                            td.num { (r["position"]) }
                             td.nowrap { (text(&r["recorded_at_jst"])) }
                             td { (text(&r["actor"])) }
                             td { (text(&r["event_label"])) @if published && r["after_publication"] == Value::Bool(true) { br; span.badge.waitlist { "最終公表後" } } }

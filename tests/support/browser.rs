@@ -76,8 +76,12 @@ impl Browser {
         let proxy_port = proxy.local_addr().expect("proxy address").port();
         tokio::spawn(record_outside(proxy, outside.clone()));
         let port = free_port();
+        // Chromium on Linux takes its interface language (the date picker's order, the file
+        // button) from the environment, as on a Japanese desktop; `--lang` alone is not enough.
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
+            .env("LANG", "C.UTF-8")
+            .env("LANGUAGE", "ja")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

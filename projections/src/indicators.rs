@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
 /// Whether a fact created at `from` and superseded at `to` is part of the log as it stood at `at`.
-fn visible(from: i64, to: Option<i64>, at: i64) -> bool {
+pub(crate) fn visible(from: i64, to: Option<i64>, at: i64) -> bool {
     from <= at && to.is_none_or(|t| t > at)
 }
 
@@ -76,8 +76,8 @@ impl Period {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct StaffFacts {
-    gender: Option<Gender>,
+pub(crate) struct StaffFacts {
+    pub(crate) gender: Option<Gender>,
     periods: Vec<Period>,
     grades: Vec<Dated<Grade>>,
     departments: Vec<Dated<DepartmentKind>>,
@@ -104,7 +104,7 @@ impl StaffFacts {
         best.map(|b| b.value)
     }
 
-    fn grade_on(&self, date: Date, at: i64) -> Option<Grade> {
+    pub(crate) fn grade_on(&self, date: Date, at: i64) -> Option<Grade> {
         Self::on(&self.grades, date, at)
     }
 
@@ -113,7 +113,7 @@ impl StaffFacts {
     /// one continuous period; the completed calendar years of that span are the answer. For a
     /// single unbroken period this is exactly the completed years since the hire date
     /// (hired 2014-04-01 → 10 years on 2024-04-01, hired 2014-04-02 → 9).
-    fn years_of_service(&self, date: Date, at: i64) -> u32 {
+    pub(crate) fn years_of_service(&self, date: Date, at: i64) -> u32 {
         let days: i64 = self
             .periods
             .iter()
@@ -131,7 +131,7 @@ impl StaffFacts {
 
     /// Whether the staff member has served in all three department kinds with entries
     /// (registration, rehire, transfers) effective on or before `date`.
-    fn served_all_kinds(&self, date: Date, at: i64) -> bool {
+    pub(crate) fn served_all_kinds(&self, date: Date, at: i64) -> bool {
         let mut seen = [false; 3];
         for entry in self.departments.iter().take_while(|e| e.from <= at) {
             if entry.effective_on <= date {
@@ -167,28 +167,28 @@ struct SessionFacts {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct CompletionFact {
-    session: usize,
-    staff: usize,
+pub(crate) struct CompletionFact {
+    pub(crate) session: usize,
+    pub(crate) staff: usize,
     completed_on: Date,
-    understanding: Option<Understanding>,
-    from: i64,
-    to: Option<i64>,
+    pub(crate) understanding: Option<Understanding>,
+    pub(crate) from: i64,
+    pub(crate) to: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct InterviewFact {
-    staff: usize,
-    kind: InterviewKind,
+pub(crate) struct InterviewFact {
+    pub(crate) staff: usize,
+    pub(crate) kind: InterviewKind,
     held_on: Date,
-    from: i64,
-    to: Option<i64>,
+    pub(crate) from: i64,
+    pub(crate) to: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-struct IncidentFact {
-    from: i64,
-    to: Option<i64>,
+pub(crate) struct IncidentFact {
+    pub(crate) from: i64,
+    pub(crate) to: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -219,32 +219,32 @@ pub struct Facts {
     last_position: Option<i64>,
     #[serde(with = "crate::sorted_pairs")]
     staff_ids: HashMap<Uuid, usize>,
-    staff: Vec<StaffFacts>,
+    pub(crate) staff: Vec<StaffFacts>,
     #[serde(with = "crate::sorted_pairs")]
     session_ids: HashMap<Uuid, usize>,
     sessions: Vec<Option<SessionFacts>>,
-    completions: BTreeMap<FiscalYear, Vec<CompletionFact>>,
+    pub(crate) completions: BTreeMap<FiscalYear, Vec<CompletionFact>>,
     /// (session, staff) → the standing completion.
     #[serde(with = "crate::sorted_pairs")]
     open_completions: HashMap<(usize, usize), Slot>,
-    interviews: BTreeMap<FiscalYear, Vec<InterviewFact>>,
+    pub(crate) interviews: BTreeMap<FiscalYear, Vec<InterviewFact>>,
     /// (staff, interview id) → the standing interview.
     #[serde(with = "crate::sorted_pairs")]
     open_interviews: HashMap<(usize, Uuid), Slot>,
     /// Positions of dispatch transfers by the fiscal year of their effective date, ascending.
-    dispatches: BTreeMap<FiscalYear, Vec<i64>>,
-    incidents: BTreeMap<FiscalYear, Vec<IncidentFact>>,
+    pub(crate) dispatches: BTreeMap<FiscalYear, Vec<i64>>,
+    pub(crate) incidents: BTreeMap<FiscalYear, Vec<IncidentFact>>,
     #[serde(with = "crate::sorted_pairs")]
     open_incidents: HashMap<Uuid, Slot>,
     actuals: PlanFacts<ActualFact>,
     targets: PlanFacts<TargetFact>,
     /// Registrations, separations and rehires: (effective date, position), in position order.
     /// They shape who is in service (and for how long) on a reference date.
-    service_events: Vec<(Date, i64)>,
+    pub(crate) service_events: Vec<(Date, i64)>,
     /// Grade changes: (effective date, position), in position order.
-    grade_events: Vec<(Date, i64)>,
+    pub(crate) grade_events: Vec<(Date, i64)>,
     /// Transfers of every kind: (effective date, position), in position order.
-    department_events: Vec<(Date, i64)>,
+    pub(crate) department_events: Vec<(Date, i64)>,
 }
 
 fn uuid_of(aggregate_id: &str) -> Uuid {
@@ -276,7 +276,7 @@ fn open<T>(buckets: &mut BTreeMap<FiscalYear, Vec<T>>, fy: FiscalYear, fact: T) 
 
 /// Appends the position that opened a fact and, if it was superseded by then, the one that
 /// closed it, as far as they lie at or before `at`.
-fn span_positions(from: i64, to: Option<i64>, at: i64, out: &mut Vec<i64>) {
+pub(crate) fn span_positions(from: i64, to: Option<i64>, at: i64, out: &mut Vec<i64>) {
     if from <= at {
         out.push(from);
     }
@@ -287,7 +287,7 @@ fn span_positions(from: i64, to: Option<i64>, at: i64, out: &mut Vec<i64>) {
 
 /// Appends the positions (`<= at`) of the `(effective date, position)` entries effective on or
 /// before `date`; `entries` are in position order.
-fn dated_positions(entries: &[(Date, i64)], date: Date, at: i64, out: &mut Vec<i64>) {
+pub(crate) fn dated_positions(entries: &[(Date, i64)], date: Date, at: i64, out: &mut Vec<i64>) {
     out.extend(
         entries
             .iter()
@@ -705,15 +705,8 @@ impl Facts {
 
     /// The actual of `rule` for fiscal year `fy`, computed from exactly the events with
     /// position `<= at`. Counts are `Some(n)` (0 when there is nothing); rates are percentages
-    /// rounded to one decimal, `None` when their denominator is empty.
-    ///
-    /// `rotation_coverage` counts years of service as the completed calendar years of the
-    /// summed lengths of every service period up to April 1 (see `years_of_service`): the
-    /// days served are added up and laid back from April 1 as one continuous span, so a
-    /// person hired on 2014-04-01 has 10 years on 2024-04-01 and someone who served
-    /// 2010-04-01 – 2015-04-01 and again from 2019-04-01 has 10 years on 2024-04-01. The
-    /// department kinds served are those of the registration, rehires and transfers
-    /// (including dispatches) effective on or before April 1, over all periods of service.
+    /// rounded to one decimal, `None` when their denominator is empty. Each rule is one file
+    /// under [`crate::rules`].
     pub fn compute(
         &self,
         rule: RuleName,
@@ -721,129 +714,14 @@ impl Facts {
         fy: FiscalYear,
         at: i64,
     ) -> Option<f64> {
-        let r = fy.first_day();
-        match rule {
-            RuleName::TrainingCompletions => {
-                let n = self
-                    .completions_in(fy, at)
-                    .filter(|c| self.session_matches(c.session, params))
-                    .count();
-                Some(n as f64)
-            }
-            RuleName::TrainingParticipationRate => {
-                let mut trained = vec![false; self.staff.len()];
-                let only_categories = RuleParams {
-                    categories: params.categories.clone(),
-                    ..RuleParams::default()
-                };
-                for c in self.completions_in(fy, at) {
-                    if self.session_matches(c.session, &only_categories) {
-                        trained[c.staff] = true;
-                    }
-                }
-                let (mut num, mut den) = (0, 0);
-                for (i, _) in self.population(r, at) {
-                    den += 1;
-                    if trained[i] {
-                        num += 1;
-                    }
-                }
-                round_rate(num, den)
-            }
-            RuleName::TrainingUnderstandingRate => {
-                let threshold = params.threshold.map_or(4, Understanding::value);
-                let (mut num, mut den) = (0, 0);
-                for c in self.completions_in(fy, at) {
-                    if let Some(u) = c.understanding {
-                        den += 1;
-                        if u.value() >= threshold {
-                            num += 1;
-                        }
-                    }
-                }
-                round_rate(num, den)
-            }
-            RuleName::InterviewCoverage => {
-                let min = params.min_per_year.unwrap_or(2);
-                let mut held = vec![0u32; self.staff.len()];
-                let interviews = self.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
-                for i in interviews {
-                    let kind_ok = params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind));
-                    if visible(i.from, i.to, at) && kind_ok {
-                        held[i.staff] += 1;
-                    }
-                }
-                let (mut num, mut den) = (0, 0);
-                for (i, _) in self.population(r, at) {
-                    den += 1;
-                    if held[i] >= min {
-                        num += 1;
-                    }
-                }
-                round_rate(num, den)
-            }
-            RuleName::WomenInManagementRate => {
-                let min_grade = params.min_grade.map_or(6, Grade::value);
-                let (mut num, mut den) = (0, 0);
-                for (_, s) in self.population(r, at) {
-                    if s.grade_on(r, at).is_some_and(|g| g.value() >= min_grade) {
-                        den += 1;
-                        if s.gender == Some(Gender::Female) {
-                            num += 1;
-                        }
-                    }
-                }
-                round_rate(num, den)
-            }
-            RuleName::RotationCoverage => {
-                let years = params.years.unwrap_or(10);
-                let (mut num, mut den) = (0, 0);
-                for (_, s) in self.population(r, at) {
-                    if s.years_of_service(r, at) >= years {
-                        den += 1;
-                        if s.served_all_kinds(r, at) {
-                            num += 1;
-                        }
-                    }
-                }
-                round_rate(num, den)
-            }
-            RuleName::DispatchCount => {
-                let positions = self.dispatches.get(&fy).map_or(&[][..], Vec::as_slice);
-                Some(positions.partition_point(|p| *p <= at) as f64)
-            }
-            RuleName::ComplianceIncidents => {
-                let incidents = self.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
-                let n = incidents
-                    .iter()
-                    .filter(|i| visible(i.from, i.to, at))
-                    .count();
-                Some(n as f64)
-            }
-        }
+        crate::rules::compute(self, rule, params, fy, at)
     }
 
     /// The positions `<= at` of every event that could have changed the actual of `rule`
     /// (with `params`) for fiscal year `fy`, ascending and without duplicates: evaluating
     /// [`Facts::compute`] just before and at each of them explains every change of the value.
-    ///
-    /// * completion-based rules: the positions that opened or closed a completion fact dated
-    ///   in `fy` and relevant to the rule (its session passes the `categories` / `provider`
-    ///   filters; for `training_understanding_rate`, it carries an understanding answer). A
-    ///   correction moving a completion out of `fy` closes the fact in `fy`, so it counts; a
-    ///   revocation closes it; a re-completion opens a new one.
-    /// * head-count rules (`training_participation_rate`, `interview_coverage`,
-    ///   `women_in_management_rate`, `rotation_coverage`): registrations, separations and
-    ///   rehires effective on or before April 1 of `fy` (the population and its years of
-    ///   service), plus what the rule looks at: completions in `fy` (participation), interviews
-    ///   in `fy` of the counted kinds (coverage), grade changes (women in management) or
-    ///   transfers (rotation) effective on or before April 1. An event effective after April 1
-    ///   cannot change who was in service, or with what grade or department kinds, on that day.
-    /// * `dispatch_count`: the dispatch transfers effective in `fy`.
-    /// * `compliance_incidents`: the positions that recorded or withdrew an incident dated in
-    ///   `fy`.
-    ///
-    /// Only the indexes of `fy` and the per-kind staff event lists are read, never the log.
+    /// What each rule depends on is said in its file under [`crate::rules`]. Only the indexes
+    /// of `fy` and the per-kind staff event lists are read, never the log.
     pub fn candidates(
         &self,
         rule: RuleName,
@@ -851,55 +729,8 @@ impl Facts {
         fy: FiscalYear,
         at: i64,
     ) -> Vec<i64> {
-        let r = fy.first_day();
         let mut out = Vec::new();
-        match rule {
-            RuleName::TrainingCompletions => {
-                self.completion_positions(fy, at, &mut out, |c| {
-                    self.session_matches(c.session, params)
-                });
-            }
-            RuleName::TrainingParticipationRate => {
-                let only_categories = RuleParams {
-                    categories: params.categories.clone(),
-                    ..RuleParams::default()
-                };
-                self.completion_positions(fy, at, &mut out, |c| {
-                    self.session_matches(c.session, &only_categories)
-                });
-                dated_positions(&self.service_events, r, at, &mut out);
-            }
-            RuleName::TrainingUnderstandingRate => {
-                self.completion_positions(fy, at, &mut out, |c| c.understanding.is_some());
-            }
-            RuleName::InterviewCoverage => {
-                let interviews = self.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
-                for i in interviews.iter().take_while(|i| i.from <= at) {
-                    if params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind)) {
-                        span_positions(i.from, i.to, at, &mut out);
-                    }
-                }
-                dated_positions(&self.service_events, r, at, &mut out);
-            }
-            RuleName::WomenInManagementRate => {
-                dated_positions(&self.service_events, r, at, &mut out);
-                dated_positions(&self.grade_events, r, at, &mut out);
-            }
-            RuleName::RotationCoverage => {
-                dated_positions(&self.service_events, r, at, &mut out);
-                dated_positions(&self.department_events, r, at, &mut out);
-            }
-            RuleName::DispatchCount => {
-                let positions = self.dispatches.get(&fy).map_or(&[][..], Vec::as_slice);
-                out.extend(positions.iter().copied().take_while(|p| *p <= at));
-            }
-            RuleName::ComplianceIncidents => {
-                let incidents = self.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
-                for i in incidents.iter().take_while(|i| i.from <= at) {
-                    span_positions(i.from, i.to, at, &mut out);
-                }
-            }
-        }
+        crate::rules::candidates(self, rule, params, fy, at, &mut out);
         out.sort_unstable();
         out.dedup();
         out
@@ -936,7 +767,7 @@ impl Facts {
 
     /// Appends the opening and closing positions (`<= at`) of the completion facts dated in
     /// `fy` that pass `relevant`.
-    fn completion_positions(
+    pub(crate) fn completion_positions(
         &self,
         fy: FiscalYear,
         at: i64,
@@ -953,7 +784,11 @@ impl Facts {
     }
 
     /// The standing completions with `completed_on` in `fy`, as the log stood at `at`.
-    fn completions_in(&self, fy: FiscalYear, at: i64) -> impl Iterator<Item = &CompletionFact> {
+    pub(crate) fn completions_in(
+        &self,
+        fy: FiscalYear,
+        at: i64,
+    ) -> impl Iterator<Item = &CompletionFact> {
         self.completions
             .get(&fy)
             .map_or(&[][..], Vec::as_slice)
@@ -962,7 +797,7 @@ impl Facts {
     }
 
     /// Whether a session passes the `categories` and `provider` filters of `params`.
-    fn session_matches(&self, session: usize, params: &RuleParams) -> bool {
+    pub(crate) fn session_matches(&self, session: usize, params: &RuleParams) -> bool {
         if params.categories.is_none() && params.provider.is_none() {
             return true;
         }
@@ -981,7 +816,11 @@ impl Facts {
     }
 
     /// The staff in service on `date` as the log stood at `at`, with their index.
-    fn population(&self, date: Date, at: i64) -> impl Iterator<Item = (usize, &StaffFacts)> {
+    pub(crate) fn population(
+        &self,
+        date: Date,
+        at: i64,
+    ) -> impl Iterator<Item = (usize, &StaffFacts)> {
         self.staff
             .iter()
             .enumerate()

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod history;
 pub mod indicators;
 pub mod plans;
+pub mod rules;
 pub mod sheet;
 #[cfg(test)]
 mod testing;

@@ -57,6 +57,17 @@ pub enum Command {
     },
     /// Rebuilds every projection from the log; prints events and seconds.
     Rebuild,
+    /// Measures Kiroku beside the raw cqrs-es framework in one run, on scratch databases
+    /// (never the ledger named by --database): append over HTTP with 1 and 8 clients.
+    Bench {
+        /// Commands per measurement.
+        #[arg(long, default_value_t = 2000)]
+        commands: usize,
+        /// A PostgreSQL server whose user may create databases (e.g.
+        /// postgres://postgres@127.0.0.1:5432/postgres); SQLite only without it.
+        #[arg(long, env = "KIROKU_BENCH_POSTGRES")]
+        postgres: Option<String>,
+    },
     /// Bulk imports, all or nothing.
     Import {
         #[command(subcommand)]
@@ -177,7 +188,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn execute(cli: Cli) -> Result<ExitCode, String> {
-    if !matches!(cli.command, Command::Serve { .. }) {
+    if !matches!(cli.command, Command::Serve { .. } | Command::Bench { .. }) {
         crate::storage::wait_patiently();
     }
     match cli.command {
@@ -299,6 +310,14 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 }
                 Err(error) => Err(error.to_string()),
             }
+        }
+        Command::Bench { commands, postgres } => {
+            let options = crate::bench::Options { commands, postgres };
+            let figures = crate::bench::run(&options)
+                .await
+                .map_err(|e| e.to_string())?;
+            print!("{}", crate::bench::render(&figures));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Rebuild => {
             let backend = crate::storage::Backend::connect(&cli.database)

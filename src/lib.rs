@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod application;
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod http;

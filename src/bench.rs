@@ -1,0 +1,392 @@
+//! `kiroku bench`: Kiroku measured beside the raw framework in one run, on the same machine,
+//! backend and command.
+//!
+//! The command is the one the scale issue measured: recording a compliance incident (one
+//! event on a new aggregate). The raw figure is cqrs-es' `CqrsFramework::execute` over
+//! sqlite-es / postgres-es on the framework's own tables, in process; Kiroku's is the same
+//! domain command sent over HTTP to a running server (authentication, policy, hash chain,
+//! idempotency table, projection), on a fresh ledger of its own. Both run with 1 and with 8
+//! concurrent clients (tasks for the raw framework). Nothing here asserts a time: the smoke
+//! test only checks that every figure is produced.
+//!
+//! Not yet measured here (see docs/PERFORMANCE.md): rebuild, bulk import, sheets and audit
+//! trails at scale, start-up, disk per event, 8 clients on one session.
+
+use crate::app::Application;
+use crate::storage::tokens::{self, Role};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kiroku_domain::incident::{ComplianceIncident, IncidentCommand};
+use kiroku_domain::values::Text;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Commands per measurement.
+    pub commands: usize,
+    /// A PostgreSQL server URL whose user may create databases; SQLite only without one.
+    pub postgres: Option<String>,
+}
+
+/// One measured series: throughput and latency percentiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub commands: usize,
+    pub errors: usize,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+/// Kiroku's figure beside the raw framework's, from the same run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    pub backend: &'static str,
+    pub name: String,
+    pub kiroku: Series,
+    pub raw: Series,
+}
+
+impl Figure {
+    /// Kiroku's throughput as a share of the raw framework's.
+    pub fn ratio(&self) -> f64 {
+        if self.raw.per_second > 0.0 {
+            self.kiroku.per_second / self.raw.per_second
+        } else {
+            0.0
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("データベース: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("台帳: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("サーバーを起動できません: {0}")]
+    Start(String),
+    #[error("一時ディレクトリ: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs every measurement on SQLite, then on PostgreSQL when a server is given.
+pub async fn run(options: &Options) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    let dir = tempfile::tempdir()?;
+    let raw_sqlite = sqlite_framework(&dir.path().join("raw.db")).await?;
+    let kiroku_sqlite = format!("sqlite://{}", dir.path().join("kiroku.db").display());
+    figures.extend(measure("SQLite", options.commands, &raw_sqlite, &kiroku_sqlite).await?);
+    if let Some(admin) = &options.postgres {
+        let raw_url = fresh_database(admin).await?;
+        let kiroku_url = fresh_database(admin).await?;
+        let raw = postgres_framework(&raw_url).await?;
+        let measured = measure("PostgreSQL", options.commands, &raw, &kiroku_url).await;
+        for url in [&raw_url, &kiroku_url] {
+            drop_database(admin, url).await;
+        }
+        figures.extend(measured?);
+    }
+    Ok(figures)
+}
+
+/// The figures as a table, with the ratio to the raw framework.
+pub fn render(figures: &[Figure]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<11} {:<22} {:>11} {:>11} {:>6}  {:>24}  {:>24}  {:>6}",
+        "backend",
+        "figure",
+        "kiroku/s",
+        "raw/s",
+        "ratio",
+        "kiroku p50/p99/p99.9 ms",
+        "raw p50/p99/p99.9 ms",
+        "errors"
+    );
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "{:<11} {:<22} {:>11.0} {:>11.0} {:>6.2}  {:>24}  {:>24}  {:>6}",
+            f.backend,
+            f.name,
+            f.kiroku.per_second,
+            f.raw.per_second,
+            f.ratio(),
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                f.kiroku.p50_ms, f.kiroku.p99_ms, f.kiroku.p999_ms
+            ),
+            format!(
+                "{:.2}/{:.2}/{:.2}",
+                f.raw.p50_ms, f.raw.p99_ms, f.raw.p999_ms
+            ),
+            f.kiroku.errors + f.raw.errors,
+        );
+    }
+    out
+}
+
+enum RawFramework {
+    Sqlite(sqlite_es::SqliteCqrs<ComplianceIncident>),
+    Postgres(postgres_es::PostgresCqrs<ComplianceIncident>),
+}
+
+impl RawFramework {
+    async fn record(&self, id: &str, command: IncidentCommand) -> bool {
+        let metadata = HashMap::new();
+        match self {
+            RawFramework::Sqlite(cqrs) => cqrs
+                .execute_with_metadata(id, command, metadata)
+                .await
+                .is_ok(),
+            RawFramework::Postgres(cqrs) => cqrs
+                .execute_with_metadata(id, command, metadata)
+                .await
+                .is_ok(),
+        }
+    }
+}
+
+/// The framework's own tables, as its crates ship them.
+const SQLITE_TABLES: &str = "
+CREATE TABLE events (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  sequence integer CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL,
+  event_version text NOT NULL, payload text NOT NULL, metadata text NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence)) STRICT;
+CREATE TABLE snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  last_sequence integer CHECK (last_sequence >= 0) NOT NULL,
+  current_snapshot integer CHECK (current_snapshot >= 0) NOT NULL, payload text NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, last_sequence)) STRICT;";
+
+const POSTGRES_TABLES: &str = "
+CREATE TABLE events (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  sequence bigint CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL,
+  event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence));
+CREATE TABLE snapshots (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+  last_sequence bigint CHECK (last_sequence >= 0) NOT NULL,
+  current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL, payload json NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));";
+
+/// The raw framework on SQLite with `default_sqlite_pool`'s settings (WAL, synchronous
+/// NORMAL, 10 connections), as BASELINE.md measured it.
+async fn sqlite_framework(path: &std::path::Path) -> Result<RawFramework, BenchError> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(10)
+        .connect_with(options)
+        .await?;
+    sqlx::raw_sql(SQLITE_TABLES).execute(&pool).await?;
+    Ok(RawFramework::Sqlite(sqlite_es::sqlite_cqrs(
+        pool,
+        vec![],
+        (),
+    )))
+}
+
+/// The raw framework on PostgreSQL with `default_postgress_pool`'s settings.
+async fn postgres_framework(url: &str) -> Result<RawFramework, BenchError> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(url)
+        .await?;
+    sqlx::raw_sql(POSTGRES_TABLES).execute(&pool).await?;
+    Ok(RawFramework::Postgres(postgres_es::postgres_cqrs(
+        pool,
+        vec![],
+        (),
+    )))
+}
+
+async fn fresh_database(admin: &str) -> Result<String, BenchError> {
+    let name = format!("kiroku_bench_{}", Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+async fn drop_database(admin: &str, url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    if let Ok(pool) = sqlx::PgPool::connect(admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await;
+        pool.close().await;
+    }
+}
+
+fn incident(n: usize) -> Option<(Uuid, IncidentCommand)> {
+    let id = Uuid::new_v4();
+    let command = IncidentCommand::Record {
+        incident_id: id,
+        occurred_on: chrono::NaiveDate::from_ymd_opt(2024, 7, 1)?,
+        department: Text::parse(&format!("部署{}", n % 40)).ok()?,
+        summary: Text::parse(&format!("ベンチマークの記録 {n}")).ok()?,
+    };
+    Some((id, command))
+}
+
+/// The raw framework and Kiroku, 1 and 8 clients each.
+async fn measure(
+    backend: &'static str,
+    commands: usize,
+    raw: &RawFramework,
+    kiroku_url: &str,
+) -> Result<Vec<Figure>, BenchError> {
+    let app = Application::build(
+        kiroku_url,
+        "127.0.0.1:0"
+            .parse()
+            .map_err(|_| BenchError::Start("127.0.0.1:0".into()))?,
+    )
+    .await
+    .map_err(|e| BenchError::Start(e.to_string()))?;
+    let port = app.port();
+    let token = tokens::create(&app.ledger().backend, Role::HrAdmin, "ベンチマーク", None).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}/api/v1/compliance-incidents");
+    let mut figures = Vec::new();
+    for clients in [1usize, 8] {
+        let raw_series = run_raw(raw, commands, clients).await;
+        let kiroku_series = run_http(&base, &token, commands, clients).await;
+        figures.push(Figure {
+            backend,
+            name: format!(
+                "append, {clients} client{}",
+                if clients > 1 { "s" } else { "" }
+            ),
+            kiroku: kiroku_series,
+            raw: raw_series,
+        });
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(figures)
+}
+
+async fn run_raw(raw: &RawFramework, commands: usize, clients: usize) -> Series {
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    let lanes = (0..clients).map(|_| async {
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        while next.fetch_add(1, Ordering::Relaxed) < commands {
+            let t = Instant::now();
+            let recorded = match incident(latencies.len()) {
+                Some((id, command)) => raw.record(&id.to_string(), command).await,
+                None => false,
+            };
+            latencies.push(t.elapsed());
+            if !recorded {
+                errors += 1;
+            }
+        }
+        (latencies, errors)
+    });
+    let results = futures::future::join_all(lanes).await;
+    series(results, started.elapsed())
+}
+
+async fn run_http(url: &str, token: &str, commands: usize, clients: usize) -> Series {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut lanes = Vec::new();
+    for _ in 0..clients {
+        let (client, next) = (client.clone(), next.clone());
+        let (url, auth) = (url.to_string(), format!("Bearer {token}"));
+        lanes.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while next.fetch_add(1, Ordering::Relaxed) < commands {
+                let n = latencies.len();
+                let body = serde_json::json!({
+                    "occurred_on": "2024-07-01",
+                    "department": format!("部署{}", n % 40),
+                    "summary": format!("ベンチマークの記録 {n}"),
+                })
+                .to_string();
+                let request = hyper::Request::post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)));
+                let t = Instant::now();
+                let ok = match request {
+                    Ok(request) => match client.request(request).await {
+                        Ok(response) => {
+                            let status = response.status();
+                            let _ = response.into_body().collect().await;
+                            status.is_success()
+                        }
+                        Err(_) => false,
+                    },
+                    Err(_) => false,
+                };
+                latencies.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut results = Vec::new();
+    for lane in lanes {
+        if let Ok(result) = lane.await {
+            results.push(result);
+        }
+    }
+    series(results, started.elapsed())
+}
+
+fn series(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Series {
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut errors = 0;
+    for (l, e) in results {
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i].as_secs_f64() * 1000.0
+    };
+    let commands = latencies.len();
+    Series {
+        commands,
+        errors,
+        per_second: commands as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        p999_ms: at(0.999),
+    }
+}

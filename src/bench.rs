@@ -9,8 +9,11 @@
 //! concurrent clients (tasks for the raw framework). Nothing here asserts a time: the smoke
 //! test only checks that every figure is produced.
 //!
-//! Not yet measured here (see docs/PERFORMANCE.md): rebuild, bulk import, sheets and audit
-//! trails at scale, start-up, disk per event, 8 clients on one session.
+//! Then the rebuild: a fresh projector folds Kiroku's whole log (both append runs) into every
+//! read model, beside `QueryReplay::replay_all` of the raw store into a counting query.
+//!
+//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, sheets and audit trails at
+//! scale, start-up, disk per event, 8 clients on one session.
 
 use crate::app::Application;
 use crate::storage::tokens::{self, Role};
@@ -123,34 +126,83 @@ pub fn render(figures: &[Figure]) -> String {
             f.kiroku.per_second,
             f.raw.per_second,
             f.ratio(),
-            format!(
-                "{:.2}/{:.2}/{:.2}",
-                f.kiroku.p50_ms, f.kiroku.p99_ms, f.kiroku.p999_ms
-            ),
-            format!(
-                "{:.2}/{:.2}/{:.2}",
-                f.raw.p50_ms, f.raw.p99_ms, f.raw.p999_ms
-            ),
+            latencies(&f.kiroku),
+            latencies(&f.raw),
             f.kiroku.errors + f.raw.errors,
         );
     }
     out
 }
 
+fn latencies(series: &Series) -> String {
+    if series.p999_ms == 0.0 {
+        "-".into()
+    } else {
+        format!(
+            "{:.2}/{:.2}/{:.2}",
+            series.p50_ms, series.p99_ms, series.p999_ms
+        )
+    }
+}
+
 enum RawFramework {
-    Sqlite(sqlite_es::SqliteCqrs<ComplianceIncident>),
-    Postgres(postgres_es::PostgresCqrs<ComplianceIncident>),
+    Sqlite(
+        sqlite_es::SqliteCqrs<ComplianceIncident>,
+        sqlx::Pool<sqlx::Sqlite>,
+    ),
+    Postgres(
+        postgres_es::PostgresCqrs<ComplianceIncident>,
+        sqlx::Pool<sqlx::Postgres>,
+    ),
+}
+
+/// The raw replay's query: counts what it is given, as BASELINE.md's in-memory counter.
+struct Counter(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl cqrs_es::Query<ComplianceIncident> for Counter {
+    async fn dispatch(
+        &self,
+        _aggregate_id: &str,
+        events: &[cqrs_es::EventEnvelope<ComplianceIncident>],
+    ) {
+        self.0.fetch_add(events.len(), Ordering::Relaxed);
+    }
 }
 
 impl RawFramework {
+    /// `QueryReplay::replay_all` of the whole store into [`Counter`]: events and seconds.
+    async fn replay(&self) -> (usize, Duration, bool) {
+        use cqrs_es::persist::QueryReplay;
+        let seen = Arc::new(AtomicUsize::new(0));
+        let started = Instant::now();
+        let ok = match self {
+            RawFramework::Sqlite(_, pool) => QueryReplay::new(
+                sqlite_es::SqliteEventRepository::new(pool.clone()),
+                Counter(seen.clone()),
+            )
+            .replay_all()
+            .await
+            .is_ok(),
+            RawFramework::Postgres(_, pool) => QueryReplay::new(
+                postgres_es::PostgresEventRepository::new(pool.clone()),
+                Counter(seen.clone()),
+            )
+            .replay_all()
+            .await
+            .is_ok(),
+        };
+        (seen.load(Ordering::Relaxed), started.elapsed(), ok)
+    }
+
     async fn record(&self, id: &str, command: IncidentCommand) -> bool {
         let metadata = HashMap::new();
         match self {
-            RawFramework::Sqlite(cqrs) => cqrs
+            RawFramework::Sqlite(cqrs, _) => cqrs
                 .execute_with_metadata(id, command, metadata)
                 .await
                 .is_ok(),
-            RawFramework::Postgres(cqrs) => cqrs
+            RawFramework::Postgres(cqrs, _) => cqrs
                 .execute_with_metadata(id, command, metadata)
                 .await
                 .is_ok(),
@@ -194,11 +246,8 @@ async fn sqlite_framework(path: &std::path::Path) -> Result<RawFramework, BenchE
         .connect_with(options)
         .await?;
     sqlx::raw_sql(SQLITE_TABLES).execute(&pool).await?;
-    Ok(RawFramework::Sqlite(sqlite_es::sqlite_cqrs(
-        pool,
-        vec![],
-        (),
-    )))
+    let cqrs = sqlite_es::sqlite_cqrs(pool.clone(), vec![], ());
+    Ok(RawFramework::Sqlite(cqrs, pool))
 }
 
 /// The raw framework on PostgreSQL with `default_postgress_pool`'s settings.
@@ -208,11 +257,8 @@ async fn postgres_framework(url: &str) -> Result<RawFramework, BenchError> {
         .connect(url)
         .await?;
     sqlx::raw_sql(POSTGRES_TABLES).execute(&pool).await?;
-    Ok(RawFramework::Postgres(postgres_es::postgres_cqrs(
-        pool,
-        vec![],
-        (),
-    )))
+    let cqrs = postgres_es::postgres_cqrs(pool.clone(), vec![], ());
+    Ok(RawFramework::Postgres(cqrs, pool))
 }
 
 async fn fresh_database(admin: &str) -> Result<String, BenchError> {
@@ -265,6 +311,7 @@ async fn measure(
     .await
     .map_err(|e| BenchError::Start(e.to_string()))?;
     let port = app.port();
+    let ledger = app.ledger();
     let token = tokens::create(&app.ledger().backend, Role::HrAdmin, "ベンチマーク", None).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
@@ -287,6 +334,32 @@ async fn measure(
     }
     let _ = stop.send(());
     let _ = server.await;
+
+    // Rebuild: every projection folded from the whole log by a fresh projector, beside the
+    // raw framework replaying its whole store into a counter.
+    let (raw_events, raw_time, raw_ok) = raw.replay().await;
+    let projector = crate::projector::Projector::new(ledger.backend.clone());
+    let started = Instant::now();
+    let rebuilt = projector.catch_up().await;
+    let kiroku_time = started.elapsed();
+    let kiroku_events = match rebuilt {
+        Ok(position) => usize::try_from(position).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let throughput = |events: usize, took: Duration, ok: bool| Series {
+        commands: events,
+        errors: usize::from(!ok),
+        per_second: events as f64 / took.as_secs_f64().max(1e-9),
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        p999_ms: 0.0,
+    };
+    figures.push(Figure {
+        backend,
+        name: "rebuild, events".into(),
+        kiroku: throughput(kiroku_events, kiroku_time, kiroku_events > 0),
+        raw: throughput(raw_events, raw_time, raw_ok && raw_events > 0),
+    });
     Ok(figures)
 }
 

@@ -12,8 +12,13 @@
 //! Then the rebuild: a fresh projector folds Kiroku's whole log (both append runs) into every
 //! read model, beside `QueryReplay::replay_all` of the raw store into a counting query.
 //!
-//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, sheets and audit trails at
-//! scale, start-up, disk per event, 8 clients on one session.
+//! Then, with no raw counterpart, the reads of a plan item whose indicator counts those
+//! incidents (sheet, as-of sheet, a page of the audit trail of the cell they all move: p50 and
+//! p95 over one client), and start-up to serving on the ledger left behind; and the disk each
+//! side takes per event.
+//!
+//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, 8 clients on one session, a
+//! ledger scaled to millions of events by a generator.
 
 use crate::app::Application;
 use crate::storage::tokens::{self, Role};
@@ -46,27 +51,46 @@ pub struct Series {
     pub errors: usize,
     pub per_second: f64,
     pub p50_ms: f64,
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
 }
 
-/// Kiroku's figure beside the raw framework's, from the same run.
+/// Kiroku's figure beside the raw framework's from the same run, when the raw framework has
+/// one (it has no sheets, audit trails or start-up of its own).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
     pub backend: &'static str,
     pub name: String,
+    /// What `per_second` counts: `cmds/s`, `events/s`, `reads/s`, `ms` or `bytes/event`.
+    pub unit: &'static str,
     pub kiroku: Series,
-    pub raw: Series,
+    pub raw: Option<Series>,
 }
 
 impl Figure {
-    /// Kiroku's throughput as a share of the raw framework's.
-    pub fn ratio(&self) -> f64 {
-        if self.raw.per_second > 0.0 {
-            self.kiroku.per_second / self.raw.per_second
-        } else {
-            0.0
-        }
+    /// Kiroku's figure as a share of the raw framework's (for disk use: how many times the
+    /// raw framework's bytes Kiroku needs per event).
+    pub fn ratio(&self) -> Option<f64> {
+        let raw = self.raw.as_ref()?;
+        (raw.per_second > 0.0).then(|| self.kiroku.per_second / raw.per_second)
+    }
+
+    fn errors(&self) -> usize {
+        self.kiroku.errors + self.raw.as_ref().map_or(0, |r| r.errors)
+    }
+}
+
+/// A single value (a start-up time, a size) as a series without latencies.
+fn value(value: f64, ok: bool) -> Series {
+    Series {
+        commands: 1,
+        errors: usize::from(!ok),
+        per_second: value,
+        p50_ms: 0.0,
+        p95_ms: 0.0,
+        p99_ms: 0.0,
+        p999_ms: 0.0,
     }
 }
 
@@ -107,41 +131,47 @@ pub fn render(figures: &[Figure]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<11} {:<22} {:>11} {:>11} {:>6}  {:>24}  {:>24}  {:>6}",
+        "{:<11} {:<24} {:>11} {:>11} {:<12} {:>6}  {:>28}  {:>28}  {:>6}",
         "backend",
         "figure",
-        "kiroku/s",
-        "raw/s",
+        "kiroku",
+        "raw",
+        "unit",
         "ratio",
-        "kiroku p50/p99/p99.9 ms",
-        "raw p50/p99/p99.9 ms",
+        "kiroku p50/p95/p99/p99.9 ms",
+        "raw p50/p95/p99/p99.9 ms",
         "errors"
     );
     for f in figures {
+        let raw = f
+            .raw
+            .as_ref()
+            .map_or("-".to_string(), |r| format!("{:.0}", r.per_second));
+        let ratio = f.ratio().map_or("-".to_string(), |r| format!("{r:.2}"));
         let _ = writeln!(
             out,
-            "{:<11} {:<22} {:>11.0} {:>11.0} {:>6.2}  {:>24}  {:>24}  {:>6}",
+            "{:<11} {:<24} {:>11.0} {:>11} {:<12} {:>6}  {:>28}  {:>28}  {:>6}",
             f.backend,
             f.name,
             f.kiroku.per_second,
-            f.raw.per_second,
-            f.ratio(),
-            latencies(&f.kiroku),
-            latencies(&f.raw),
-            f.kiroku.errors + f.raw.errors,
+            raw,
+            f.unit,
+            ratio,
+            latencies(Some(&f.kiroku)),
+            latencies(f.raw.as_ref()),
+            f.errors(),
         );
     }
     out
 }
 
-fn latencies(series: &Series) -> String {
-    if series.p999_ms == 0.0 {
-        "-".into()
-    } else {
-        format!(
-            "{:.2}/{:.2}/{:.2}",
-            series.p50_ms, series.p99_ms, series.p999_ms
-        )
+fn latencies(series: Option<&Series>) -> String {
+    match series {
+        Some(s) if s.p999_ms > 0.0 => format!(
+            "{:.2}/{:.2}/{:.2}/{:.2}",
+            s.p50_ms, s.p95_ms, s.p99_ms, s.p999_ms
+        ),
+        _ => "-".into(),
     }
 }
 
@@ -295,21 +325,56 @@ fn incident(n: usize) -> Option<(Uuid, IncidentCommand)> {
     Some((id, command))
 }
 
-/// The raw framework and Kiroku, 1 and 8 clients each.
+/// Bytes the database takes (SQLite: its pages, WAL included; PostgreSQL: every table of the
+/// schema with its indexes and TOAST, without the empty database's catalogue).
+async fn database_bytes(backend: &crate::storage::Backend) -> Option<f64> {
+    use crate::storage::Backend;
+    let bytes: Result<i64, sqlx::Error> = match backend {
+        Backend::Sqlite(pool) => {
+            sqlx::query_scalar(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            )
+            .fetch_one(pool)
+            .await
+        }
+        Backend::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT COALESCE(SUM(pg_total_relation_size(oid)), 0)::bigint FROM pg_class \
+                 WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+            )
+            .fetch_one(pool)
+            .await
+        }
+    };
+    bytes.ok().map(|b| b as f64)
+}
+
+impl RawFramework {
+    fn backend(&self) -> crate::storage::Backend {
+        match self {
+            RawFramework::Sqlite(_, pool) => crate::storage::Backend::Sqlite(pool.clone()),
+            RawFramework::Postgres(_, pool) => crate::storage::Backend::Postgres(pool.clone()),
+        }
+    }
+}
+
+fn any_address() -> Result<std::net::SocketAddr, BenchError> {
+    "127.0.0.1:0"
+        .parse()
+        .map_err(|_| BenchError::Start("127.0.0.1:0".into()))
+}
+
+/// Appends (raw and Kiroku, 1 and 8 clients), reads, rebuild, start-up and disk, on one
+/// backend.
 async fn measure(
     backend: &'static str,
     commands: usize,
     raw: &RawFramework,
     kiroku_url: &str,
 ) -> Result<Vec<Figure>, BenchError> {
-    let app = Application::build(
-        kiroku_url,
-        "127.0.0.1:0"
-            .parse()
-            .map_err(|_| BenchError::Start("127.0.0.1:0".into()))?,
-    )
-    .await
-    .map_err(|e| BenchError::Start(e.to_string()))?;
+    let app = Application::build(kiroku_url, any_address()?)
+        .await
+        .map_err(|e| BenchError::Start(e.to_string()))?;
     let port = app.port();
     let ledger = app.ledger();
     let token = tokens::create(&app.ledger().backend, Role::HrAdmin, "ベンチマーク", None).await?;
@@ -317,21 +382,37 @@ async fn measure(
     let server = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    let base = format!("http://127.0.0.1:{port}/api/v1/compliance-incidents");
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let http = Http::new(&token);
     let mut figures = Vec::new();
+    // The plan item the reads draw, defined first so that the as-of sheet finds it.
+    let defined = http
+        .send(
+            hyper::Method::POST,
+            &format!("{base}/plan-items"),
+            Some(read_plan_item()),
+        )
+        .await;
+    let mut midway = crate::storage::now_ms();
     for clients in [1usize, 8] {
         let raw_series = run_raw(raw, commands, clients).await;
-        let kiroku_series = run_http(&base, &token, commands, clients).await;
+        let url = format!("{base}/compliance-incidents");
+        let kiroku_series = run_http(&http, &url, commands, clients).await;
+        if clients == 1 {
+            midway = crate::storage::now_ms();
+        }
         figures.push(Figure {
             backend,
             name: format!(
                 "append, {clients} client{}",
                 if clients > 1 { "s" } else { "" }
             ),
+            unit: "cmds/s",
             kiroku: kiroku_series,
-            raw: raw_series,
+            raw: Some(raw_series),
         });
     }
+    figures.extend(measure_reads(backend, &http, &base, defined, midway, commands).await);
     let _ = stop.send(());
     let _ = server.await;
 
@@ -348,19 +429,152 @@ async fn measure(
     };
     let throughput = |events: usize, took: Duration, ok: bool| Series {
         commands: events,
-        errors: usize::from(!ok),
-        per_second: events as f64 / took.as_secs_f64().max(1e-9),
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-        p999_ms: 0.0,
+        ..value(events as f64 / took.as_secs_f64().max(1e-9), ok)
     };
     figures.push(Figure {
         backend,
         name: "rebuild, events".into(),
+        unit: "events/s",
         kiroku: throughput(kiroku_events, kiroku_time, kiroku_events > 0),
-        raw: throughput(raw_events, raw_time, raw_ok && raw_events > 0),
+        raw: Some(throughput(raw_events, raw_time, raw_ok && raw_events > 0)),
+    });
+    drop(projector);
+
+    // Start-up: a new server on the ledger the first one left (its checkpoint written at
+    // shutdown), until it can serve.
+    let started = Instant::now();
+    let restarted = Application::build(kiroku_url, any_address()?).await;
+    let start_ms = started.elapsed().as_secs_f64() * 1000.0;
+    figures.push(Figure {
+        backend,
+        name: "start-up to serving".into(),
+        unit: "ms",
+        kiroku: value(start_ms, restarted.is_ok()),
+        raw: None,
+    });
+    drop(restarted);
+
+    // Disk: the whole database over the events it holds.
+    let per_event = |bytes: Option<f64>, events: usize| {
+        value(
+            bytes.unwrap_or(0.0) / events.max(1) as f64,
+            bytes.is_some() && events > 0,
+        )
+    };
+    figures.push(Figure {
+        backend,
+        name: "disk per event".into(),
+        unit: "bytes/event",
+        kiroku: per_event(database_bytes(&ledger.backend).await, kiroku_events),
+        raw: Some(per_event(database_bytes(&raw.backend()).await, raw_events)),
     });
     Ok(figures)
+}
+
+/// The plan item the read figures draw: one indicator counting the incidents appended.
+fn read_plan_item() -> String {
+    serde_json::json!({
+        "code": "B-1",
+        "title": "ベンチマークの計画項目",
+        "pillar": "ベンチマーク",
+        "lead_department": "人事課",
+        "status": "new",
+        "from_fiscal_year": 2023,
+        "to_fiscal_year": 2025,
+        "indicators": [{
+            "indicator_code": "incidents",
+            "name": "不適切な事務処理の件数",
+            "kind": "outcome",
+            "unit": "count",
+            "source": {"rule": "compliance_incidents"},
+            "targets": {"2024": {"op": "<=", "value": 0}}
+        }]
+    })
+    .to_string()
+}
+
+/// Sheet, as-of sheet (at `midway`, between the two append runs) and the first page of the
+/// audit trail of the cell all the incidents move, of the plan item [`read_plan_item`]
+/// (`defined`: whether it was): one client, one request at a time.
+async fn measure_reads(
+    backend: &'static str,
+    http: &Http,
+    base: &str,
+    defined: bool,
+    midway: i64,
+    commands: usize,
+) -> Vec<Figure> {
+    let as_of = kiroku_projections::rfc3339_ms(midway).replace('+', "%2B");
+    let reads = [
+        ("sheet", format!("{base}/plan-items/B-1/sheet")),
+        (
+            "as-of sheet",
+            format!("{base}/plan-items/B-1/sheet?as_of={as_of}"),
+        ),
+        (
+            "audit trail page",
+            format!("{base}/plan-items/B-1/audit?indicator=incidents&fiscal_year=2024"),
+        ),
+    ];
+    let rounds = commands.clamp(20, 500);
+    let mut figures = Vec::new();
+    for (name, url) in reads {
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(rounds);
+        let mut errors = usize::from(!defined);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            if !http.send(hyper::Method::GET, &url, None).await {
+                errors += 1;
+            }
+            latencies.push(t.elapsed());
+        }
+        figures.push(Figure {
+            backend,
+            name: name.into(),
+            unit: "reads/s",
+            kiroku: series(vec![(latencies, errors)], started.elapsed()),
+            raw: None,
+        });
+    }
+    figures
+}
+
+/// A keep-alive HTTP/1.1 client with the benchmark's token.
+#[derive(Clone)]
+struct Http {
+    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    auth: String,
+}
+
+impl Http {
+    fn new(token: &str) -> Self {
+        Http {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    /// Sends one request and reads the whole answer: whether it was a success.
+    async fn send(&self, method: hyper::Method, url: &str, body: Option<String>) -> bool {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())));
+        let Ok(request) = request else {
+            return false;
+        };
+        match self.client.request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                let _ = response.into_body().collect().await;
+                status.is_success()
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 async fn run_raw(raw: &RawFramework, commands: usize, clients: usize) -> Series {
@@ -386,14 +600,12 @@ async fn run_raw(raw: &RawFramework, commands: usize, clients: usize) -> Series 
     series(results, started.elapsed())
 }
 
-async fn run_http(url: &str, token: &str, commands: usize, clients: usize) -> Series {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+async fn run_http(http: &Http, url: &str, commands: usize, clients: usize) -> Series {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut lanes = Vec::new();
     for _ in 0..clients {
-        let (client, next) = (client.clone(), next.clone());
-        let (url, auth) = (url.to_string(), format!("Bearer {token}"));
+        let (http, next, url) = (http.clone(), next.clone(), url.to_string());
         lanes.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0;
@@ -405,22 +617,8 @@ async fn run_http(url: &str, token: &str, commands: usize, clients: usize) -> Se
                     "summary": format!("ベンチマークの記録 {n}"),
                 })
                 .to_string();
-                let request = hyper::Request::post(&url)
-                    .header("authorization", &auth)
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from(body)));
                 let t = Instant::now();
-                let ok = match request {
-                    Ok(request) => match client.request(request).await {
-                        Ok(response) => {
-                            let status = response.status();
-                            let _ = response.into_body().collect().await;
-                            status.is_success()
-                        }
-                        Err(_) => false,
-                    },
-                    Err(_) => false,
-                };
+                let ok = http.send(hyper::Method::POST, &url, Some(body)).await;
                 latencies.push(t.elapsed());
                 if !ok {
                     errors += 1;
@@ -459,6 +657,7 @@ fn series(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Series {
         errors,
         per_second: commands as f64 / elapsed.as_secs_f64().max(1e-9),
         p50_ms: at(0.50),
+        p95_ms: at(0.95),
         p99_ms: at(0.99),
         p999_ms: at(0.999),
     }

@@ -4,9 +4,10 @@
 //! event, the appended events read back for the response).
 
 use crate::projector::{Projector, Stopped};
+use crate::storage::append::Appender;
 use crate::storage::keys::{KeyStore, MasterKey};
-use crate::storage::log::{read_request, LogEvent};
-use crate::storage::repository::LedgerRepository;
+use crate::storage::log::LogEvent;
+use crate::storage::repository::{with_receipt, LedgerRepository};
 use crate::storage::tokens::Principal;
 use crate::storage::{Backend, StorageError};
 use cqrs_es::persist::PersistedEventStore;
@@ -125,16 +126,18 @@ pub struct Ledger {
     pub incidents: Cqrs<ComplianceIncident>,
     pub plans: Cqrs<PlanItem>,
     pub keys: KeyStore,
-    pub projector: Projector,
+    pub projector: Arc<Projector>,
+    /// The one task that writes this ledger's events (group commit).
+    appender: Appender,
     /// Commands on the same aggregate queue here instead of racing in the database.
     locks: Vec<Mutex<()>>,
 }
 
-fn framework<A: Aggregate>(backend: &Backend) -> Cqrs<A>
+fn framework<A: Aggregate>(backend: &Backend, appender: &Appender) -> Cqrs<A>
 where
     A::Services: Default,
 {
-    let repo = LedgerRepository::new(backend);
+    let repo = LedgerRepository::new(backend, appender.clone());
     let store = PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
     CqrsFramework::new(store, vec![], A::Services::default())
 }
@@ -149,13 +152,20 @@ impl Ledger {
     pub async fn on(backend: Backend) -> Result<Arc<Ledger>, StorageError> {
         // Opening seals nothing: each commit wrote its own chain links, and an event without
         // one is for `verify` to report, not for a start to cover up.
+        let projector = Arc::new(Projector::open(backend.clone()).await?);
+        let fed = projector.clone();
+        let appender = Appender::spawn(
+            backend.clone(),
+            Arc::new(move |previous, events| fed.offer(previous, events)),
+        );
         let ledger = Ledger {
-            staff: framework(&backend),
-            sessions: framework(&backend),
-            incidents: framework(&backend),
-            plans: framework(&backend),
+            staff: framework(&backend, &appender),
+            sessions: framework(&backend, &appender),
+            incidents: framework(&backend, &appender),
+            plans: framework(&backend, &appender),
             keys: KeyStore::new(backend.clone(), MasterKey::load()?),
-            projector: Projector::open(backend.clone()).await?,
+            projector,
+            appender,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             backend,
         };
@@ -192,7 +202,7 @@ impl Ledger {
         A: Aggregate + Clone,
     {
         use cqrs_es::{AggregateContext, EventStore};
-        let repo = LedgerRepository::new(&self.backend);
+        let repo = LedgerRepository::new(&self.backend, self.appender.clone());
         let store: PersistedEventStore<LedgerRepository, A> =
             PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
         let mut context = store
@@ -222,21 +232,23 @@ impl Ledger {
         A::Command: Clone,
         A::Error: DomainError,
     {
-        self.record(cqrs, id, command, meta).await?;
-        let events = read_request(&self.backend, A::TYPE, id, &meta.request_id).await?;
-        self.projector.catch_up().await?;
+        let events = self.record(cqrs, id, command, meta).await?;
+        if let Some(last) = events.last() {
+            // Usually already there: the appender hands each commit to the projector.
+            self.projector.catch_up_to(last.position).await?;
+        }
         Ok(Appended { events })
     }
 
-    /// [`execute`](Self::execute) without reading the appended events back or folding them
-    /// into the read models: for bulk loads that catch the projector up once at the end.
+    /// [`execute`](Self::execute) without waiting for the read models: for bulk loads that
+    /// catch the projector up once at the end. Returns the events appended.
     pub async fn record<A>(
         &self,
         cqrs: &Cqrs<A>,
         id: &str,
         command: A::Command,
         meta: &Meta,
-    ) -> Result<(), CommandError>
+    ) -> Result<Vec<LogEvent>, CommandError>
     where
         A: Aggregate,
         A::Command: Clone,
@@ -249,9 +261,10 @@ impl Ledger {
         let metadata = meta.to_map();
         let started = std::time::Instant::now();
         let _turn = self.stripe(A::TYPE, id).lock().await;
-        let result = self.decide_and_append(cqrs, id, command, metadata).await;
+        let (result, events) =
+            with_receipt(self.decide_and_append(cqrs, id, command, metadata)).await;
         crate::metrics::command(A::TYPE, started.elapsed());
-        result
+        result.map(|()| events)
     }
 
     async fn decide_and_append<A>(

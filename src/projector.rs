@@ -14,7 +14,7 @@
 //! `/healthz` says `degraded` and names the event, and commands are refused until a version
 //! that reads it is running. Nothing is skipped.
 
-use crate::storage::log::{read_after, LogEvent};
+use crate::storage::log::{read_raw_after, LogEvent, RawEvent};
 use crate::storage::{now_ms, Backend, StorageError};
 use crate::with_pool;
 use kiroku_domain::plan::IndicatorSource;
@@ -115,10 +115,11 @@ async fn seal(backend: &Backend, position: i64, bytes: &[u8]) -> Result<String, 
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Turns a stored event into the typed form projections read.
-pub fn recorded(event: &LogEvent) -> Result<Recorded, StorageError> {
+/// Turns a stored event into the typed form projections read; an event this version cannot
+/// read is where the projector stops.
+fn recorded(event: &LogEvent) -> Result<Recorded, Stopped> {
     let parsed = LedgerEvent::parse(&event.aggregate_type, &event.payload)
-        .map_err(|e| StorageError::Corrupt(format!("event at position {}: {e}", event.position)))?;
+        .map_err(|e| Stopped::at(event.position, &event.aggregate_type, &event.event_type, e))?;
     Ok(Recorded {
         position: event.position,
         recorded_at: event.recorded_at,
@@ -127,6 +128,59 @@ pub fn recorded(event: &LogEvent) -> Result<Recorded, StorageError> {
         reason: event.metadata_str("reason").map(str::to_string),
         event: parsed,
     })
+}
+
+/// What the projections read of an event's metadata.
+#[derive(Deserialize)]
+struct Signed {
+    actor: Option<String>,
+    reason: Option<String>,
+}
+
+/// [`recorded`] straight from the stored JSON text (the catch-up's and the rebuild's path).
+fn recorded_raw(event: RawEvent) -> Result<Recorded, Stopped> {
+    let stop = |problem: String| Stopped {
+        position: event.position,
+        event_type: format!("{}.{}", event.aggregate_type, event.event_type),
+        problem: format!("event at position {}: {problem}", event.position),
+    };
+    let parsed = LedgerEvent::parse_str(&event.aggregate_type, &event.payload)
+        .map_err(|e| stop(e.to_string()))?;
+    let signed: Signed =
+        serde_json::from_str(&event.metadata).map_err(|e| stop(format!("metadata: {e}")))?;
+    Ok(Recorded {
+        position: event.position,
+        recorded_at: event.recorded_at,
+        aggregate_id: event.aggregate_id,
+        actor: signed.actor,
+        reason: signed.reason,
+        event: parsed,
+    })
+}
+
+/// The events of `page` in typed form, up to the first one this version cannot read.
+fn typed<E>(
+    page: Vec<E>,
+    read: impl Fn(E) -> Result<Recorded, Stopped>,
+) -> (Vec<Recorded>, Option<Stopped>) {
+    let mut events = Vec::with_capacity(page.len());
+    for event in page {
+        match read(event) {
+            Ok(event) => events.push(event),
+            Err(stop) => return (events, Some(stop)),
+        }
+    }
+    (events, None)
+}
+
+impl Stopped {
+    fn at(position: i64, aggregate_type: &str, event_type: &str, error: impl ToString) -> Self {
+        Stopped {
+            position,
+            event_type: format!("{aggregate_type}.{event_type}"),
+            problem: format!("event at position {position}: {}", error.to_string()),
+        }
+    }
 }
 
 impl Projector {
@@ -273,60 +327,102 @@ impl Projector {
         result
     }
 
+    /// Reads the log after the read models' position page by page and folds it in. The next
+    /// page is read and parsed on another task while this one is folded, so a rebuild keeps
+    /// the database and both cores busy.
     async fn catch_up_locked(&self) -> Result<i64, StorageError> {
+        let page_size = PAGE.min(self.checkpoint_every);
+        let read = |after: i64| {
+            let backend = self.backend.clone();
+            tokio::spawn(async move {
+                let page = read_raw_after(&backend, after, page_size).await?;
+                let last = page.last().map(|e| e.position);
+                Ok::<_, StorageError>((last, typed(page, recorded_raw)))
+            })
+        };
+        if self.stopped().is_some() {
+            return Ok(self.position());
+        }
+        let mut next = read(self.position());
         loop {
-            let after = self.position();
-            if self.stopped().is_some() {
-                return Ok(after);
-            }
-            let page = read_after(&self.backend, after, PAGE.min(self.checkpoint_every)).await?;
-            if page.is_empty() {
-                return Ok(after);
-            }
-            if let Some(last) = page.last() {
-                crate::metrics::saw_head(last.position);
-            }
-            let mut typed = Vec::with_capacity(page.len());
-            let mut stop = None;
-            for event in &page {
-                match recorded(event) {
-                    Ok(event) => typed.push(event),
-                    Err(error) => {
-                        stop = Some(Stopped {
-                            position: event.position,
-                            event_type: format!("{}.{}", event.aggregate_type, event.event_type),
-                            problem: error.to_string(),
-                        });
-                        break;
-                    }
-                }
-            }
-            let position = {
-                let mut state = self.state.write().map_err(poisoned)?;
-                for event in &typed {
-                    state.histories.apply(event);
-                    state.facts.apply(event);
-                    state.plans.apply(event);
-                    state.timeline.push((event.position, event.recorded_at));
-                    state.position = event.position;
-                }
-                state.position
+            let (last, (events, stop)) = next
+                .await
+                .map_err(|e| StorageError::Corrupt(format!("reading the log: {e}")))??;
+            let Some(last) = last else {
+                return Ok(self.position());
             };
-            if let Some(stop) = stop {
-                tracing::error!(
-                    position = stop.position,
-                    event_type = %stop.event_type,
-                    problem = %stop.problem,
-                    "the projector stopped at an event this version cannot read; reads are served \
-                     as of the event before it and commands are refused"
-                );
-                *self.stopped.write().map_err(poisoned)? = Some(stop);
-                return Ok(position);
+            crate::metrics::saw_head(last);
+            if stop.is_some() {
+                return self.apply(events, stop).map(|(position, _)| position);
             }
+            next = read(last);
+            let (position, _) = self.apply(events, None)?;
             if position - self.checkpointed.load(Ordering::SeqCst) >= self.checkpoint_every {
                 self.checkpoint().await?;
             }
         }
+    }
+
+    /// Folds `events` (typed, in position order, following the read models' position) into
+    /// the read models; then, if `stop` names an event this version cannot read, stops the
+    /// projector there. Returns the new position and whether the projector stopped.
+    fn apply(
+        &self,
+        events: Vec<Recorded>,
+        stop: Option<Stopped>,
+    ) -> Result<(i64, bool), StorageError> {
+        let position = {
+            let mut state = self.state.write().map_err(poisoned)?;
+            for event in &events {
+                state.histories.apply(event);
+                state.facts.apply(event);
+                state.plans.apply(event);
+                state.timeline.push((event.position, event.recorded_at));
+                state.position = event.position;
+            }
+            state.position
+        };
+        let Some(stop) = stop else {
+            return Ok((position, false));
+        };
+        tracing::error!(
+            position = stop.position,
+            event_type = %stop.event_type,
+            problem = %stop.problem,
+            "the projector stopped at an event this version cannot read; reads are served \
+             as of the event before it and commands are refused"
+        );
+        *self.stopped.write().map_err(poisoned)? = Some(stop);
+        Ok((position, true))
+    }
+
+    /// A batch this process has just committed: the position before it and its events. When
+    /// the read models stand exactly at `previous` and no catch-up is running, the batch is
+    /// folded in at once, without reading the log; otherwise the next catch-up reads it.
+    pub fn offer(&self, previous: i64, events: &[LogEvent]) {
+        let Some(last) = events.last() else {
+            return;
+        };
+        crate::metrics::saw_head(last.position);
+        let Ok(_only_one) = self.catching_up.try_lock() else {
+            return;
+        };
+        if self.stopped().is_some() || self.position() != previous {
+            return;
+        }
+        let (typed_events, stop) = typed(events.iter().collect(), recorded);
+        if let Err(error) = self.apply(typed_events, stop) {
+            tracing::warn!(%error, "folding a committed batch into the read models failed");
+        }
+    }
+
+    /// Catches up unless the read models already reflect `position`.
+    pub async fn catch_up_to(&self, position: i64) -> Result<i64, StorageError> {
+        let now = self.position();
+        if now >= position {
+            return Ok(now);
+        }
+        self.catch_up().await
     }
 
     /// Reads the histories under a shared lock.

@@ -77,12 +77,20 @@ both_backends!(
 both_backends!(
     readers_tailing_the_log_see_every_event_once_in_order,
     |app: TestApp| async move {
-        let writers = 6;
-        let per_writer = 15;
+        // 16 writers, half of them through a second server on the same database: each
+        // server groups its commands into shared transactions, and the database orders the
+        // two servers' transactions.
+        let writers = 16;
+        let per_writer = 12;
+        let (second, _stop_second) = support::second_server(&app.database_url).await;
         let mut tasks = Vec::new();
         for w in 0..writers {
             let client = app.client.clone();
-            let url = app.url("/staff");
+            let url = if w % 2 == 0 {
+                app.url("/staff")
+            } else {
+                format!("{second}/staff")
+            };
             let token = app.hr.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0..per_writer {

@@ -15,7 +15,7 @@ use kiroku_domain::incident::{ComplianceIncident, IncidentEvent};
 use kiroku_domain::plan::{PlanEvent, PlanItem};
 use kiroku_domain::session::{SessionEvent, TrainingSession};
 use kiroku_domain::staff::{Staff, StaffEvent};
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// A typed event of any aggregate.
@@ -39,19 +39,40 @@ impl std::fmt::Display for UnknownEvent {
 
 impl std::error::Error for UnknownEvent {}
 
-fn parse<T: DeserializeOwned>(payload: &Value) -> Result<T, UnknownEvent> {
-    serde_json::from_value(payload.clone()).map_err(|e| UnknownEvent(e.to_string()))
-}
-
 impl LedgerEvent {
     /// Reads a stored payload by the aggregate type it was written for.
     pub fn parse(aggregate_type: &str, payload: &Value) -> Result<LedgerEvent, UnknownEvent> {
+        LedgerEvent::deserialize(aggregate_type, payload)
+    }
+
+    /// Reads a stored payload straight from its JSON text, as the log returns it (no
+    /// intermediate `Value`): the rebuild's path.
+    pub fn parse_str(aggregate_type: &str, payload: &str) -> Result<LedgerEvent, UnknownEvent> {
+        let mut reader = serde_json::Deserializer::from_str(payload);
+        let event = LedgerEvent::deserialize(aggregate_type, &mut reader)?;
+        reader.end().map_err(|e| UnknownEvent(e.to_string()))?;
+        Ok(event)
+    }
+
+    fn deserialize<'de, D: Deserializer<'de>>(
+        aggregate_type: &str,
+        payload: D,
+    ) -> Result<LedgerEvent, UnknownEvent> {
         use cqrs_es_types::*;
+        let unknown = |e: D::Error| UnknownEvent(e.to_string());
         match aggregate_type {
-            STAFF => parse(payload).map(LedgerEvent::Staff),
-            SESSION => parse(payload).map(LedgerEvent::Session),
-            INCIDENT => parse(payload).map(LedgerEvent::Incident),
-            PLAN => parse(payload).map(LedgerEvent::Plan),
+            STAFF => StaffEvent::deserialize(payload)
+                .map(LedgerEvent::Staff)
+                .map_err(unknown),
+            SESSION => SessionEvent::deserialize(payload)
+                .map(LedgerEvent::Session)
+                .map_err(unknown),
+            INCIDENT => IncidentEvent::deserialize(payload)
+                .map(LedgerEvent::Incident)
+                .map_err(unknown),
+            PLAN => PlanEvent::deserialize(payload)
+                .map(LedgerEvent::Plan)
+                .map_err(unknown),
             other => Err(UnknownEvent(format!("unknown aggregate type {other}"))),
         }
     }

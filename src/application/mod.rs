@@ -329,8 +329,8 @@ impl<'a> Service<'a> {
         })
     }
 
-    /// [`execute`](Self::execute) without reading the events back or catching the read
-    /// models up: for bulk loads (the demo city) that fold the log in once at the end.
+    /// [`execute`](Self::execute) without waiting for the read models: for bulk loads (the
+    /// demo city) that fold the log in once at the end.
     pub async fn record(&self, actor: &Actor<'_>, command: Command) -> Result<(), AppError> {
         let (meta, id, prepared) = self.prepare(actor, command).await?;
         let ledger = self.ledger;
@@ -339,7 +339,7 @@ impl<'a> Service<'a> {
             Prepared::Session(c) => ledger.record(&ledger.sessions, &id, c, &meta).await?,
             Prepared::Plan(c) => ledger.record(&ledger.plans, &id, c, &meta).await?,
             Prepared::Incident(c) => ledger.record(&ledger.incidents, &id, c, &meta).await?,
-        }
+        };
         Ok(())
     }
 

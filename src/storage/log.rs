@@ -71,23 +71,6 @@ where
     })
 }
 
-/// The events with `first <= position <= last`, in position order (`$1`, `$2`): for reading
-/// back what a transaction has just appended.
-pub(crate) fn range_sql(backend: &Backend) -> &'static str {
-    match backend {
-        Backend::Sqlite(_) => {
-            "SELECT e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, e.sequence, \
-             e.event_type, e.event_version, e.payload, e.metadata, NULL FROM events e \
-             WHERE e.position BETWEEN $1 AND $2 ORDER BY e.position"
-        }
-        Backend::Postgres(_) => {
-            "SELECT e.position, e.recorded_at, e.aggregate_type, e.aggregate_id, e.sequence, \
-             e.event_type, e.event_version, e.payload::text, e.metadata::text, NULL::text \
-             FROM events e WHERE e.position BETWEEN $1 AND $2 ORDER BY e.position"
-        }
-    }
-}
-
 /// Up to `limit` events with `position > after`, in position order.
 pub async fn read_after(
     backend: &Backend,
@@ -105,30 +88,51 @@ pub async fn read_after(
     })
 }
 
-/// The events one request appended to one aggregate, in position order.
-pub async fn read_request(
+/// An event as the rebuild reads it: the JSON left as the database returns it, to be parsed
+/// once straight into its typed form, and no chain link.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub position: i64,
+    pub recorded_at: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub metadata: String,
+}
+
+/// Up to `limit` events with `position > after`, in position order, for folding.
+pub async fn read_raw_after(
     backend: &Backend,
-    aggregate_type: &str,
-    aggregate_id: &str,
-    request_id: &str,
-) -> Result<Vec<LogEvent>, StorageError> {
-    let filter = match backend {
-        Backend::Sqlite(_) => "json_extract(e.metadata, '$.request_id') = $3",
-        Backend::Postgres(_) => "e.metadata->>'request_id' = $3",
+    after: i64,
+    limit: i64,
+) -> Result<Vec<RawEvent>, StorageError> {
+    let sql = match backend {
+        Backend::Sqlite(_) => {
+            "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, payload, \
+             metadata FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        }
+        Backend::Postgres(_) => {
+            "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, \
+             payload::text, metadata::text FROM events WHERE position > $1 ORDER BY position \
+             LIMIT $2"
+        }
     };
-    let sql = format!(
-        "SELECT {} FROM events e LEFT JOIN event_chain c ON c.position = e.position \
-         WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND {filter} ORDER BY e.position",
-        columns(backend)
-    );
     with_pool!(backend, pool => {
-        let rows = sqlx::query(&sql)
-            .bind(aggregate_type)
-            .bind(aggregate_id)
-            .bind(request_id)
-            .fetch_all(pool)
-            .await?;
-        rows.iter().map(decode).collect()
+        let rows = sqlx::query(sql).bind(after).bind(limit).fetch_all(pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RawEvent {
+                    position: row.try_get(0)?,
+                    recorded_at: row.try_get(1)?,
+                    aggregate_type: row.try_get(2)?,
+                    aggregate_id: row.try_get(3)?,
+                    event_type: row.try_get(4)?,
+                    payload: row.try_get(5)?,
+                    metadata: row.try_get(6)?,
+                })
+            })
+            .collect()
     })
 }
 

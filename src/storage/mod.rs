@@ -3,6 +3,7 @@
 //! idempotency records. Everything here speaks both backends; the SQL differs only where the
 //! two databases do.
 
+pub mod append;
 pub mod backup;
 pub mod chain;
 pub mod digest;
@@ -53,6 +54,9 @@ pub enum StorageError {
     Corrupt(String),
     #[error("cryptography failed: {0}")]
     Crypto(String),
+    /// A write the database refused, passed on from the appender task.
+    #[error("appending failed: {0}")]
+    Append(String),
 }
 
 impl From<sqlx::Error> for StorageError {
@@ -111,6 +115,9 @@ pub fn is_unavailable_boxed(error: &(dyn std::error::Error + 'static)) -> bool {
 /// by another process, or a PostgreSQL pool with no free connection.
 pub const DATABASE_WAIT: Duration = Duration::from_secs(3);
 
+/// How long start-up keeps trying a database that is out of reach.
+pub const START_PATIENCE: Duration = Duration::from_secs(20);
+
 /// How long this process waits for the database: [`DATABASE_WAIT`] for a server unless
 /// `KIROKU_DATABASE_WAIT_MS` says otherwise, longer for a command-line tool that has no one to
 /// answer 503 to (see [`wait_patiently`]). 0 = not yet decided.
@@ -146,7 +153,23 @@ pub fn database_wait() -> Duration {
 
 impl Backend {
     /// Connects to `url` (`sqlite://…`, `postgres://…`) and brings the schema up to date.
+    /// A database that is out of reach at start-up (still starting, or too busy to answer
+    /// within [`database_wait`]) is tried again for up to [`START_PATIENCE`]: a server waits
+    /// for its database before giving up, where a request would be answered 503.
     pub async fn connect(url: &str) -> Result<Backend, StorageError> {
+        let deadline = std::time::Instant::now() + START_PATIENCE;
+        loop {
+            match Backend::connect_once(url).await {
+                Err(StorageError::Unavailable(detail)) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(%detail, "the database is out of reach; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn connect_once(url: &str) -> Result<Backend, StorageError> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()

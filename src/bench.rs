@@ -17,8 +17,11 @@
 //! p95 over one client), and start-up to serving on the ledger left behind; and the disk each
 //! side takes per event.
 //!
-//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, 8 clients on one session, a
-//! ledger scaled to millions of events by a generator.
+//! Then 8 clients enrolling different staff members in one training session (every command
+//! on the same aggregate), after registering them with 8 clients.
+//!
+//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, and a ledger scaled to
+//! millions of events by a generator.
 
 use crate::app::Application;
 use crate::storage::tokens::{self, Role};
@@ -396,8 +399,7 @@ async fn measure(
     let mut midway = crate::storage::now_ms();
     for clients in [1usize, 8] {
         let raw_series = run_raw(raw, commands, clients).await;
-        let url = format!("{base}/compliance-incidents");
-        let kiroku_series = run_http(&http, &url, commands, clients).await;
+        let (kiroku_series, _) = run_http(&http, commands, clients, incident_request(&base)).await;
         if clients == 1 {
             midway = crate::storage::now_ms();
         }
@@ -413,6 +415,9 @@ async fn measure(
         });
     }
     figures.extend(measure_reads(backend, &http, &base, defined, midway, commands).await);
+    // A session holds hundreds of people, an e-learning course a few thousand: the one-session
+    // figure enrols at most 2,000.
+    figures.extend(measure_one_session(backend, &http, &base, commands.min(2000)).await);
     let _ = stop.send(());
     let _ = server.await;
 
@@ -557,23 +562,28 @@ impl Http {
 
     /// Sends one request and reads the whole answer: whether it was a success.
     async fn send(&self, method: hyper::Method, url: &str, body: Option<String>) -> bool {
+        self.send_json(method, url, body).await.is_some()
+    }
+
+    /// Sends one request: the JSON answer of a success (`Null` when it is not JSON).
+    async fn send_json(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        body: Option<String>,
+    ) -> Option<serde_json::Value> {
         let request = hyper::Request::builder()
             .method(method)
             .uri(url)
             .header("authorization", &self.auth)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body.unwrap_or_default())));
-        let Ok(request) = request else {
-            return false;
-        };
-        match self.client.request(request).await {
-            Ok(response) => {
-                let status = response.status();
-                let _ = response.into_body().collect().await;
-                status.is_success()
-            }
-            Err(_) => false,
-        }
+        let response = self.client.request(request.ok()?).await.ok()?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.ok()?.to_bytes();
+        status
+            .is_success()
+            .then(|| serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
     }
 }
 
@@ -600,40 +610,150 @@ async fn run_raw(raw: &RawFramework, commands: usize, clients: usize) -> Series 
     series(results, started.elapsed())
 }
 
-async fn run_http(http: &Http, url: &str, commands: usize, clients: usize) -> Series {
+/// What a client sends for the `i`-th command: the URL and the JSON body.
+type Request = Arc<dyn Fn(usize) -> (String, String) + Send + Sync>;
+
+/// `commands` requests over `clients` concurrent keep-alive connections; with them, the answer
+/// to each (`None` where it failed), by index.
+async fn run_http(
+    http: &Http,
+    commands: usize,
+    clients: usize,
+    request: Request,
+) -> (Series, Vec<Option<serde_json::Value>>) {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut lanes = Vec::new();
     for _ in 0..clients {
-        let (http, next, url) = (http.clone(), next.clone(), url.to_string());
+        let (http, next, request) = (http.clone(), next.clone(), request.clone());
         lanes.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut answers = Vec::new();
             let mut errors = 0;
-            while next.fetch_add(1, Ordering::Relaxed) < commands {
-                let n = latencies.len();
-                let body = serde_json::json!({
-                    "occurred_on": "2024-07-01",
-                    "department": format!("部署{}", n % 40),
-                    "summary": format!("ベンチマークの記録 {n}"),
-                })
-                .to_string();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= commands {
+                    break;
+                }
+                let (url, body) = request(i);
                 let t = Instant::now();
-                let ok = http.send(hyper::Method::POST, &url, Some(body)).await;
+                let answer = http.send_json(hyper::Method::POST, &url, Some(body)).await;
                 latencies.push(t.elapsed());
-                if !ok {
+                if answer.is_none() {
                     errors += 1;
                 }
+                answers.push((i, answer));
             }
-            (latencies, errors)
+            (latencies, errors, answers)
         }));
     }
     let mut results = Vec::new();
+    let mut answers = vec![None; commands];
     for lane in lanes {
-        if let Ok(result) = lane.await {
-            results.push(result);
+        if let Ok((latencies, errors, lane_answers)) = lane.await {
+            results.push((latencies, errors));
+            for (i, answer) in lane_answers {
+                answers[i] = answer;
+            }
         }
     }
-    series(results, started.elapsed())
+    (series(results, started.elapsed()), answers)
+}
+
+/// The incident the `i`-th append records.
+fn incident_request(base: &str) -> Request {
+    let url = format!("{base}/compliance-incidents");
+    Arc::new(move |i| {
+        let body = serde_json::json!({
+            "occurred_on": "2024-07-01",
+            "department": format!("部署{}", i % 40),
+            "summary": format!("ベンチマークの記録 {i}"),
+        });
+        (url.clone(), body.to_string())
+    })
+}
+
+/// 8 clients enrolling different staff members in one training session: every command goes
+/// to the same aggregate. First `commands` staff members are registered (8 clients), then
+/// a session with room for all of them is scheduled.
+async fn measure_one_session(
+    backend: &'static str,
+    http: &Http,
+    base: &str,
+    commands: usize,
+) -> Vec<Figure> {
+    let staff_url = format!("{base}/staff");
+    let register: Request = Arc::new(move |i| {
+        let body = serde_json::json!({
+            "employee_no": format!("B{i:07}"),
+            "name": format!("記録 太郎{i}"),
+            "gender": if i % 2 == 0 { "female" } else { "male" },
+            "hired_on": "2015-04-01",
+            "grade": 1 + i % 6,
+            "job_type": "administrative",
+            "employment": "regular",
+            "department": format!("部署{}", i % 40),
+            "department_kind": "administration",
+        });
+        (staff_url.clone(), body.to_string())
+    });
+    let (registered, answers) = run_http(http, commands, 8, register).await;
+    let staff: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            a.as_ref()
+                .and_then(|a| a.get("id"))
+                .and_then(|id| id.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let session = serde_json::json!({
+        "course_code": "B-100",
+        "title": "ベンチマーク研修",
+        "category": "tiered",
+        "provider": "庁内",
+        "delivery": "in_person",
+        "starts_on": "2024-10-01",
+        "ends_on": "2024-10-02",
+        "capacity": commands,
+    });
+    let scheduled = http
+        .send_json(
+            hyper::Method::POST,
+            &format!("{base}/sessions"),
+            Some(session.to_string()),
+        )
+        .await;
+    let session_id = scheduled
+        .as_ref()
+        .and_then(|a| a.get("id"))
+        .and_then(|id| id.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let enrol_url = format!("{base}/sessions/{session_id}/enrolments");
+    let enrol: Request = Arc::new(move |i| {
+        let body = serde_json::json!({ "staff_id": staff[i] });
+        (enrol_url.clone(), body.to_string())
+    });
+    let (mut enrolled, _) = run_http(http, commands, 8, enrol).await;
+    enrolled.errors += usize::from(scheduled.is_none());
+    vec![
+        Figure {
+            backend,
+            name: "register staff, 8 clients".into(),
+            unit: "cmds/s",
+            kiroku: registered,
+            raw: None,
+        },
+        Figure {
+            backend,
+            name: "enrol, 8 on one session".into(),
+            unit: "cmds/s",
+            kiroku: enrolled,
+            raw: None,
+        },
+    ]
 }
 
 fn series(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Series {

@@ -26,6 +26,7 @@ use crate::storage::backup::{self, BackupError, LogImage};
 use crate::storage::tokens::{Principal, Role};
 use crate::storage::{log, Backend, StorageError};
 use chrono::{Datelike, NaiveDate, TimeDelta, Weekday};
+use kiroku_domain::dates;
 use kiroku_domain::incident::IncidentCommand;
 use kiroku_domain::plan::{
     Baseline, IndicatorDefinition, IndicatorPlan, IndicatorSource, Manual, PlanCommand,
@@ -848,7 +849,7 @@ impl Person {
     fn in_service(&self, date: Date) -> bool {
         self.periods
             .iter()
-            .any(|(start, end)| *start <= date && end.is_none_or(|end| date < end))
+            .any(|(start, end)| dates::covers(*start, *end, date))
     }
 
     /// In service with no separation recorded yet.
@@ -859,13 +860,7 @@ impl Person {
     /// The entry in effect on `date`: the latest effective date, ties to the later entry —
     /// the projections' rule.
     fn on<T: Copy>(entries: &[(Date, T)], date: Date) -> Option<T> {
-        let mut best: Option<&(Date, T)> = None;
-        for entry in entries {
-            if entry.0 <= date && best.is_none_or(|b| b.0 <= entry.0) {
-                best = Some(entry);
-            }
-        }
-        best.map(|b| b.1)
+        dates::in_force(entries, date, |e| e.0).map(|e| e.1)
     }
 
     fn grade_on(&self, date: Date) -> u8 {

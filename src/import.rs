@@ -210,6 +210,20 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> 
             ),
         ));
     }
+    // The sessions by (course code, first day), looked up once for the whole file.
+    let mut sessions_by_day: std::collections::HashMap<(String, Date), Vec<Uuid>> =
+        std::collections::HashMap::new();
+    ledger.projector.read(|h| {
+        for s in h.sessions.values() {
+            sessions_by_day
+                .entry((
+                    s.schedule.course_code.as_str().to_string(),
+                    s.schedule.starts_on,
+                ))
+                .or_default()
+                .push(s.session_id);
+        }
+    })?;
     let mut errors = Vec::new();
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -269,17 +283,10 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> 
         };
         let staff_id = staff_id_of(&employee_no);
         let course_code = field(1).to_string();
-        let sessions: Vec<Uuid> = ledger.projector.read(|h| {
-            h.sessions
-                .values()
-                .filter(|s| {
-                    s.schedule.course_code.as_str() == course_code
-                        && s.schedule.starts_on == starts_on
-                })
-                .map(|s| s.session_id)
-                .collect()
-        })?;
-        let session_id = match sessions.as_slice() {
+        let sessions = sessions_by_day
+            .get(&(course_code.clone(), starts_on))
+            .map_or(&[][..], Vec::as_slice);
+        let session_id = match sessions {
             [one] => *one,
             [] => {
                 problem(format!(

@@ -41,7 +41,7 @@ const FORMAT: i32 = 1;
 /// During a long catch-up, checkpoint every this many events (`KIROKU_CHECKPOINT_EVERY`).
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
 
-#[derive(Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 struct State {
     position: i64,
     histories: Histories,
@@ -238,13 +238,17 @@ impl Projector {
     }
 
     /// Writes the read models and their position as one row, in one statement.
+    ///
+    /// The read models are copied under the lock and encoded outside it, on a blocking
+    /// thread: appends wait for the copy only (a memory copy), not for the encoding, which
+    /// takes seconds on a large ledger.
     pub async fn checkpoint(&self) -> Result<i64, StorageError> {
-        let (position, bytes) = {
-            let state = self.state.read().map_err(poisoned)?;
-            let bytes = serde_json::to_vec(&*state)
-                .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
-            (state.position, bytes)
-        };
+        let copy = self.state.read().map_err(poisoned)?.clone();
+        let position = copy.position;
+        let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&copy))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?
+            .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
         let fingerprint = seal(&self.backend, position, &bytes).await?;
         with_pool!(&self.backend, pool => {
             sqlx::query(

@@ -4,12 +4,14 @@
 use kiroku::bench::{render, run, Options};
 
 /// The figures of one backend, in the order they are printed.
-const FIGURES: [&str; 8] = [
+const FIGURES: [&str; 10] = [
     "append, 1 client",
     "append, 8 clients",
     "sheet",
     "as-of sheet",
     "audit trail page",
+    "register staff, 8 clients",
+    "enrol, 8 on one session",
     "rebuild, events",
     "start-up to serving",
     "disk per event",
@@ -55,10 +57,17 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
         assert_eq!(figure.kiroku.commands, 40, "{table}");
         assert_eq!(figure.raw.as_ref().map(|r| r.commands), Some(40), "{table}");
     }
-    // The rebuild folds both append runs (80 incidents) and the plan item; the raw replay
-    // reads the 80 incidents.
+    // 40 registrations, then 40 enrolments in one session, every one answered.
+    for figure in figures
+        .iter()
+        .filter(|f| f.name.contains("8 clients") || f.name.contains("one session"))
+    {
+        assert_eq!(figure.kiroku.commands, 40, "{table}");
+    }
+    // The rebuild folds both append runs (80 incidents), the plan item, 40 registrations, the
+    // session and 40 enrolments; the raw replay reads the 80 incidents.
     for figure in figures.iter().filter(|f| f.name.starts_with("rebuild")) {
-        assert!(figure.kiroku.commands >= 81, "{table}");
+        assert!(figure.kiroku.commands >= 80 + 1 + 40 + 1 + 40, "{table}");
         assert_eq!(figure.raw.as_ref().map(|r| r.commands), Some(80), "{table}");
     }
     // The reads: 40 requests each, all answered.

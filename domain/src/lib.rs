@@ -3,6 +3,7 @@
 //! edge. No IO lives here: whatever a decision needs to know from elsewhere (does the
 //! interviewer exist?) is looked up by the application and put into the command.
 
+pub mod dates;
 pub mod error;
 pub mod incident;
 pub mod plan;

@@ -313,7 +313,7 @@ pub struct ServicePeriod {
 
 impl ServicePeriod {
     fn covers(&self, date: Date) -> bool {
-        self.start <= date && self.end.is_none_or(|end| date < end)
+        crate::dates::covers(self.start, self.end, date)
     }
 }
 

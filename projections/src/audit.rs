@@ -13,6 +13,7 @@ use crate::plans::PlanBook;
 use kiroku_domain::plan::IndicatorSource;
 use kiroku_domain::values::FiscalYear;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// One change of an indicator's target or actual, caused by the event at `position`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -65,12 +66,20 @@ pub fn trail(
     changes_at(&positions, TARGET, target, &mut changes);
     match &definition.value.source {
         IndicatorSource::Rule { rule, params } => {
-            let actual = |p| {
-                facts
-                    .compute(*rule, params, fy, p)
-                    .map_or(Value::Null, |v| json!(v))
-            };
             let positions = facts.candidates(*rule, params, fy, at);
+            // The value just before and at every candidate, computed in one pass.
+            let mut asked: Vec<i64> = positions
+                .iter()
+                .flat_map(|&p| [p.saturating_sub(1), p])
+                .collect();
+            asked.dedup();
+            let values: HashMap<i64, Value> = asked
+                .iter()
+                .copied()
+                .zip(facts.series(*rule, params, fy, &asked))
+                .map(|(p, v)| (p, v.map_or(Value::Null, |v| json!(v))))
+                .collect();
+            let actual = |p| values.get(&p).cloned().unwrap_or(Value::Null);
             changes_at(&positions, ACTUAL, actual, &mut changes);
         }
         IndicatorSource::Manual(_) => {

@@ -3,6 +3,7 @@
 //! Personal text stays sealed here; the application opens it for readers who may see it.
 
 use crate::{LedgerEvent, Recorded};
+use kiroku_domain::dates;
 use kiroku_domain::incident::IncidentEvent;
 use kiroku_domain::plan::PlanEvent;
 use kiroku_domain::session::{Schedule, SessionEvent};
@@ -92,14 +93,10 @@ pub struct StaffRecord {
 
 impl StaffRecord {
     /// The latest entry effective on or before `date` (SPEC §4), else the earliest one.
+    /// The entry in force on `date`; before the first one, the first (what a history shows
+    /// for a date before the registration).
     fn effective<T>(entries: &[T], date: Date, on: impl Fn(&T) -> Date) -> Option<&T> {
-        let mut best: Option<&T> = None;
-        for entry in entries {
-            if on(entry) <= date && best.is_none_or(|b| on(b) <= on(entry)) {
-                best = Some(entry);
-            }
-        }
-        best.or_else(|| entries.first())
+        dates::in_force(entries, date, on).or_else(|| entries.first())
     }
 
     pub fn department_on(&self, date: Date) -> Option<&DepartmentEntry> {
@@ -113,7 +110,7 @@ impl StaffRecord {
     pub fn in_service_on(&self, date: Date) -> bool {
         self.service
             .iter()
-            .any(|s| s.started_on <= date && s.separated_on.is_none_or(|end| date < end))
+            .any(|s| dates::covers(s.started_on, s.separated_on, date))
     }
 
     fn training(&mut self, session_id: Uuid) -> Option<&mut TrainingEntry> {

@@ -13,6 +13,7 @@
 //! rules additionally scan the staff list once.
 
 use crate::{LedgerEvent, Recorded};
+use kiroku_domain::dates::{covers, in_force};
 use kiroku_domain::incident::IncidentEvent;
 use kiroku_domain::plan::{PlanEvent, RuleName, RuleParams};
 use kiroku_domain::session::SessionEvent;
@@ -87,21 +88,14 @@ impl StaffFacts {
     fn in_service_on(&self, date: Date, at: i64) -> bool {
         self.periods
             .iter()
-            .any(|p| p.from <= at && p.start <= date && p.end_at(at).is_none_or(|end| date < end))
+            .any(|p| p.from <= at && covers(p.start, p.end_at(at), date))
     }
 
     /// The latest entry with `effective_on <= date` among those recorded at or before `at`;
     /// ties go to the later position (entries are kept in position order).
     fn on<T: Copy>(entries: &[Dated<T>], date: Date, at: i64) -> Option<T> {
-        let mut best: Option<&Dated<T>> = None;
-        for entry in entries.iter().take_while(|e| e.from <= at) {
-            if entry.effective_on <= date
-                && best.is_none_or(|b| b.effective_on <= entry.effective_on)
-            {
-                best = Some(entry);
-            }
-        }
-        best.map(|b| b.value)
+        let recorded = entries.iter().take_while(|e| e.from <= at);
+        in_force(recorded, date, |e| e.effective_on).map(|e| e.value)
     }
 
     pub(crate) fn grade_on(&self, date: Date, at: i64) -> Option<Grade> {
@@ -715,6 +709,18 @@ impl Facts {
         at: i64,
     ) -> Option<f64> {
         crate::rules::compute(self, rule, params, fy, at)
+    }
+
+    /// [`Facts::compute`] at each of `positions` (ascending), in one pass where the rule
+    /// allows it.
+    pub fn series(
+        &self,
+        rule: RuleName,
+        params: &RuleParams,
+        fy: FiscalYear,
+        positions: &[i64],
+    ) -> Vec<Option<f64>> {
+        crate::rules::series(self, rule, params, fy, positions)
     }
 
     /// The positions `<= at` of every event that could have changed the actual of `rule`

@@ -18,10 +18,11 @@
 //! side takes per event.
 //!
 //! Then 8 clients enrolling different staff members in one training session (every command
-//! on the same aggregate), after registering them with 8 clients.
+//! on the same aggregate), after registering them with 8 clients; then attendance sheets of
+//! those staff members imported one after another (completions/s of the first and the last).
 //!
-//! Not yet measured here (see docs/PERFORMANCE.md): bulk import, and a ledger scaled to
-//! millions of events by a generator.
+//! Not yet measured here (see docs/PERFORMANCE.md): a ledger scaled to millions of events by
+//! a generator.
 
 use crate::app::Application;
 use crate::storage::tokens::{self, Role};
@@ -572,11 +573,22 @@ impl Http {
         url: &str,
         body: Option<String>,
     ) -> Option<serde_json::Value> {
+        self.send_typed(method, url, "application/json", body).await
+    }
+
+    /// [`send_json`](Self::send_json) with a body of another content type.
+    async fn send_typed(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        content_type: &str,
+        body: Option<String>,
+    ) -> Option<serde_json::Value> {
         let request = hyper::Request::builder()
             .method(method)
             .uri(url)
             .header("authorization", &self.auth)
-            .header("content-type", "application/json")
+            .header("content-type", content_type)
             .body(Full::new(Bytes::from(body.unwrap_or_default())));
         let response = self.client.request(request.ok()?).await.ok()?;
         let status = response.status();
@@ -738,6 +750,7 @@ async fn measure_one_session(
     });
     let (mut enrolled, _) = run_http(http, commands, 8, enrol).await;
     enrolled.errors += usize::from(scheduled.is_none());
+    let (first, last) = measure_import(http, base, commands).await;
     vec![
         Figure {
             backend,
@@ -753,7 +766,86 @@ async fn measure_one_session(
             kiroku: enrolled,
             raw: None,
         },
+        Figure {
+            backend,
+            name: "import, first sheet".into(),
+            unit: "completions/s",
+            kiroku: first,
+            raw: None,
+        },
+        Figure {
+            backend,
+            name: "import, last sheet".into(),
+            unit: "completions/s",
+            kiroku: last,
+            raw: None,
+        },
     ]
+}
+
+/// How many attendance sheets the import figure sends, one training session each.
+const SHEETS: usize = 5;
+
+/// Attendance sheets of the `staff` registered staff members (`B0000000`…), one per session,
+/// imported one after another through `POST /imports/attendance`: completions/s of the first
+/// sheet and of the last.
+async fn measure_import(http: &Http, base: &str, staff: usize) -> (Series, Series) {
+    let mut per_sheet = Vec::new();
+    for sheet in 0..SHEETS {
+        let starts_on = format!("2024-06-{:02}", sheet + 1);
+        let session = serde_json::json!({
+            "course_code": "B-300",
+            "title": "ベンチマーク取込研修",
+            "category": "tiered",
+            "provider": "庁内",
+            "delivery": "in_person",
+            "starts_on": starts_on,
+            "ends_on": starts_on,
+            "capacity": staff.max(1),
+        });
+        let scheduled = http
+            .send_json(
+                hyper::Method::POST,
+                &format!("{base}/sessions"),
+                Some(session.to_string()),
+            )
+            .await
+            .is_some();
+        let mut csv =
+            String::from("employee_no,course_code,session_starts_on,completed_on,understanding\n");
+        for i in 0..staff {
+            let _ = writeln!(csv, "B{i:07},B-300,{starts_on},{starts_on},{}", 1 + i % 5);
+        }
+        let started = Instant::now();
+        let imported = http
+            .send_typed(
+                hyper::Method::POST,
+                &format!("{base}/imports/attendance"),
+                "text/csv; charset=utf-8",
+                Some(csv),
+            )
+            .await
+            .is_some();
+        let took = started.elapsed();
+        per_sheet.push(Series {
+            commands: staff,
+            errors: usize::from(!(scheduled && imported)),
+            per_second: staff as f64 / took.as_secs_f64().max(1e-9),
+            p50_ms: 0.0,
+            p95_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+        });
+    }
+    let first = per_sheet
+        .first()
+        .cloned()
+        .unwrap_or_else(|| value(0.0, false));
+    let last = per_sheet
+        .last()
+        .cloned()
+        .unwrap_or_else(|| value(0.0, false));
+    (first, last)
 }
 
 fn series(results: Vec<(Vec<Duration>, usize)>, elapsed: Duration) -> Series {

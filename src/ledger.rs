@@ -4,6 +4,7 @@
 //! event, the appended events read back for the response).
 
 use crate::projector::{Projector, Stopped};
+use crate::storage::aggregates::CachedStore;
 use crate::storage::append::Appender;
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-pub type Cqrs<A> = CqrsFramework<A, PersistedEventStore<LedgerRepository, A>>;
+pub type Cqrs<A> = CqrsFramework<A, CachedStore<A>>;
 
 /// Aggregates keep a snapshot every this many events, so a career-long staff record or a
 /// session with hundreds of attendees loads in constant time.
@@ -133,12 +134,15 @@ pub struct Ledger {
     locks: Vec<Mutex<()>>,
 }
 
-fn framework<A: Aggregate>(backend: &Backend, appender: &Appender) -> Cqrs<A>
+fn framework<A: Aggregate + Clone>(backend: &Backend, appender: &Appender) -> Cqrs<A>
 where
     A::Services: Default,
 {
-    let repo = LedgerRepository::new(backend, appender.clone());
-    let store = PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
+    let store = CachedStore::new(
+        LedgerRepository::new(backend, appender.clone()),
+        LedgerRepository::new(backend, appender.clone()),
+        SNAPSHOT_EVERY,
+    );
     CqrsFramework::new(store, vec![], A::Services::default())
 }
 
@@ -228,7 +232,7 @@ impl Ledger {
         meta: &Meta,
     ) -> Result<Appended, CommandError>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
         A::Error: DomainError,
     {
@@ -250,7 +254,7 @@ impl Ledger {
         meta: &Meta,
     ) -> Result<Vec<LogEvent>, CommandError>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
         A::Error: DomainError,
     {
@@ -275,7 +279,7 @@ impl Ledger {
         metadata: HashMap<String, String>,
     ) -> Result<(), CommandError>
     where
-        A: Aggregate,
+        A: Aggregate + Clone,
         A::Command: Clone,
         A::Error: DomainError,
     {

@@ -4,7 +4,7 @@
 use kiroku::bench::{render, run, Options};
 
 /// The figures of one backend, in the order they are printed.
-const FIGURES: [&str; 10] = [
+const FIGURES: [&str; 12] = [
     "append, 1 client",
     "append, 8 clients",
     "sheet",
@@ -12,6 +12,8 @@ const FIGURES: [&str; 10] = [
     "audit trail page",
     "register staff, 8 clients",
     "enrol, 8 on one session",
+    "import, first sheet",
+    "import, last sheet",
     "rebuild, events",
     "start-up to serving",
     "disk per event",
@@ -64,10 +66,18 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
     {
         assert_eq!(figure.kiroku.commands, 40, "{table}");
     }
+    // Five sheets of the 40 staff members, each imported whole.
+    for figure in figures.iter().filter(|f| f.name.starts_with("import")) {
+        assert_eq!(figure.kiroku.commands, 40, "{table}");
+    }
     // The rebuild folds both append runs (80 incidents), the plan item, 40 registrations, the
-    // session and 40 enrolments; the raw replay reads the 80 incidents.
+    // session and 40 enrolments, and the five imported sessions (5 × 40 completions); the raw
+    // replay reads the 80 incidents.
     for figure in figures.iter().filter(|f| f.name.starts_with("rebuild")) {
-        assert!(figure.kiroku.commands >= 80 + 1 + 40 + 1 + 40, "{table}");
+        assert!(
+            figure.kiroku.commands >= 80 + 1 + 40 + 1 + 40 + 5 * 40,
+            "{table}"
+        );
         assert_eq!(figure.raw.as_ref().map(|r| r.commands), Some(80), "{table}");
     }
     // The reads: 40 requests each, all answered.

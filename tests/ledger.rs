@@ -375,3 +375,44 @@ both_backends!(
         assert_eq!(app.event_count().await, count + 2);
     }
 );
+
+both_backends!(
+    a_session_past_its_snapshot_decides_on_the_roster_it_really_has,
+    |app: TestApp| async move {
+        // 130 places, 130 people: the session's 100th event writes its first snapshot. Every
+        // one of the 130 is enrolled, the 131st waits. (cqrs-es 0.5's snapshot store applied
+        // the 100th event twice, so the session filled one person early.)
+        let session = app.schedule(130).await;
+        for i in 0..131 {
+            let staff = app.register(&format!("S{i:03}"), "総務課", 2).await;
+            let reply = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{session}/enrolments"),
+                    &json!({"staff_id": staff}),
+                )
+                .await;
+            assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+            let expected = if i < 130 { "enrolled" } else { "waitlisted" };
+            assert_eq!(reply.body["status"], expected, "enrolment {i}");
+        }
+        let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
+        assert_eq!(roster["enrolled"].as_array().map(Vec::len), Some(130));
+        assert_eq!(roster["waitlisted"].as_array().map(Vec::len), Some(1));
+        // A server that loads the session from the database (its snapshot and the events
+        // after it) decides the same way.
+        let (second, _stop) = support::second_server(&app.database_url).await;
+        let late = app.register("S999", "総務課", 2).await;
+        let response = app
+            .client
+            .post(format!("{second}/sessions/{session}/enrolments"))
+            .bearer_auth(&app.hr)
+            .json(&json!({"staff_id": late}))
+            .send()
+            .await
+            .expect("enrol");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "waitlisted");
+    }
+);

@@ -3,6 +3,7 @@
 //! idempotency records. Everything here speaks both backends; the SQL differs only where the
 //! two databases do.
 
+pub mod aggregates;
 pub mod append;
 pub mod backup;
 pub mod chain;

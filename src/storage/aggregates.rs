@@ -1,0 +1,189 @@
+//! The event store every aggregate is loaded from: cqrs-es' snapshot store, with the last
+//! state of recently used aggregates kept in memory.
+//!
+//! Without it, every command on a training session with 2,000 attendees reads and parses the
+//! session's snapshot (every 100 events) and up to 99 events after it. With it, a command
+//! on an aggregate this process has just written reads only the events other processes may
+//! have appended since (one query that usually returns nothing), and the state is a copy in
+//! memory. Commands on one aggregate already queue in this process (the ledger's stripe
+//! locks), so the cached state is the one the last command left.
+//!
+//! Anything unexpected empties the entry: a failed commit (another process wrote first, or a
+//! snapshot number that no longer matches) reloads the aggregate from the database.
+//!
+//! It also keeps snapshots right. In cqrs-es 0.5 an aggregate's `handle` applies each event
+//! it emits to itself (`EventSink::write`), and the snapshot store then applies the same
+//! events again to that state before writing the snapshot: every snapshot held the last
+//! command's events twice (a session's 100th event enrolled someone twice, so the session
+//! filled early). This store hands the snapshot store the state as it was loaded, before the
+//! command, so each event is applied once; migration 0004 deleted the snapshots written
+//! before.
+
+use super::repository::LedgerRepository;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Aggregates kept in memory per type; beyond this the cache starts afresh.
+const CAPACITY: usize = 2048;
+
+struct Cached<A> {
+    aggregate: A,
+    sequence: usize,
+    snapshot: Option<usize>,
+}
+
+pub struct CachedStore<A: Aggregate> {
+    inner: PersistedEventStore<LedgerRepository, A>,
+    /// The same repository as `inner`'s, for the events appended after a cached state.
+    repo: LedgerRepository,
+    snapshot_every: usize,
+    cache: Mutex<HashMap<String, Cached<A>>>,
+    /// The state each aggregate was loaded in, until its command commits (commands on one
+    /// aggregate queue in this process, so there is one per aggregate at a time).
+    loaded: Mutex<HashMap<String, A>>,
+}
+
+impl<A: Aggregate + Clone> CachedStore<A> {
+    pub fn new(repo: LedgerRepository, reader: LedgerRepository, snapshot_every: usize) -> Self {
+        CachedStore {
+            inner: PersistedEventStore::new_snapshot_store(repo, snapshot_every),
+            repo: reader,
+            snapshot_every,
+            cache: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Remembers the state `context` was loaded in, for [`EventStore::commit`].
+    fn loaded(&self, context: EventStoreAggregateContext<A>) -> EventStoreAggregateContext<A> {
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(context.aggregate_id.clone(), context.aggregate.clone());
+        }
+        context
+    }
+
+    fn cached(&self, aggregate_id: &str) -> Option<(A, usize, Option<usize>)> {
+        let cache = self.cache.lock().ok()?;
+        let entry = cache.get(aggregate_id)?;
+        Some((entry.aggregate.clone(), entry.sequence, entry.snapshot))
+    }
+
+    fn forget(&self, aggregate_id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(aggregate_id);
+        }
+    }
+
+    fn remember(&self, aggregate_id: String, entry: Cached<A>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CAPACITY && !cache.contains_key(&aggregate_id) {
+                cache.clear();
+            }
+            cache.insert(aggregate_id, entry);
+        }
+    }
+
+    /// Whether committing `events` after `sequence` writes a snapshot (cqrs-es' rule: when
+    /// the events reach the next multiple of the snapshot size).
+    fn writes_snapshot(&self, sequence: usize, events: usize) -> bool {
+        let next_snapshot_at = self.snapshot_every - (sequence % self.snapshot_every);
+        events >= next_snapshot_at
+    }
+}
+
+impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
+    type AC = EventStoreAggregateContext<A>;
+
+    async fn load_events(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        self.inner.load_events(aggregate_id).await
+    }
+
+    async fn load_aggregate(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let Some((mut aggregate, mut sequence, snapshot)) = self.cached(aggregate_id) else {
+            let context = self.inner.load_aggregate(aggregate_id).await?;
+            return Ok(self.loaded(context));
+        };
+        // What other processes appended since this process last wrote it.
+        let newer = self
+            .repo
+            .get_last_events::<A>(aggregate_id, sequence)
+            .await?;
+        for event in newer {
+            let envelope: EventEnvelope<A> = event.try_into()?;
+            sequence = envelope.sequence;
+            aggregate.apply(envelope.payload);
+        }
+        Ok(self.loaded(EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate,
+            current_sequence: sequence,
+            current_snapshot: snapshot,
+        }))
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let aggregate_id = context.aggregate_id.clone();
+        let before = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|mut loaded| loaded.remove(&aggregate_id));
+        // The state after the command: `handle` has applied its events already.
+        let EventStoreAggregateContext {
+            aggregate: after,
+            current_sequence,
+            current_snapshot,
+            ..
+        } = context;
+        let Some(before) = before else {
+            // Not loaded through this store: nothing to hand the snapshot store safely.
+            self.forget(&aggregate_id);
+            return Err(AggregateError::UnexpectedError(
+                "a command committed an aggregate this store did not load".into(),
+            ));
+        };
+        let context = EventStoreAggregateContext {
+            aggregate_id: aggregate_id.clone(),
+            aggregate: before,
+            current_sequence,
+            current_snapshot,
+        };
+        let next = after;
+        let sequence = context.current_sequence + events.len();
+        let snapshot = if self.writes_snapshot(context.current_sequence, events.len()) {
+            Some(context.current_snapshot.map_or(1, |s| s + 1))
+        } else {
+            context.current_snapshot
+        };
+        match self.inner.commit(events, context, metadata).await {
+            Ok(committed) => {
+                self.remember(
+                    aggregate_id,
+                    Cached {
+                        aggregate: next,
+                        sequence,
+                        snapshot,
+                    },
+                );
+                Ok(committed)
+            }
+            Err(error) => {
+                self.forget(&aggregate_id);
+                Err(error)
+            }
+        }
+    }
+}

@@ -59,6 +59,11 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     /// Remembers the state `context` was loaded in, for [`EventStore::commit`].
     fn loaded(&self, context: EventStoreAggregateContext<A>) -> EventStoreAggregateContext<A> {
         if let Ok(mut loaded) = self.loaded.lock() {
+            // Entries of refused commands are never taken back; start afresh when many
+            // accumulate (a command whose entry goes is retried, see `commit`).
+            if loaded.len() >= CAPACITY && !loaded.contains_key(&context.aggregate_id) {
+                loaded.clear();
+            }
             loaded.insert(context.aggregate_id.clone(), context.aggregate.clone());
         }
         context
@@ -149,11 +154,10 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
             ..
         } = context;
         let Some(before) = before else {
-            // Not loaded through this store: nothing to hand the snapshot store safely.
+            // Its loaded state was cleared away: nothing to hand the snapshot store safely.
+            // Reported as a conflict, so the ledger loads the aggregate again and retries.
             self.forget(&aggregate_id);
-            return Err(AggregateError::UnexpectedError(
-                "a command committed an aggregate this store did not load".into(),
-            ));
+            return Err(AggregateError::AggregateConflict);
         };
         let context = EventStoreAggregateContext {
             aggregate_id: aggregate_id.clone(),

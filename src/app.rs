@@ -63,7 +63,7 @@ impl Application {
                     }
                 }
                 if ticks.is_multiple_of(60) {
-                    if let Err(error) = ledger.projector.checkpoint_if_moved().await {
+                    if let Err(error) = ledger.projector.checkpoint_if_due().await {
                         tracing::warn!(%error, "checkpointing the read models failed");
                     }
                     if let Err(error) = ledger.complete_erasures().await {

@@ -21,8 +21,10 @@
 //! on the same aggregate), after registering them with 8 clients; then attendance sheets of
 //! those staff members imported one after another (completions/s of the first and the last).
 //!
-//! Not yet measured here (see docs/PERFORMANCE.md): a ledger scaled to millions of events by
-//! a generator.
+//! With `--staff N --years Y`, Kiroku's ledger is first grown to a city of that size
+//! ([`generator`]) through the same API, and everything above is measured on it.
+
+pub mod generator;
 
 use crate::app::Application;
 use crate::storage::tokens::{self, Role};
@@ -46,6 +48,8 @@ pub struct Options {
     pub commands: usize,
     /// A PostgreSQL server URL whose user may create databases; SQLite only without one.
     pub postgres: Option<String>,
+    /// The city Kiroku's ledger is grown to before the measurements, if any.
+    pub scale: Option<generator::Scale>,
 }
 
 /// One measured series: throughput and latency percentiles.
@@ -116,12 +120,12 @@ pub async fn run(options: &Options) -> Result<Vec<Figure>, BenchError> {
     let dir = tempfile::tempdir()?;
     let raw_sqlite = sqlite_framework(&dir.path().join("raw.db")).await?;
     let kiroku_sqlite = format!("sqlite://{}", dir.path().join("kiroku.db").display());
-    figures.extend(measure("SQLite", options.commands, &raw_sqlite, &kiroku_sqlite).await?);
+    figures.extend(measure("SQLite", options, &raw_sqlite, &kiroku_sqlite).await?);
     if let Some(admin) = &options.postgres {
         let raw_url = fresh_database(admin).await?;
         let kiroku_url = fresh_database(admin).await?;
         let raw = postgres_framework(&raw_url).await?;
-        let measured = measure("PostgreSQL", options.commands, &raw, &kiroku_url).await;
+        let measured = measure("PostgreSQL", options, &raw, &kiroku_url).await;
         for url in [&raw_url, &kiroku_url] {
             drop_database(admin, url).await;
         }
@@ -372,10 +376,11 @@ fn any_address() -> Result<std::net::SocketAddr, BenchError> {
 /// backend.
 async fn measure(
     backend: &'static str,
-    commands: usize,
+    options: &Options,
     raw: &RawFramework,
     kiroku_url: &str,
 ) -> Result<Vec<Figure>, BenchError> {
+    let commands = options.commands;
     let app = Application::build(kiroku_url, any_address()?)
         .await
         .map_err(|e| BenchError::Start(e.to_string()))?;
@@ -397,6 +402,9 @@ async fn measure(
             Some(read_plan_item()),
         )
         .await;
+    if let Some(scale) = options.scale {
+        figures.extend(grow(backend, &http, &base, scale, &ledger).await);
+    }
     let mut midway = crate::storage::now_ms();
     for clients in [1usize, 8] {
         let raw_series = run_raw(raw, commands, clients).await;
@@ -478,6 +486,66 @@ async fn measure(
 }
 
 /// The plan item the read figures draw: one indicator counting the incidents appended.
+/// Grows Kiroku's ledger to `scale` ([`generator::grow`]): its figures and the events it
+/// then holds.
+async fn grow(
+    backend: &'static str,
+    http: &Http,
+    base: &str,
+    scale: generator::Scale,
+    ledger: &crate::ledger::Ledger,
+) -> Vec<Figure> {
+    let started = Instant::now();
+    let grown = generator::grow(http, base, scale).await;
+    let took = started.elapsed();
+    let events = crate::storage::log::count(&ledger.backend).await;
+    let size = events
+        .as_ref()
+        .map_or(0, |&n| usize::try_from(n).unwrap_or(0));
+    let named = |name: String, unit: &'static str, kiroku: Series| Figure {
+        backend,
+        name,
+        unit,
+        kiroku,
+        raw: None,
+    };
+    vec![
+        named(
+            format!("city: register {} staff", scale.staff),
+            "cmds/s",
+            grown.registered,
+        ),
+        named("city: schedule sessions".into(), "cmds/s", grown.scheduled),
+        named(
+            format!("city: import, year 1 of {}", scale.years),
+            "completions/s",
+            grown.first_year,
+        ),
+        named(
+            format!("city: import, year {}", scale.years),
+            "completions/s",
+            grown.last_year,
+        ),
+        named(
+            "city: events/s while grown".into(),
+            "events/s",
+            Series {
+                commands: size,
+                per_second: size as f64 / took.as_secs_f64().max(1e-9),
+                ..value(0.0, events.is_ok())
+            },
+        ),
+        named(
+            format!("city: ledger, {} completions", grown.completions),
+            "events",
+            Series {
+                commands: size,
+                ..value(size as f64, events.is_ok())
+            },
+        ),
+    ]
+}
+
 fn read_plan_item() -> String {
     serde_json::json!({
         "code": "B-1",
@@ -494,6 +562,13 @@ fn read_plan_item() -> String {
             "unit": "count",
             "source": {"rule": "compliance_incidents"},
             "targets": {"2024": {"op": "<=", "value": 0}}
+        }, {
+            "indicator_code": "attendances",
+            "name": "延べ受講者数",
+            "kind": "activity",
+            "unit": "people",
+            "source": {"rule": "training_completions"},
+            "targets": {"2024": {"op": ">=", "value": 2300}}
         }]
     })
     .to_string()
@@ -520,6 +595,10 @@ async fn measure_reads(
         (
             "audit trail page",
             format!("{base}/plan-items/B-1/audit?indicator=incidents&fiscal_year=2024"),
+        ),
+        (
+            "audit page, completions",
+            format!("{base}/plan-items/B-1/audit?indicator=attendances&fiscal_year=2024"),
         ),
     ];
     let rounds = commands.clamp(20, 500);

@@ -67,6 +67,13 @@ pub enum Command {
         /// postgres://postgres@127.0.0.1:5432/postgres); SQLite only without it.
         #[arg(long, env = "KIROKU_BENCH_POSTGRES")]
         postgres: Option<String>,
+        /// Grow Kiroku's ledger first to a city of this many staff members (with --years):
+        /// each completes 5 courses a year, imported as attendance sheets.
+        #[arg(long, default_value_t = 0)]
+        staff: usize,
+        /// Fiscal years of history of the grown city, ending with FY2024.
+        #[arg(long, default_value_t = 0)]
+        years: usize,
     },
     /// Bulk imports, all or nothing.
     Import {
@@ -311,8 +318,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 Err(error) => Err(error.to_string()),
             }
         }
-        Command::Bench { commands, postgres } => {
-            let options = crate::bench::Options { commands, postgres };
+        Command::Bench {
+            commands,
+            postgres,
+            staff,
+            years,
+        } => {
+            let scale =
+                (staff > 0 && years > 0).then_some(crate::bench::generator::Scale { staff, years });
+            let options = crate::bench::Options {
+                commands,
+                postgres,
+                scale,
+            };
             let figures = crate::bench::run(&options)
                 .await
                 .map_err(|e| e.to_string())?;

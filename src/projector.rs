@@ -19,7 +19,7 @@ use crate::storage::{now_ms, Backend, StorageError};
 use crate::with_pool;
 use kiroku_domain::plan::IndicatorSource;
 use kiroku_domain::values::{Code, FiscalYear};
-use kiroku_projections::audit::{self, Change};
+use kiroku_projections::audit::{self, Trail};
 use kiroku_projections::history::Histories;
 use kiroku_projections::indicators::Facts;
 use kiroku_projections::plans::PlanBook;
@@ -38,8 +38,12 @@ const PAGE: i64 = 5000;
 const CHECKPOINT: &str = "read_models";
 /// Bump when the shape of a read model changes: older checkpoints are then rebuilt.
 const FORMAT: i32 = 1;
-/// During a long catch-up, checkpoint every this many events (`KIROKU_CHECKPOINT_EVERY`).
+/// During a long catch-up, the first checkpoint after this many events
+/// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
+/// While serving, a checkpoint once the events since the last one are this share of the log
+/// (1/8): a restart folds at most an eighth of the log after loading the checkpoint.
+const SERVING_SHARE: i64 = 8;
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct State {
@@ -75,6 +79,13 @@ impl State {
             self.timeline[after - 1].0
         }
     }
+}
+
+/// What the projector is doing when it asks whether a checkpoint is due.
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    CatchingUp,
+    Serving,
 }
 
 /// Where and why the projector stopped.
@@ -272,12 +283,38 @@ impl Projector {
         Ok(position)
     }
 
-    /// Checkpoints when the read models moved since the last checkpoint.
+    /// Checkpoints when the read models moved since the last checkpoint (at shutdown).
     pub async fn checkpoint_if_moved(&self) -> Result<(), StorageError> {
         if self.position() > self.checkpointed.load(Ordering::SeqCst) {
             self.checkpoint().await?;
         }
         Ok(())
+    }
+
+    /// Checkpoints while serving when [`checkpoint_due`](Self::checkpoint_due) says so.
+    pub async fn checkpoint_if_due(&self) -> Result<(), StorageError> {
+        if self.checkpoint_due(Phase::Serving) {
+            self.checkpoint().await?;
+        }
+        Ok(())
+    }
+
+    /// The one checkpoint policy. A checkpoint writes the whole read models, so its cost
+    /// follows the size of the log; the policy spaces them in proportion to that size, which
+    /// keeps the cost per folded event constant:
+    /// - during a catch-up, once `KIROKU_CHECKPOINT_EVERY` events *and* as many as the last
+    ///   checkpoint covered were folded since it (doubling): a rebuild of n events writes
+    ///   about log₂(n / 50,000) checkpoints whose sizes sum to less than twice the last, and a
+    ///   crash loses at most half of the catch-up;
+    /// - while serving, once the events since the last checkpoint are an eighth of the log:
+    ///   a restart folds at most that after loading the checkpoint.
+    fn checkpoint_due(&self, phase: Phase) -> bool {
+        let checkpointed = self.checkpointed.load(Ordering::SeqCst);
+        let tail = self.position() - checkpointed;
+        match phase {
+            Phase::CatchingUp => tail >= self.checkpoint_every.max(checkpointed),
+            Phase::Serving => tail > 0 && tail >= checkpointed / SERVING_SHARE,
+        }
     }
 
     /// Deletes every checkpoint: the next start rebuilds from the log.
@@ -360,8 +397,8 @@ impl Projector {
                 return self.apply(events, stop).map(|(position, _)| position);
             }
             next = read(last);
-            let (position, _) = self.apply(events, None)?;
-            if position - self.checkpointed.load(Ordering::SeqCst) >= self.checkpoint_every {
+            self.apply(events, None)?;
+            if self.checkpoint_due(Phase::CatchingUp) {
                 self.checkpoint().await?;
             }
         }
@@ -487,7 +524,7 @@ impl Projector {
         indicator: &str,
         fiscal_year: FiscalYear,
         as_of: Option<i64>,
-    ) -> Result<Option<(i64, String, Vec<Change>)>, StorageError> {
+    ) -> Result<Option<(i64, String, Trail)>, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
         let (at, label) = state.resolve(as_of);
         Ok(

@@ -1,15 +1,29 @@
 //! The benchmark at a smoke size, so that it cannot rot: every figure is produced on both
 //! backends, beside the raw framework's where it has one, with no errors. No time is asserted.
 
+use kiroku::bench::generator::{Scale, COURSES};
 use kiroku::bench::{render, run, Options};
 
+/// The smoke city: 2 sessions of each course per year, the second not full.
+const SCALE: Scale = Scale {
+    staff: 150,
+    years: 2,
+};
+
 /// The figures of one backend, in the order they are printed.
-const FIGURES: [&str; 12] = [
+const FIGURES: [&str; 19] = [
+    "city: register 150 staff",
+    "city: schedule sessions",
+    "city: import, year 1 of 2",
+    "city: import, year 2",
+    "city: events/s while grown",
+    "city: ledger, 1500 completions",
     "append, 1 client",
     "append, 8 clients",
     "sheet",
     "as-of sheet",
     "audit trail page",
+    "audit page, completions",
     "register staff, 8 clients",
     "enrol, 8 on one session",
     "import, first sheet",
@@ -28,6 +42,7 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
     let figures = run(&Options {
         commands: 40,
         postgres: postgres.clone(),
+        scale: Some(SCALE),
     })
     .await
     .expect("the benchmark runs");
@@ -79,6 +94,30 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
             "{table}"
         );
         assert_eq!(figure.raw.as_ref().map(|r| r.commands), Some(80), "{table}");
+    }
+    // The city: every staff member registered, 2 sessions per course and year, every
+    // completion imported, each an enrolment and a completion in the log.
+    let city = |name: &str| {
+        figures
+            .iter()
+            .filter(|f| f.name.starts_with(name))
+            .map(|f| f.kiroku.commands)
+            .collect::<Vec<_>>()
+    };
+    let backends_run = backends.len();
+    assert_eq!(city("city: register"), vec![150; backends_run], "{table}");
+    assert_eq!(
+        city("city: schedule"),
+        vec![2 * COURSES * 2; backends_run],
+        "{table}"
+    );
+    assert_eq!(
+        city("city: import, year"),
+        vec![150 * COURSES; 2 * backends_run],
+        "{table}"
+    );
+    for events in city("city: ledger") {
+        assert!(events >= 150 + 20 + 2 * 1500, "{table}");
     }
     // The reads: 40 requests each, all answered.
     for figure in figures.iter().filter(|f| f.unit == "reads/s") {

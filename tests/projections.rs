@@ -267,6 +267,7 @@ fn without_times(value: &mut Value) {
     match value {
         Value::Object(map) => {
             map.remove("as_of");
+            map.remove("as_of_jst");
             map.remove("recorded_at");
             for v in map.values_mut() {
                 without_times(v);

@@ -13,7 +13,6 @@ use crate::plans::PlanBook;
 use kiroku_domain::plan::IndicatorSource;
 use kiroku_domain::values::FiscalYear;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 /// One change of an indicator's target or actual, caused by the event at `position`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -36,6 +35,97 @@ pub const ACTUAL: &str = "actual";
 /// row, changed value or not: an auditor follows what was made public.
 pub const PUBLICATION: &str = "publication";
 
+/// The rows of one trail in log order, kept compact: a computed actual is two numbers until a
+/// page asks for it, so a page of a trail of a million changes costs what the page shows plus
+/// one integer sweep, not a million JSON values.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
+    /// Every row in log order, 24 bytes each.
+    rows: Vec<Row>,
+    /// The target, manual actual and publication rows (few per cell), which rows point into.
+    others: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    position: i64,
+    what: What,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum What {
+    /// A change of a rule-computed actual: the value before and after (NaN = none).
+    Computed(f64, f64),
+    /// `others[i]`.
+    Other(u32, &'static str),
+}
+
+impl Row {
+    fn field(&self) -> &'static str {
+        match self.what {
+            What::Computed(..) => ACTUAL,
+            What::Other(_, field) => field,
+        }
+    }
+}
+
+/// A computed value as a row keeps it: NaN stands for "no value" (no rule yields NaN).
+fn packed(value: Option<f64>) -> f64 {
+    value.unwrap_or(f64::NAN)
+}
+
+fn unpacked(value: f64) -> Value {
+    if value.is_nan() {
+        Value::Null
+    } else {
+        json!(value)
+    }
+}
+
+impl Trail {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The position and field of row `i` (log order), without building its values.
+    pub fn key(&self, i: usize) -> (i64, &'static str) {
+        let row = &self.rows[i];
+        (row.position, row.field())
+    }
+
+    /// Row `i` (log order) with its values.
+    pub fn change(&self, i: usize) -> Change {
+        let row = self.rows[i];
+        match row.what {
+            What::Computed(before, after) => Change {
+                position: row.position,
+                field: ACTUAL,
+                before: unpacked(before),
+                after: unpacked(after),
+            },
+            What::Other(index, _) => self.others[index as usize].clone(),
+        }
+    }
+
+    /// Every row with its values, in log order.
+    pub fn changes(&self) -> Vec<Change> {
+        (0..self.len()).map(|i| self.change(i)).collect()
+    }
+
+    fn push(&mut self, change: Change) {
+        let index = u32::try_from(self.others.len()).unwrap_or(u32::MAX);
+        self.rows.push(Row {
+            position: change.position,
+            what: What::Other(index, change.field),
+        });
+        self.others.push(change);
+    }
+}
+
 /// Every change of the target or the actual of (item, indicator, fy) from exactly the events at
 /// positions ≤ `at`, in log order (target changes and actual changes at the same position:
 /// target first). `None` when the item or the indicator is not defined at `at`.
@@ -46,7 +136,7 @@ pub fn trail(
     indicator: &str,
     fy: FiscalYear,
     at: i64,
-) -> Option<Vec<Change>> {
+) -> Option<Trail> {
     let record = book
         .items
         .get(item)
@@ -55,7 +145,7 @@ pub fn trail(
         .indicators
         .iter()
         .find(|i| i.position <= at && i.value.indicator_code.as_str() == indicator)?;
-    let mut changes = Vec::new();
+    let mut trail = Trail::default();
     let target = |p| {
         facts.target(item, indicator, fy, p).map_or(
             Value::Null,
@@ -63,24 +153,39 @@ pub fn trail(
         )
     };
     let positions = facts.target_positions(item, indicator, fy, at);
-    changes_at(&positions, TARGET, target, &mut changes);
+    changes_at(&positions, TARGET, target, &mut trail);
     match &definition.value.source {
         IndicatorSource::Rule { rule, params } => {
             let positions = facts.candidates(*rule, params, fy, at);
-            // The value just before and at every candidate, computed in one pass.
+            // The value just before and at every candidate, computed in one sweep.
             let mut asked: Vec<i64> = positions
                 .iter()
                 .flat_map(|&p| [p.saturating_sub(1), p])
                 .collect();
             asked.dedup();
-            let values: HashMap<i64, Value> = asked
-                .iter()
-                .copied()
-                .zip(facts.series(*rule, params, fy, &asked))
-                .map(|(p, v)| (p, v.map_or(Value::Null, |v| json!(v))))
-                .collect();
-            let actual = |p| values.get(&p).cloned().unwrap_or(Value::Null);
-            changes_at(&positions, ACTUAL, actual, &mut changes);
+            let values = facts.series(*rule, params, fy, &asked);
+            // `positions` ascend, so the asked positions are found by walking forward.
+            let mut next = 0;
+            let mut value_at = |p: i64| {
+                while next < asked.len() && asked[next] < p {
+                    next += 1;
+                }
+                match asked.get(next) {
+                    Some(&q) if q == p => values.get(next).copied().flatten(),
+                    _ => None,
+                }
+            };
+            trail.rows.reserve(positions.len());
+            for &position in &positions {
+                let before = value_at(position.saturating_sub(1));
+                let after = value_at(position);
+                if before != after {
+                    trail.rows.push(Row {
+                        position,
+                        what: What::Computed(packed(before), packed(after)),
+                    });
+                }
+            }
         }
         IndicatorSource::Manual(_) => {
             let actual = |p| {
@@ -90,7 +195,7 @@ pub fn trail(
                 )
             };
             let positions = facts.manual_positions(item, indicator, fy, at);
-            changes_at(&positions, ACTUAL, actual, &mut changes);
+            changes_at(&positions, ACTUAL, actual, &mut trail);
         }
     }
     let mut previous = Value::Null;
@@ -103,25 +208,27 @@ pub fn trail(
             "value": publication.value.values.get(&definition.value.indicator_code).copied().flatten(),
             "version": publication.value.version,
         });
-        changes.push(Change {
+        trail.push(Change {
             position: publication.position,
             field: PUBLICATION,
             before: std::mem::replace(&mut previous, after.clone()),
             after,
         });
     }
-    // Stable: within one field the changes are already in position order.
-    changes.sort_by_key(|c| (c.position, c.field != TARGET));
-    Some(changes)
+    // Stable: within one field the rows are already in position order (runs the sort finds).
+    trail
+        .rows
+        .sort_by_key(|row| (row.position, row.field() != TARGET));
+    Some(trail)
 }
 
-/// Appends a change for every position (ascending) at which `value` differs from its value
+/// Appends a row for every position (ascending) at which `value` differs from its value
 /// one position earlier.
 fn changes_at(
     positions: &[i64],
     field: &'static str,
     value: impl Fn(i64) -> Value,
-    out: &mut Vec<Change>,
+    out: &mut Trail,
 ) {
     // The value at the previous candidate is reused when it is exactly one position earlier.
     let mut last: Option<(i64, Value)> = None;
@@ -174,18 +281,11 @@ mod tests {
 
     impl Log {
         fn trail(&self, indicator: &str, year: i32) -> Option<Vec<Change>> {
-            trail(
-                &self.facts,
-                &self.book,
-                ITEM,
-                indicator,
-                fy(year),
-                self.position,
-            )
+            self.trail_at(indicator, year, self.position)
         }
 
         fn trail_at(&self, indicator: &str, year: i32, at: i64) -> Option<Vec<Change>> {
-            trail(&self.facts, &self.book, ITEM, indicator, fy(year), at)
+            trail(&self.facts, &self.book, ITEM, indicator, fy(year), at).map(|t| t.changes())
         }
     }
 
@@ -391,17 +491,15 @@ mod tests {
         let item = log.define_item();
         let defined = log.define_rule("attendees", RuleName::TrainingCompletions);
         assert_eq!(log.trail("unknown", 2023), None);
-        assert_eq!(
-            trail(
-                &log.facts,
-                &log.book,
-                "9-9-9",
-                "attendees",
-                fy(2023),
-                defined
-            ),
-            None
-        );
+        assert!(trail(
+            &log.facts,
+            &log.book,
+            "9-9-9",
+            "attendees",
+            fy(2023),
+            defined
+        )
+        .is_none());
         assert_eq!(log.trail_at("attendees", 2023, item), None);
         assert_eq!(log.trail_at("attendees", 2023, item - 1), None);
         assert_eq!(log.trail_at("attendees", 2023, defined), Some(vec![]));
@@ -555,5 +653,33 @@ mod tests {
                 .map(|c| c.iter().filter(|c| c.field == PUBLICATION).count()),
             Some(1)
         );
+    }
+
+    /// Not a test of time (nothing is asserted on it): prints what the trail of one cell of
+    /// 1,000,000 incidents costs, to find where the benchmark's audit figure goes.
+    /// `cargo test --release -p kiroku-projections -- --ignored --nocapture trail_of_a_million`
+    #[test]
+    #[ignore]
+    fn trail_of_a_million_changes_costs_one_sweep() {
+        let mut log = Log::default();
+        log.define_item();
+        log.define_rule("incidents", RuleName::ComplianceIncidents);
+        for n in 0..1_000_000u128 {
+            log.incident(id(10_000_000 + n), "2024-06-03");
+        }
+        let started = std::time::Instant::now();
+        let trail = trail(
+            &log.facts,
+            &log.book,
+            ITEM,
+            "incidents",
+            fy(2024),
+            log.position,
+        )
+        .expect("trail");
+        let took = started.elapsed();
+        assert_eq!(trail.len(), 1_000_000);
+        assert_eq!(trail.change(999_999).after, json!(1_000_000.0));
+        eprintln!("trail of {} changes in {took:?}", trail.len());
     }
 }

@@ -19,7 +19,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kiroku_domain::values::{FiscalYear, Unit};
-use kiroku_projections::audit::{Change, ACTUAL, PUBLICATION, TARGET};
+use kiroku_projections::audit::{Change, Trail as Rows, ACTUAL, PUBLICATION, TARGET};
 use kiroku_projections::time::{jst_minute, jst_second, rfc3339_ms};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -273,7 +273,7 @@ pub async fn trail(ledger: &Ledger, query: &TrailQuery<'_>) -> ApiResult<Trail> 
             "その時点にこの計画項目または指標はありません",
         )
     };
-    let (position, label, mut changes) = ledger
+    let (position, label, changes) = ledger
         .projector
         .audit(query.code, query.indicator, query.fiscal_year, query.as_of)?
         .ok_or_else(not_found)?;
@@ -287,32 +287,35 @@ pub async fn trail(ledger: &Ledger, query: &TrailQuery<'_>) -> ApiResult<Trail> 
         .find(|i| i.code == query.indicator)
         .ok_or_else(not_found)?;
     let unit = indicator.unit;
-    let last_publication = changes
-        .iter()
-        .filter(|c| c.field == PUBLICATION)
-        .map(|c| c.position)
-        .max();
-    let after_last_publication = changes
-        .iter()
-        .filter(|c| last_publication.is_none_or(|p| c.position > p))
-        .count();
+    // Rows are in log order: only the few publication rows and a binary search are needed
+    // for what a page header says, whatever the length of the trail.
+    let last_publication = (0..changes.len())
+        .rev()
+        .map(|i| changes.key(i))
+        .find(|(_, field)| *field == PUBLICATION)
+        .map(|(position, _)| position);
+    let after_last_publication = match last_publication {
+        Some(p) => changes.len() - partition(&changes, |position| position <= p),
+        None => changes.len(),
+    };
+    // The rows shown, newest first: what changed since the last publication leads.
+    let mut kept: Vec<usize> = (0..changes.len()).rev().collect();
     if let Some(event_type) = query.event_type {
-        let positions: Vec<i64> = changes.iter().map(|c| c.position).collect();
+        let positions: Vec<i64> = kept.iter().map(|&i| changes.key(i).0).collect();
         let types: BTreeMap<i64, String> = read_positions(&ledger.backend, &positions)
             .await?
             .into_iter()
             .map(|e| (e.position, e.event_type))
             .collect();
-        changes.retain(|c| types.get(&c.position).map(String::as_str) == Some(event_type));
+        kept.retain(|&i| types.get(&changes.key(i).0).map(String::as_str) == Some(event_type));
     }
-    // Newest first: what changed since the last publication leads.
-    changes.reverse();
-    let total = changes.len();
+    let total = kept.len();
     let (page, per_page) = query.page.unwrap_or((1, total.max(1)));
-    let shown: Vec<&Change> = changes
+    let shown: Vec<Change> = kept
         .iter()
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
+        .map(|&i| changes.change(i))
         .collect();
     let positions: Vec<i64> = shown.iter().map(|c| c.position).collect();
     let events: BTreeMap<i64, LogEvent> = read_positions(&ledger.backend, &positions)
@@ -321,7 +324,7 @@ pub async fn trail(ledger: &Ledger, query: &TrailQuery<'_>) -> ApiResult<Trail> 
         .map(|e| (e.position, e))
         .collect();
     let mut rows = Vec::with_capacity(shown.len());
-    for change in shown {
+    for change in &shown {
         rows.push(
             row(
                 ledger,
@@ -354,6 +357,20 @@ pub async fn trail(ledger: &Ledger, query: &TrailQuery<'_>) -> ApiResult<Trail> 
         rows,
         indicator_name: indicator.name.clone(),
     })
+}
+
+/// How many rows of `trail` (log order) have a position for which `before` holds.
+fn partition(trail: &Rows, before: impl Fn(i64) -> bool) -> usize {
+    let (mut low, mut high) = (0, trail.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if before(trail.key(middle).0) {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }
 
 /// A trail as a CSV download.

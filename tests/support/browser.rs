@@ -247,13 +247,17 @@ impl Browser {
         .await
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page (empty while a page is replacing another, as after a
+    /// `Refresh`, when there is no body yet).
     pub async fn text(&self) -> String {
-        self.script("return document.body.innerText", json!([]))
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        self.script(
+            "return document.body ? document.body.innerText : ''",
+            json!([]),
+        )
+        .await
+        .as_str()
+        .unwrap_or("")
+        .to_string()
     }
 
     pub async fn current_url(&self) -> String {

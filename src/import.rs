@@ -11,6 +11,7 @@
 use crate::application::policy::Action;
 use crate::application::{Actor, AppError, Command, Service};
 use crate::ledger::{CommandError, Ledger};
+use crate::storage::repository::holding_back;
 use crate::storage::StorageError;
 use cqrs_es::Aggregate;
 use kiroku_domain::session::{Attendance, SessionCommand, TrainingSession};
@@ -383,35 +384,47 @@ pub async fn import_attendance(
         recorded_at: None,
         position: None,
     };
+    // Every session's rows are one command; the commands are held back and written in one
+    // transaction at the end, so the whole file is recorded or nothing is (another change to
+    // one of its sessions in between refuses the whole import, which can then be retried).
     let mut done = 0;
-    for (session_id, rows) in by_session {
-        let count = rows.len();
-        let first_line = rows.first().map(|r| r.line).unwrap_or(0);
-        let command =
-            SessionCommand::RecordAttendances(rows.into_iter().map(|r| r.attendance).collect());
-        let command = Command::Session {
-            session_id,
-            command,
-        };
-        let appended = service
-            .execute(actor, command)
-            .await
-            .map_err(|error| match error {
-                AppError::Command(CommandError::Refused { message, .. }) => {
-                    ImportError::Rejected(vec![RowError {
-                        line: first_line,
-                        message,
-                    }])
-                }
-                other => ImportError::Command(other),
-            })?;
-        summary.events += appended.events.len();
-        if let Some(last) = appended.events.last() {
-            summary.recorded_at = Some(last.recorded_at);
-            summary.position = Some(last.position);
+    let (decided, held) = holding_back(async {
+        for (session_id, rows) in by_session {
+            let count = rows.len();
+            let first_line = rows.first().map(|r| r.line).unwrap_or(0);
+            let command =
+                SessionCommand::RecordAttendances(rows.into_iter().map(|r| r.attendance).collect());
+            let command = Command::Session {
+                session_id,
+                command,
+            };
+            service
+                .execute(actor, command)
+                .await
+                .map_err(|error| match error {
+                    AppError::Command(CommandError::Refused { message, .. }) => {
+                        ImportError::Rejected(vec![RowError {
+                            line: first_line,
+                            message,
+                        }])
+                    }
+                    other => ImportError::Command(other),
+                })?;
+            done += count;
+            progress(done, total);
         }
-        done += count;
-        progress(done, total);
+        Ok::<(), ImportError>(())
+    })
+    .await;
+    decided?;
+    let appended = ledger
+        .commit_held(held)
+        .await
+        .map_err(|error| ImportError::Command(AppError::Command(error)))?;
+    summary.events = appended.len();
+    if let Some(last) = appended.last() {
+        summary.recorded_at = Some(last.recorded_at);
+        summary.position = Some(last.position);
     }
     Ok(summary)
 }

@@ -5,7 +5,7 @@
 
 use crate::projector::{Projector, Stopped};
 use crate::storage::aggregates::CachedStore;
-use crate::storage::append::Appender;
+use crate::storage::append::{Appender, Failure, Part};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
 use crate::storage::repository::{with_receipt, LedgerRepository};
@@ -242,6 +242,25 @@ impl Ledger {
             self.projector.catch_up_to(last.position).await?;
         }
         Ok(Appended { events })
+    }
+
+    /// Writes the commits of commands run in a [`holding_back`](crate::storage::repository::holding_back)
+    /// scope in one transaction (all or none of them: another writer reaching one of their
+    /// aggregates first refuses them all as contended), and waits for the read models.
+    pub async fn commit_held(&self, held: Vec<Part>) -> Result<Vec<LogEvent>, CommandError> {
+        let events = self
+            .appender
+            .append_all(held)
+            .await
+            .map_err(|failure| match failure {
+                Failure::Conflict => CommandError::Contended,
+                Failure::Unavailable(detail) => CommandError::Unavailable(detail),
+                Failure::Storage(detail) => CommandError::Storage(detail),
+            })?;
+        if let Some(last) = events.last() {
+            self.projector.catch_up_to(last.position).await?;
+        }
+        Ok(events)
     }
 
     /// [`execute`](Self::execute) without waiting for the read models: for bulk loads that

@@ -275,3 +275,120 @@ both_backends!(
         assert_eq!(app.event_count().await, before + 4);
     }
 );
+
+/// The sessions of one sheet are written in one transaction: when another change reaches one
+/// of them between the check and the commit, none of the sheet's rows is recorded, in any
+/// session, and the same rows commit whole once nothing is in the way.
+mod one_transaction {
+    use super::*;
+    use kiroku::application::{Actor, Command, Service};
+    use kiroku::ledger::CommandError;
+    use kiroku::storage::repository::holding_back;
+    use kiroku::storage::tokens::{Principal, Role};
+    use kiroku_domain::session::{Attendance, SessionCommand};
+    use kiroku_domain::values::Date;
+    use uuid::Uuid;
+
+    async fn session(app: &TestApp, starts_on: &str) -> Uuid {
+        let mut body = support::session_body(5);
+        body["starts_on"] = json!(starts_on);
+        body["ends_on"] = json!(starts_on);
+        let reply = app.post(&app.hr, "/sessions", &body).await;
+        assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+        reply.body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("session id")
+    }
+
+    /// The commands of a sheet completing `staff` in both sessions, held back.
+    async fn sheet(
+        app: &TestApp,
+        sessions: [(Uuid, &str); 2],
+        staff: Uuid,
+    ) -> Vec<kiroku::storage::append::Part> {
+        let principal = Principal {
+            name: "取込".into(),
+            role: Role::HrAdmin,
+            staff_id: None,
+        };
+        let actor = Actor {
+            principal: &principal,
+            request_id: "one-transaction",
+        };
+        let service = Service::new(&app.ledger);
+        let (decided, held) = holding_back(async {
+            for (session_id, on) in sessions {
+                let rows = vec![Attendance {
+                    staff_id: staff,
+                    staff_registered: true,
+                    completed_on: on.parse::<Date>().expect("date"),
+                    understanding: None,
+                }];
+                let command = Command::Session {
+                    session_id,
+                    command: SessionCommand::RecordAttendances(rows),
+                };
+                service.execute(&actor, command).await?;
+            }
+            Ok::<(), kiroku::application::AppError>(())
+        })
+        .await;
+        decided.expect("both sessions take the row");
+        held
+    }
+
+    both_backends!(
+        a_change_in_between_refuses_every_session_of_the_sheet,
+        |app: TestApp| async move {
+            let first = session(&app, "2023-06-01").await;
+            let second = session(&app, "2023-07-03").await;
+            let staff = app.register("T001", "総務課", 2).await;
+            let other = app.register("T002", "総務課", 2).await;
+            let sessions = [(first, "2023-06-01"), (second, "2023-07-03")];
+            let before = app.event_count().await;
+
+            let held = sheet(&app, sessions, staff).await;
+            assert_eq!(held.len(), 2, "one commit per session, held back");
+            assert_eq!(
+                app.event_count().await,
+                before,
+                "nothing written while held"
+            );
+            // Someone enrols another person in the second session in the meantime.
+            let enrolled = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{second}/enrolments"),
+                    &json!({ "staff_id": other }),
+                )
+                .await;
+            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+            let refused = app.ledger.commit_held(held).await;
+            assert!(
+                matches!(refused, Err(CommandError::Contended)),
+                "{refused:?}"
+            );
+            assert_eq!(
+                app.event_count().await,
+                before + 1,
+                "neither session got the sheet's rows, only the enrolment"
+            );
+            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+
+            // Nothing in the way: both sessions' rows commit, in one transaction.
+            let held = sheet(&app, sessions, staff).await;
+            let events = app.ledger.commit_held(held).await.expect("committed");
+            assert_eq!(events.len(), 4, "an enrolment and a completion per session");
+            assert_eq!(app.event_count().await, before + 1 + 4);
+            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+            assert_eq!(
+                history.body["trainings"].as_array().map(Vec::len),
+                Some(2),
+                "{:?}",
+                history.body
+            );
+        }
+    );
+}

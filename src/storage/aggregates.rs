@@ -9,7 +9,8 @@
 //! locks), so the cached state is the one the last command left.
 //!
 //! Anything unexpected empties the entry: a failed commit (another process wrote first, or a
-//! snapshot number that no longer matches) reloads the aggregate from the database.
+//! snapshot number that no longer matches) reloads the aggregate from the database. So does a
+//! commit held back for a unit of several commands (an import), which may yet be dropped.
 //!
 //! It also keeps snapshots right. In cqrs-es 0.5 an aggregate's `handle` applies each event
 //! it emits to itself (`EventSink::write`), and the snapshot store then applies the same
@@ -19,7 +20,7 @@
 //! command, so each event is applied once; migration 0004 deleted the snapshots written
 //! before.
 
-use super::repository::LedgerRepository;
+use super::repository::{is_holding_back, LedgerRepository};
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use std::collections::HashMap;
@@ -173,6 +174,11 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
             context.current_snapshot
         };
         match self.inner.commit(events, context, metadata).await {
+            Ok(committed) if is_holding_back() => {
+                // Held back, not written yet: the next load reads the database.
+                self.forget(&aggregate_id);
+                Ok(committed)
+            }
             Ok(committed) => {
                 self.remember(
                     aggregate_id,

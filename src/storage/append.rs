@@ -12,6 +12,9 @@
 //! projector before any of its commands is answered, so a caller reads its own writes without
 //! another query.
 //!
+//! Several commands can also be one job ([`Appender::append_all`]): an import's sessions
+//! commit together or not at all.
+//!
 //! When a batch fails for a reason that may belong to one command (another writer changed an
 //! aggregate first, a constraint), its commands are retried one transaction each, so one
 //! command's refusal never refuses its neighbours. When the database is out of reach, every
@@ -77,10 +80,17 @@ impl From<StorageError> for Failure {
     }
 }
 
+/// One aggregate's share of a commit: its events and its snapshot, when due.
+pub struct Part {
+    pub aggregate_type: String,
+    pub events: Vec<SerializedEvent>,
+    pub snapshot: Option<SnapshotUpdate>,
+}
+
+/// What commits together or not at all: one command's events, or every command of a unit
+/// ([`Appender::append_all`]).
 struct Job {
-    aggregate_type: String,
-    events: Vec<SerializedEvent>,
-    snapshot: Option<SnapshotUpdate>,
+    parts: Vec<Part>,
     reply: oneshot::Sender<Result<Vec<LogEvent>, Failure>>,
 }
 
@@ -106,16 +116,23 @@ impl Appender {
         events: Vec<SerializedEvent>,
         snapshot: Option<SnapshotUpdate>,
     ) -> Result<Vec<LogEvent>, Failure> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
+        self.append_all(vec![Part {
             aggregate_type: aggregate_type.to_string(),
             events,
             snapshot,
-            reply,
-        };
+        }])
+        .await
+    }
+
+    /// Appends the events of several commands, on any aggregates, in one transaction: all of
+    /// them or, on any failure (another writer reached one of the aggregates first), none.
+    pub async fn append_all(&self, parts: Vec<Part>) -> Result<Vec<LogEvent>, Failure> {
+        let parts: Vec<Part> = parts.into_iter().filter(|p| !p.events.is_empty()).collect();
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job { parts, reply };
         let stopped = || Failure::Storage("the appender has stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -161,13 +178,15 @@ fn answer(batch: Vec<Job>, previous: i64, events: Vec<LogEvent>, on_commit: &OnC
         .iter()
         .enumerate()
         .flat_map(|(i, job)| {
-            job.events.iter().map(move |e| {
-                let key = (
-                    job.aggregate_type.as_str(),
-                    e.aggregate_id.as_str(),
-                    e.sequence as i64,
-                );
-                (key, i)
+            job.parts.iter().flat_map(move |part| {
+                part.events.iter().map(move |e| {
+                    let key = (
+                        part.aggregate_type.as_str(),
+                        e.aggregate_id.as_str(),
+                        e.sequence as i64,
+                    );
+                    (key, i)
+                })
             })
         })
         .collect();
@@ -200,9 +219,14 @@ async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>),
              event_type, event_version, payload::text, metadata::text, NULL::text"
         }
     };
-    let rows: Vec<(&str, &SerializedEvent)> = batch
+    let parts: Vec<&Part> = batch.iter().flat_map(|job| job.parts.iter()).collect();
+    let rows: Vec<(&str, &SerializedEvent)> = parts
         .iter()
-        .flat_map(|job| job.events.iter().map(|e| (job.aggregate_type.as_str(), e)))
+        .flat_map(|part| {
+            part.events
+                .iter()
+                .map(|e| (part.aggregate_type.as_str(), e))
+        })
         .collect();
     with_pool!(backend, pool => {
         let mut tx = pool.begin().await?;
@@ -234,7 +258,7 @@ async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>),
             )));
         }
         appended.sort_by_key(|e| e.position);
-        for job in batch {
+        for job in &parts {
             let Some((aggregate_id, payload, current_snapshot)) = &job.snapshot else {
                 continue;
             };

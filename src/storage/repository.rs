@@ -6,7 +6,7 @@
 //! cqrs-es does not return what it persisted; the events of a command, as the log holds them,
 //! are handed to its caller through [`with_receipt`].
 
-use super::append::{Appender, Failure};
+use super::append::{Appender, Failure, Part};
 use super::log::LogEvent;
 use super::{Backend, StorageError};
 use cqrs_es::persist::{
@@ -32,6 +32,30 @@ pub struct LedgerRepository {
 tokio::task_local! {
     /// The events appended by the commands of the current [`with_receipt`] scope.
     static RECEIPT: RefCell<Vec<LogEvent>>;
+}
+
+tokio::task_local! {
+    /// The commits held back by the current [`holding_back`] scope.
+    static HELD: RefCell<Vec<Part>>;
+}
+
+/// Runs `work` with every commit its commands make held back instead of written, and returns
+/// them with its output: the caller writes them in one transaction
+/// ([`Appender::append_all`]) or drops them, so that several commands commit together or
+/// not at all. The aggregate store keeps nothing of a held command in memory
+/// ([`is_holding_back`]).
+pub async fn holding_back<F: Future>(work: F) -> (F::Output, Vec<Part>) {
+    HELD.scope(RefCell::new(Vec::new()), async move {
+        let output = work.await;
+        let held = HELD.with(|held| held.take());
+        (output, held)
+    })
+    .await
+}
+
+/// Whether the current task's commits are being held back.
+pub fn is_holding_back() -> bool {
+    HELD.try_with(|_| ()).is_ok()
 }
 
 /// Runs `work` and returns, with its output, every event its commands appended, as the log
@@ -93,10 +117,16 @@ impl PersistedEventRepository for LedgerRepository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let appended = self
-            .appender
-            .append(A::TYPE, events.to_vec(), snapshot_update)
-            .await;
+        let part = Part {
+            aggregate_type: A::TYPE.to_string(),
+            events: events.to_vec(),
+            snapshot: snapshot_update,
+        };
+        if is_holding_back() {
+            HELD.with(|held| held.borrow_mut().push(part));
+            return Ok(());
+        }
+        let appended = self.appender.append_all(vec![part]).await;
         match appended {
             Ok(appended) => {
                 let _ = RECEIPT.try_with(|receipt| receipt.borrow_mut().extend(appended));

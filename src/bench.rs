@@ -118,8 +118,14 @@ pub enum BenchError {
 pub async fn run(options: &Options) -> Result<Vec<Figure>, BenchError> {
     let mut figures = Vec::new();
     let dir = tempfile::tempdir()?;
-    let raw_sqlite = sqlite_framework(&dir.path().join("raw.db")).await?;
-    let kiroku_sqlite = format!("sqlite://{}", dir.path().join("kiroku.db").display());
+    // `KIROKU_BENCH_KEEP=<dir>`: the SQLite ledgers are left there, to profile a rebuild or
+    // an import on them afterwards (`perf record kiroku rebuild`).
+    let kept = std::env::var_os("KIROKU_BENCH_KEEP").map(std::path::PathBuf::from);
+    let dir_path = kept.clone().unwrap_or_else(|| dir.path().to_path_buf());
+    std::fs::create_dir_all(&dir_path)?;
+    let dir_path = dir_path.as_path();
+    let raw_sqlite = sqlite_framework(&dir_path.join("raw.db")).await?;
+    let kiroku_sqlite = format!("sqlite://{}", dir_path.join("kiroku.db").display());
     figures.extend(measure("SQLite", options, &raw_sqlite, &kiroku_sqlite).await?);
     if let Some(admin) = &options.postgres {
         let raw_url = fresh_database(admin).await?;

@@ -36,6 +36,9 @@ use tokio::sync::Mutex;
 
 const PAGE: i64 = 5000;
 const CHECKPOINT: &str = "read_models";
+/// The largest part of a checkpoint stored as one value (`KIROKU_CHECKPOINT_PART_BYTES`, which
+/// the tests set small to store even a small checkpoint in several parts).
+const PART_BYTES: usize = 64 << 20;
 /// Bump when the shape of a read model changes: older checkpoints are then rebuilt.
 const FORMAT: i32 = 1;
 /// During a long catch-up, the first checkpoint after this many events
@@ -103,6 +106,7 @@ pub struct Projector {
     catching_up: Mutex<()>,
     checkpointed: AtomicI64,
     checkpoint_every: i64,
+    part_bytes: usize,
     /// When a catch-up last failed because the database was out of reach (ms, 0 = never).
     failed_at: AtomicI64,
 }
@@ -209,6 +213,11 @@ impl Projector {
             catching_up: Mutex::new(()),
             checkpointed: AtomicI64::new(0),
             checkpoint_every,
+            part_bytes: std::env::var("KIROKU_CHECKPOINT_PART_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n: &usize| *n > 0)
+                .unwrap_or(PART_BYTES),
             failed_at: AtomicI64::new(0),
         }
     }
@@ -224,7 +233,19 @@ impl Projector {
             .fetch_optional(pool)
             .await?;
             match row {
-                Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)),
+                Some(row) => {
+                    let mut state: Vec<u8> = row.try_get(3)?;
+                    // The parts after the first, in order (read after the row: a checkpoint
+                    // replaced in between fails its fingerprint and is rebuilt from the log).
+                    let parts: Vec<Vec<u8>> = sqlx::query_scalar(
+                        "SELECT bytes FROM projection_checkpoint_parts WHERE name = $1 ORDER BY part",
+                    )
+                    .bind(CHECKPOINT)
+                    .fetch_all(pool)
+                    .await?;
+                    parts.iter().for_each(|part| state.extend_from_slice(part));
+                    Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, state))
+                }
                 None => None,
             }
         });
@@ -261,8 +282,13 @@ impl Projector {
             .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?
             .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
         let fingerprint = seal(&self.backend, position, &bytes).await?;
+        // One value holds at most 1 GB (SQLite, PostgreSQL's bytea): the state is written in
+        // parts, the first in the checkpoint's row, all in one transaction.
+        let mut parts = bytes.chunks(self.part_bytes);
+        let first = parts.next().unwrap_or_default();
         with_pool!(&self.backend, pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let written = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, saved_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (name) DO UPDATE SET format = excluded.format, position = excluded.position, \
@@ -274,10 +300,28 @@ impl Projector {
             .bind(FORMAT)
             .bind(position)
             .bind(&fingerprint)
-            .bind(bytes)
+            .bind(first)
             .bind(now_ms())
-            .execute(pool)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if written == 1 {
+                sqlx::query("DELETE FROM projection_checkpoint_parts WHERE name = $1")
+                    .bind(CHECKPOINT)
+                    .execute(&mut *tx)
+                    .await?;
+                for (i, part) in parts.enumerate() {
+                    sqlx::query(
+                        "INSERT INTO projection_checkpoint_parts (name, part, bytes) VALUES ($1, $2, $3)",
+                    )
+                    .bind(CHECKPOINT)
+                    .bind(i as i64 + 1)
+                    .bind(part)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
         });
         self.checkpointed.store(position, Ordering::SeqCst);
         Ok(position)
@@ -320,6 +364,7 @@ impl Projector {
     /// Deletes every checkpoint: the next start rebuilds from the log.
     pub async fn drop_checkpoints(backend: &Backend) -> Result<(), StorageError> {
         with_pool!(backend, pool => {
+            sqlx::query("DELETE FROM projection_checkpoint_parts").execute(pool).await?;
             sqlx::query("DELETE FROM projection_checkpoints").execute(pool).await?;
         });
         Ok(())

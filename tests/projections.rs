@@ -355,6 +355,8 @@ fn serve(database_url: &str, port: u16, checkpoint_every: Option<&str>) -> Child
         .stderr(Stdio::null());
     if let Some(every) = checkpoint_every {
         command.env("KIROKU_CHECKPOINT_EVERY", every);
+        // Every checkpoint in parts of 4 KiB: the resumed server reads them back whole.
+        command.env("KIROKU_CHECKPOINT_PART_BYTES", "4096");
     }
     command.spawn().expect("spawn kiroku serve")
 }
@@ -461,6 +463,24 @@ both_backends!(
         let _ = server.wait();
         let resumed_from = checkpoint_position(&app).await;
         assert!(resumed_from > 0, "a checkpoint was written before the kill");
+        // Written in parts of 4 KiB, and read back whole: a projector opened on it stands at
+        // its position (one that could not read it would start from 0).
+        let parts: i64 = kiroku::with_pool!(&app.ledger.backend, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoint_parts")
+                .fetch_one(pool)
+                .await
+                .expect("parts")
+        });
+        assert!(parts > 0, "the checkpoint was written in parts");
+        let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(
+            opened.position(),
+            resumed_from,
+            "a checkpoint in {} parts is read back whole",
+            parts + 1
+        );
 
         // Restart: it resumes from the checkpoint and catches up to the head.
         let port = free_port();

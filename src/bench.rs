@@ -661,6 +661,19 @@ impl Http {
         self.send_typed(method, url, "application/json", body).await
     }
 
+    /// Sends an attendance sheet (UTF-8 CSV) to `POST /imports/attendance`: whether it was
+    /// imported.
+    async fn import(&self, base: &str, csv: String) -> bool {
+        self.send_typed(
+            hyper::Method::POST,
+            &format!("{base}/imports/attendance"),
+            "text/csv; charset=utf-8",
+            Some(csv),
+        )
+        .await
+        .is_some()
+    }
+
     /// [`send_json`](Self::send_json) with a body of another content type.
     async fn send_typed(
         &self,
@@ -770,6 +783,35 @@ fn incident_request(base: &str) -> Request {
     })
 }
 
+/// The header row of an attendance sheet.
+const ATTENDANCE_HEADER: &str =
+    "employee_no,course_code,session_starts_on,completed_on,understanding\n";
+
+/// The registration of staff member `i` (`{prefix}0000007`, named `{name}7`), hired on
+/// `hired_on`, in one of six grades and forty departments.
+fn registration(
+    base: &str,
+    prefix: &'static str,
+    name: &'static str,
+    hired_on: &'static str,
+) -> Request {
+    let url = format!("{base}/staff");
+    Arc::new(move |i| {
+        let body = serde_json::json!({
+            "employee_no": format!("{prefix}{i:07}"),
+            "name": format!("{name}{i}"),
+            "gender": if i % 2 == 0 { "female" } else { "male" },
+            "hired_on": hired_on,
+            "grade": 1 + i % 6,
+            "job_type": "administrative",
+            "employment": "regular",
+            "department": format!("部署{}", i % 40),
+            "department_kind": "administration",
+        });
+        (url.clone(), body.to_string())
+    })
+}
+
 /// 8 clients enrolling different staff members in one training session: every command goes
 /// to the same aggregate. First `commands` staff members are registered (8 clients), then
 /// a session with room for all of them is scheduled.
@@ -779,21 +821,7 @@ async fn measure_one_session(
     base: &str,
     commands: usize,
 ) -> Vec<Figure> {
-    let staff_url = format!("{base}/staff");
-    let register: Request = Arc::new(move |i| {
-        let body = serde_json::json!({
-            "employee_no": format!("B{i:07}"),
-            "name": format!("記録 太郎{i}"),
-            "gender": if i % 2 == 0 { "female" } else { "male" },
-            "hired_on": "2015-04-01",
-            "grade": 1 + i % 6,
-            "job_type": "administrative",
-            "employment": "regular",
-            "department": format!("部署{}", i % 40),
-            "department_kind": "administration",
-        });
-        (staff_url.clone(), body.to_string())
-    });
+    let register = registration(base, "B", "記録 太郎", "2015-04-01");
     let (registered, answers) = run_http(http, commands, 8, register).await;
     let staff: Vec<String> = answers
         .iter()
@@ -896,21 +924,12 @@ async fn measure_import(http: &Http, base: &str, staff: usize) -> (Series, Serie
             )
             .await
             .is_some();
-        let mut csv =
-            String::from("employee_no,course_code,session_starts_on,completed_on,understanding\n");
+        let mut csv = String::from(ATTENDANCE_HEADER);
         for i in 0..staff {
             let _ = writeln!(csv, "B{i:07},B-300,{starts_on},{starts_on},{}", 1 + i % 5);
         }
         let started = Instant::now();
-        let imported = http
-            .send_typed(
-                hyper::Method::POST,
-                &format!("{base}/imports/attendance"),
-                "text/csv; charset=utf-8",
-                Some(csv),
-            )
-            .await
-            .is_some();
+        let imported = http.import(base, csv).await;
         let took = started.elapsed();
         per_sheet.push(Series {
             commands: staff,

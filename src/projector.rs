@@ -227,7 +227,7 @@ impl Projector {
         let projector = Projector::new(backend);
         let row: Option<(i32, i64, String, Vec<u8>)> = with_pool!(&projector.backend, pool => {
             let row = sqlx::query(
-                "SELECT format, position, fingerprint, state FROM projection_checkpoints WHERE name = $1",
+                "SELECT format, position, fingerprint, state, parts FROM projection_checkpoints WHERE name = $1",
             )
             .bind(CHECKPOINT)
             .fetch_optional(pool)
@@ -235,15 +235,18 @@ impl Projector {
             match row {
                 Some(row) => {
                     let mut state: Vec<u8> = row.try_get(3)?;
-                    // The parts after the first, in order (read after the row: a checkpoint
-                    // replaced in between fails its fingerprint and is rebuilt from the log).
-                    let parts: Vec<Vec<u8>> = sqlx::query_scalar(
-                        "SELECT bytes FROM projection_checkpoint_parts WHERE name = $1 ORDER BY part",
-                    )
-                    .bind(CHECKPOINT)
-                    .fetch_all(pool)
-                    .await?;
-                    parts.iter().for_each(|part| state.extend_from_slice(part));
+                    let parts: Option<String> = row.try_get(4)?;
+                    if let Some(key) = parts {
+                        // Read after the row: a checkpoint replaced in between fails its
+                        // fingerprint and is rebuilt from the log.
+                        let parts: Vec<Vec<u8>> = sqlx::query_scalar(
+                            "SELECT bytes FROM projection_checkpoint_parts WHERE checkpoint = $1 ORDER BY part",
+                        )
+                        .bind(key)
+                        .fetch_all(pool)
+                        .await?;
+                        parts.iter().for_each(|part| state.extend_from_slice(part));
+                    }
                     Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, state))
                 }
                 None => None,
@@ -282,17 +285,35 @@ impl Projector {
             .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?
             .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
         let fingerprint = seal(&self.backend, position, &bytes).await?;
-        // One value holds at most 1 GB (SQLite, PostgreSQL's bytea): the state is written in
-        // parts, the first in the checkpoint's row, all in one transaction.
-        let mut parts = bytes.chunks(self.part_bytes);
-        let first = parts.next().unwrap_or_default();
-        with_pool!(&self.backend, pool => {
-            let mut tx = pool.begin().await?;
-            let written = sqlx::query(
-                "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, saved_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
+        // One value holds at most 1 GB (SQLite, PostgreSQL's bytea), and one transaction
+        // writing the whole state would hold SQLite's one write lock for seconds: a state
+        // larger than one part is written part by part, each in its own short transaction,
+        // under a key of its own, and the checkpoint's row is then pointed at them.
+        let (inline, key): (&[u8], Option<String>) = if bytes.len() <= self.part_bytes {
+            (&bytes, None)
+        } else {
+            let key = format!("{CHECKPOINT}@{position}-{}", now_ms());
+            for (i, part) in bytes.chunks(self.part_bytes).enumerate() {
+                with_pool!(&self.backend, pool => {
+                    sqlx::query(
+                        "INSERT INTO projection_checkpoint_parts (checkpoint, part, bytes) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&key)
+                    .bind(i as i64)
+                    .bind(part)
+                    .execute(pool)
+                    .await?;
+                });
+            }
+            (&[], Some(key))
+        };
+        let written = with_pool!(&self.backend, pool => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, parts, saved_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (name) DO UPDATE SET format = excluded.format, position = excluded.position, \
-                 fingerprint = excluded.fingerprint, state = excluded.state, saved_at = excluded.saved_at \
+                 fingerprint = excluded.fingerprint, state = excluded.state, parts = excluded.parts, \
+                 saved_at = excluded.saved_at \
                  WHERE excluded.position >= projection_checkpoints.position \
                     OR excluded.format <> projection_checkpoints.format",
             )
@@ -300,29 +321,42 @@ impl Projector {
             .bind(FORMAT)
             .bind(position)
             .bind(&fingerprint)
-            .bind(first)
+            .bind(inline)
+            .bind(key.as_deref())
             .bind(now_ms())
-            .execute(&mut *tx)
+            .execute(pool)
             .await?
-            .rows_affected();
-            if written == 1 {
-                sqlx::query("DELETE FROM projection_checkpoint_parts WHERE name = $1")
-                    .bind(CHECKPOINT)
-                    .execute(&mut *tx)
-                    .await?;
-                for (i, part) in parts.enumerate() {
-                    sqlx::query(
-                        "INSERT INTO projection_checkpoint_parts (name, part, bytes) VALUES ($1, $2, $3)",
-                    )
-                    .bind(CHECKPOINT)
-                    .bind(i as i64 + 1)
-                    .bind(part)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            tx.commit().await?;
+            .rows_affected()
         });
+        // The parts no row points at any more (the checkpoint before, or these when a newer
+        // one was there first), one part per transaction.
+        let current: Option<String> = with_pool!(&self.backend, pool => {
+            sqlx::query_scalar("SELECT parts FROM projection_checkpoints WHERE name = $1")
+                .bind(CHECKPOINT)
+                .fetch_optional(pool)
+                .await?
+                .flatten()
+        });
+        let stale: Vec<(String, i64)> = with_pool!(&self.backend, pool => {
+            sqlx::query_as(
+                "SELECT checkpoint, part FROM projection_checkpoint_parts WHERE checkpoint <> $1",
+            )
+            .bind(current.as_deref().unwrap_or(""))
+            .fetch_all(pool)
+            .await?
+        });
+        for (checkpoint, part) in stale {
+            with_pool!(&self.backend, pool => {
+                sqlx::query("DELETE FROM projection_checkpoint_parts WHERE checkpoint = $1 AND part = $2")
+                    .bind(&checkpoint)
+                    .bind(part)
+                    .execute(pool)
+                    .await?;
+            });
+        }
+        if written == 0 {
+            tracing::debug!(position, "a newer checkpoint was already there");
+        }
         self.checkpointed.store(position, Ordering::SeqCst);
         Ok(position)
     }

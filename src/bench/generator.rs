@@ -14,7 +14,7 @@
 //! of the last year's are the import figure at scale: the last is imported into a ledger
 //! holding everything before it.
 
-use super::{run_http, value, Http, Request, Series};
+use super::{registration, run_http, value, Http, Request, Series, ATTENDANCE_HEADER};
 use chrono::{Datelike, Days, NaiveDate};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -65,21 +65,7 @@ fn held_on(fy: i32, course: usize, group: usize) -> String {
 
 /// Grows the ledger behind `base` to `scale`.
 pub(super) async fn grow(http: &Http, base: &str, scale: Scale) -> Grown {
-    let staff_url = format!("{base}/staff");
-    let register: Request = Arc::new(move |i| {
-        let body = serde_json::json!({
-            "employee_no": format!("G{i:07}"),
-            "name": format!("拡大 職員{i}"),
-            "gender": if i % 2 == 0 { "female" } else { "male" },
-            "hired_on": "2000-04-01",
-            "grade": 1 + i % 6,
-            "job_type": "administrative",
-            "employment": "regular",
-            "department": format!("部署{}", i % 40),
-            "department_kind": "administration",
-        });
-        (staff_url.clone(), body.to_string())
-    });
+    let register = registration(base, "G", "拡大 職員", "2000-04-01");
     let (registered, _) = run_http(http, scale.staff, 8, register).await;
     let groups = scale.staff.div_ceil(GROUP);
     let (mut sessions, mut session_errors, mut scheduling) = (0, 0, std::time::Duration::ZERO);
@@ -123,21 +109,11 @@ pub(super) async fn grow(http: &Http, base: &str, scale: Scale) -> Grown {
         let started = Instant::now();
         let mut errors = 0;
         for sheet in rows.chunks(SHEET_ROWS) {
-            let mut csv = String::from(
-                "employee_no,course_code,session_starts_on,completed_on,understanding\n",
-            );
+            let mut csv = String::from(ATTENDANCE_HEADER);
             for row in sheet {
                 let _ = writeln!(csv, "{row}");
             }
-            let imported = http
-                .send_typed(
-                    hyper::Method::POST,
-                    &format!("{base}/imports/attendance"),
-                    "text/csv; charset=utf-8",
-                    Some(csv),
-                )
-                .await;
-            if imported.is_none() {
+            if !http.import(base, csv).await {
                 errors += 1;
             }
         }

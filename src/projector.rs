@@ -87,7 +87,10 @@ impl State {
 /// What the projector is doing when it asks whether a checkpoint is due.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    CatchingUp,
+    /// Folding a stretch of the log; `folded` events so far in this catch-up.
+    CatchingUp {
+        folded: i64,
+    },
     Serving,
 }
 
@@ -380,17 +383,21 @@ impl Projector {
     /// The one checkpoint policy. A checkpoint writes the whole read models, so its cost
     /// follows the size of the log; the policy spaces them in proportion to that size, which
     /// keeps the cost per folded event constant:
-    /// - during a catch-up, once `KIROKU_CHECKPOINT_EVERY` events *and* as many as the last
-    ///   checkpoint covered were folded since it (doubling): a rebuild of n events writes
-    ///   about log₂(n / 50,000) checkpoints whose sizes sum to less than twice the last, and a
-    ///   crash loses at most half of the catch-up;
+    /// - during a long catch-up (one that has folded `KIROKU_CHECKPOINT_EVERY` events itself:
+    ///   never the few events a serving process folds after a command, which must not wait
+    ///   for a checkpoint), once that many events *and* as many as the last checkpoint covered
+    ///   were folded since it (doubling): a rebuild of n events writes about
+    ///   log₂(n / 50,000) checkpoints whose sizes sum to less than twice the last, and a crash
+    ///   loses at most half of the catch-up;
     /// - while serving, once the events since the last checkpoint are an eighth of the log:
     ///   a restart folds at most that after loading the checkpoint.
     fn checkpoint_due(&self, phase: Phase) -> bool {
         let checkpointed = self.checkpointed.load(Ordering::SeqCst);
         let tail = self.position() - checkpointed;
         match phase {
-            Phase::CatchingUp => tail >= self.checkpoint_every.max(checkpointed),
+            Phase::CatchingUp { folded } => {
+                folded >= self.checkpoint_every && tail >= self.checkpoint_every.max(checkpointed)
+            }
             Phase::Serving => tail > 0 && tail >= checkpointed / SERVING_SHARE,
         }
     }
@@ -463,7 +470,8 @@ impl Projector {
         if self.stopped().is_some() {
             return Ok(self.position());
         }
-        let mut next = read(self.position());
+        let from = self.position();
+        let mut next = read(from);
         loop {
             let (last, (events, stop)) = next
                 .await
@@ -477,7 +485,8 @@ impl Projector {
             }
             next = read(last);
             self.apply(events, None)?;
-            if self.checkpoint_due(Phase::CatchingUp) {
+            let folded = self.position() - from;
+            if self.checkpoint_due(Phase::CatchingUp { folded }) {
                 self.checkpoint().await?;
             }
         }

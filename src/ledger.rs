@@ -238,8 +238,7 @@ impl Ledger {
     {
         let events = self.record(cqrs, id, command, meta).await?;
         if let Some(last) = events.last() {
-            // Usually already there: the appender hands each commit to the projector.
-            self.projector.catch_up_to(last.position).await?;
+            self.read_models_reach(last.position).await;
         }
         Ok(Appended { events })
     }
@@ -258,9 +257,25 @@ impl Ledger {
                 Failure::Storage(detail) => CommandError::Storage(detail),
             })?;
         if let Some(last) = events.last() {
-            self.projector.catch_up_to(last.position).await?;
+            self.read_models_reach(last.position).await;
         }
         Ok(events)
+    }
+
+    /// Waits for the read models to reach a position this process has just committed, so
+    /// that the caller reads its own writes. Usually they are there already (the appender
+    /// hands each commit to the projector). The events are committed whatever happens here:
+    /// if the read models cannot catch up in time (another catch-up holds them longer than
+    /// the wait, the database went away), the command is still answered as recorded, never
+    /// as a 503 that would tell the caller nothing was; they catch up on the next tick.
+    async fn read_models_reach(&self, position: i64) {
+        if let Err(error) = self.projector.catch_up_to(position).await {
+            tracing::warn!(
+                %error,
+                position,
+                "recorded; the read models could not catch up before the answer"
+            );
+        }
     }
 
     /// [`execute`](Self::execute) without waiting for the read models: for bulk loads that

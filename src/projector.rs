@@ -225,6 +225,12 @@ impl Projector {
         }
     }
 
+    /// The same projector storing checkpoints in parts of at most `bytes` (tests).
+    pub fn with_part_bytes(mut self, bytes: usize) -> Self {
+        self.part_bytes = bytes.max(1);
+        self
+    }
+
     /// A projector resuming from its last readable checkpoint (or from the start).
     pub async fn open(backend: Backend) -> Result<Self, StorageError> {
         let projector = Projector::new(backend);

@@ -516,3 +516,40 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_checkpoint_in_parts_replaces_the_one_before_and_reads_back_whole,
+    |app: TestApp| async move {
+        large_log(&app, 100).await;
+        let parts = || async {
+            let n: i64 = kiroku::with_pool!(&app.ledger.backend, pool => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoint_parts")
+                    .fetch_one(pool)
+                    .await
+                    .expect("parts")
+            });
+            n
+        };
+        let projector =
+            kiroku::projector::Projector::new(app.ledger.backend.clone()).with_part_bytes(4096);
+        projector.catch_up().await.expect("catch up");
+        let position = projector.checkpoint().await.expect("first checkpoint");
+        let first = parts().await;
+        assert!(first > 1, "a checkpoint in {first} parts");
+        // A second checkpoint replaces the first: its parts, and only its, remain.
+        projector.checkpoint().await.expect("second checkpoint");
+        assert_eq!(
+            parts().await,
+            first,
+            "the first checkpoint's parts are deleted"
+        );
+        let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(opened.position(), position, "read back whole");
+        assert_eq!(
+            opened.fingerprint().expect("fingerprint"),
+            projector.fingerprint().expect("fingerprint")
+        );
+    }
+);

@@ -9,7 +9,7 @@ ALTER TABLE projection_checkpoints ADD COLUMN parts TEXT;
 CREATE TABLE projection_checkpoint_parts
 (
     checkpoint TEXT    NOT NULL,
-    part       INTEGER NOT NULL,
+    part       BIGINT  NOT NULL,
     bytes      BYTEA   NOT NULL,
     PRIMARY KEY (checkpoint, part)
 );

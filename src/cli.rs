@@ -354,7 +354,10 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                     stopped.position, stopped.event_type, stopped.problem
                 ));
             }
-            projector.checkpoint().await.map_err(|e| e.to_string())?;
+            projector
+                .checkpoint_quiet()
+                .await
+                .map_err(|e| e.to_string())?;
             let (position, fingerprint) = projector.fingerprint().map_err(|e| e.to_string())?;
             let events = crate::storage::log::count(&backend)
                 .await

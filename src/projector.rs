@@ -2,51 +2,48 @@
 //! order, into the read models of `kiroku-projections`. It runs after each command (so a
 //! caller reads its own writes) and on a timer (to pick up writes from other processes).
 //!
-//! The read models live in memory and are checkpointed to `projection_checkpoints`: the whole
-//! state and the position it reflects in one row, written by one statement. After a crash the
-//! projector resumes from its last checkpoint; a checkpoint it cannot read (another format, a
-//! damaged row) or whose fingerprint does not match is ignored and the read models are
-//! rebuilt from the log. The fingerprint covers the state and the chain hash at its
-//! position, so a checkpoint only fits the log it was drawn from.
+//! The read models live in memory, kept in pieces (`kiroku_projections::pieces`), and are
+//! checkpointed piece by piece (see [`store`]): a checkpoint writes the pieces that changed
+//! since the one before and then one manifest naming every piece at its position, so its cost
+//! follows what changed, not the whole history. After a crash the projector resumes from its
+//! last checkpoint; a checkpoint it cannot read (another format, a damaged or missing piece)
+//! or whose fingerprint does not match is ignored and the read models are rebuilt from the
+//! log. The fingerprint covers the manifest (and so the SHA-256 of every piece) and the chain
+//! hash at its position, so a checkpoint only fits the log it was drawn from.
 //!
 //! An event this version cannot read (written by a newer version, or damaged) stops the
 //! projector *visibly*: the read models stay at the event before it and go on serving,
 //! `/healthz` says `degraded` and names the event, and commands are refused until a version
 //! that reads it is running. Nothing is skipped.
 
+mod store;
+
 use crate::storage::log::{read_raw_after, LogEvent, RawEvent};
 use crate::storage::{now_ms, Backend, StorageError};
-use crate::with_pool;
 use kiroku_domain::plan::IndicatorSource;
 use kiroku_domain::values::{Code, FiscalYear};
 use kiroku_projections::audit::{self, Trail};
 use kiroku_projections::history::Histories;
 use kiroku_projections::indicators::Facts;
+use kiroku_projections::pieces::{self, Piece, Pieces, Segmented, Stored, Unreadable};
 use kiroku_projections::plans::PlanBook;
 use kiroku_projections::rfc3339_ms;
 use kiroku_projections::sheet::{self, Sheet};
 use kiroku_projections::{LedgerEvent, Recorded};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::Row;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 use tokio::sync::Mutex;
 
 const PAGE: i64 = 5000;
 const CHECKPOINT: &str = "read_models";
-/// The largest part of a checkpoint stored as one value (`KIROKU_CHECKPOINT_PART_BYTES`, which
-/// the tests set small to store even a small checkpoint in several parts).
-const PART_BYTES: usize = 64 << 20;
 /// Bump when the shape of a read model changes: older checkpoints are then rebuilt.
-const FORMAT: i32 = 1;
+const FORMAT: i32 = 2;
 /// During a long catch-up, the first checkpoint after this many events
 /// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
-/// While serving, a checkpoint once the events since the last one are this share of the log
-/// (1/8): a restart folds at most an eighth of the log after loading the checkpoint.
-const SERVING_SHARE: i64 = 8;
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct State {
@@ -55,10 +52,65 @@ struct State {
     facts: Facts,
     plans: PlanBook,
     /// (position, recorded_at) of every event, to turn an `as_of` time into a position.
-    timeline: Vec<(i64, i64)>,
+    timeline: Segmented<(i64, i64)>,
 }
 
 impl State {
+    /// The keys of its pieces: every one when `all`, otherwise those changed since the last
+    /// call. The plan book grows with the plans, not with the log, and is written every time.
+    fn keys(&self, all: bool) -> Vec<String> {
+        let mut out = vec!["plans".to_string()];
+        self.timeline.keys("timeline", all, &mut out);
+        self.histories.keys("histories", all, &mut out);
+        self.facts.keys("facts", all, &mut out);
+        out
+    }
+
+    /// The pieces named by `keys`, from the first, until about `max_bytes` are encoded (at
+    /// least one): how many keys were taken, and the pieces.
+    fn encode(
+        &self,
+        keys: &[String],
+        max_bytes: usize,
+    ) -> Result<(usize, Vec<Piece>), StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let mut taken = 0;
+        for key in keys {
+            if taken > 0 && bytes >= max_bytes {
+                break;
+            }
+            taken += 1;
+            let encoded = if key == "plans" {
+                serde_json::to_vec(&self.plans).map(Some)
+            } else if key.starts_with("timeline/") {
+                self.timeline.encode("timeline", key)
+            } else if key.starts_with("histories.") {
+                self.histories.encode("histories", key)
+            } else {
+                self.facts.encode("facts", key)
+            };
+            let encoded = encoded
+                .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
+            if let Some(encoded) = encoded {
+                bytes += encoded.len();
+                out.push((key.clone(), encoded));
+            }
+        }
+        Ok((taken, out))
+    }
+
+    /// The read models at `position` from their pieces.
+    fn restore(position: i64, stored: &Stored) -> Result<State, Unreadable> {
+        Ok(State {
+            position,
+            plans: pieces::read_whole("plans", stored)?,
+            timeline: Pieces::restore("timeline", stored)?,
+            histories: Pieces::restore("histories", stored)?,
+            facts: Pieces::restore("facts", stored)?,
+        })
+    }
+
     /// The position a report `as_of` (ms; `None` = now) is drawn at, and its `as_of` label.
     fn resolve(&self, as_of: Option<i64>) -> (i64, String) {
         let (at, moment) = self.moment(as_of);
@@ -109,7 +161,15 @@ pub struct Projector {
     catching_up: Mutex<()>,
     checkpointed: AtomicI64,
     checkpoint_every: i64,
-    part_bytes: usize,
+    /// One checkpoint at a time in this process.
+    checkpointing: Mutex<()>,
+    /// The manifest this process last wrote or loaded, which the next checkpoint builds on;
+    /// `None`: the next checkpoint writes every piece.
+    manifest: std::sync::Mutex<Option<store::Manifest>>,
+    /// Pieces a failed checkpoint had taken the marks of: the next one writes them.
+    pending: std::sync::Mutex<BTreeSet<String>>,
+    /// The keys of the pieces the last checkpoint wrote, and their bytes.
+    written: std::sync::Mutex<(Vec<String>, usize)>,
     /// When a catch-up last failed because the database was out of reach (ms, 0 = never).
     failed_at: AtomicI64,
 }
@@ -216,164 +276,161 @@ impl Projector {
             catching_up: Mutex::new(()),
             checkpointed: AtomicI64::new(0),
             checkpoint_every,
-            part_bytes: std::env::var("KIROKU_CHECKPOINT_PART_BYTES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|n: &usize| *n > 0)
-                .unwrap_or(PART_BYTES),
+            checkpointing: Mutex::new(()),
+            manifest: std::sync::Mutex::new(None),
+            pending: std::sync::Mutex::new(BTreeSet::new()),
+            written: std::sync::Mutex::new((Vec::new(), 0)),
             failed_at: AtomicI64::new(0),
         }
-    }
-
-    /// The same projector storing checkpoints in parts of at most `bytes` (tests).
-    pub fn with_part_bytes(mut self, bytes: usize) -> Self {
-        self.part_bytes = bytes.max(1);
-        self
     }
 
     /// A projector resuming from its last readable checkpoint (or from the start).
     pub async fn open(backend: Backend) -> Result<Self, StorageError> {
         let projector = Projector::new(backend);
-        let row: Option<(i32, i64, String, Vec<u8>)> = with_pool!(&projector.backend, pool => {
-            let row = sqlx::query(
-                "SELECT format, position, fingerprint, state, parts FROM projection_checkpoints WHERE name = $1",
-            )
-            .bind(CHECKPOINT)
-            .fetch_optional(pool)
-            .await?;
-            match row {
-                Some(row) => {
-                    let mut state: Vec<u8> = row.try_get(3)?;
-                    let parts: Option<String> = row.try_get(4)?;
-                    if let Some(key) = parts {
-                        // Read after the row: a checkpoint replaced in between fails its
-                        // fingerprint and is rebuilt from the log.
-                        let parts: Vec<Vec<u8>> = sqlx::query_scalar(
-                            "SELECT bytes FROM projection_checkpoint_parts WHERE checkpoint = $1 ORDER BY part",
-                        )
-                        .bind(key)
-                        .fetch_all(pool)
-                        .await?;
-                        parts.iter().for_each(|part| state.extend_from_slice(part));
-                    }
-                    Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, state))
-                }
-                None => None,
+        let Some((format, position, stored, bytes)) =
+            store::read_manifest(&projector.backend, CHECKPOINT).await?
+        else {
+            return Ok(projector);
+        };
+        let fits = stored == seal(&projector.backend, position, &bytes).await?;
+        let manifest = serde_json::from_slice::<store::Manifest>(&bytes)
+            .ok()
+            .filter(|m| fits && format == FORMAT && m.position == position);
+        let pieces = match &manifest {
+            Some(manifest) => store::read_pieces(&projector.backend, manifest).await?,
+            None => None,
+        };
+        let state = pieces.map(|stored| State::restore(position, &stored));
+        match (manifest, state) {
+            (Some(manifest), Some(Ok(state))) => {
+                *projector.state.write().map_err(poisoned)? = state;
+                *projector.manifest.lock().map_err(poisoned)? = Some(manifest);
+                projector.checkpointed.store(position, Ordering::SeqCst);
             }
-        });
-        if let Some((format, position, stored, bytes)) = row {
-            let fits = stored == seal(&projector.backend, position, &bytes).await?;
-            match serde_json::from_slice::<State>(&bytes) {
-                Ok(state) if fits && format == FORMAT && state.position == position => {
-                    *projector.state.write().map_err(poisoned)? = state;
-                    projector.checkpointed.store(position, Ordering::SeqCst);
-                }
-                Ok(_) | Err(_) => {
-                    tracing::warn!(
-                        format,
-                        position,
-                        fits,
-                        "ignoring an unreadable or altered projection checkpoint; rebuilding from the log"
-                    );
-                }
+            (_, state) => {
+                let problem = match state {
+                    Some(Err(e)) => e.to_string(),
+                    Some(Ok(_)) | None => "a piece is missing or altered".into(),
+                };
+                tracing::warn!(
+                    format,
+                    position,
+                    fits,
+                    problem,
+                    "ignoring an unreadable or altered projection checkpoint; rebuilding from the log"
+                );
             }
         }
         Ok(projector)
     }
 
-    /// Writes the read models and their position as one row, in one statement.
-    ///
-    /// The read models are copied under the lock and encoded outside it, on a blocking
-    /// thread: appends wait for the copy only (a memory copy), not for the encoding, which
-    /// takes seconds on a large ledger.
+    /// Writes the pieces of the read models that changed since the last checkpoint, then the
+    /// manifest of their position (see [`store`]). The pieces are encoded under the read lock
+    /// (folding waits, reads do not), so that they are all of one position.
     pub async fn checkpoint(&self) -> Result<i64, StorageError> {
-        let copy = self.state.read().map_err(poisoned)?.clone();
-        let position = copy.position;
-        let bytes = tokio::task::spawn_blocking(move || serde_json::to_vec(&copy))
-            .await
-            .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?
-            .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
-        let fingerprint = seal(&self.backend, position, &bytes).await?;
-        // One value holds at most 1 GB (SQLite, PostgreSQL's bytea), and one transaction
-        // writing the whole state would hold SQLite's one write lock for seconds: a state
-        // larger than one part is written part by part, each in its own short transaction,
-        // under a key of its own, and the checkpoint's row is then pointed at them.
-        let (inline, key): (&[u8], Option<String>) = if bytes.len() <= self.part_bytes {
-            (&bytes, None)
-        } else {
-            let key = format!("{CHECKPOINT}@{position}-{}", now_ms());
-            for (i, part) in bytes.chunks(self.part_bytes).enumerate() {
-                with_pool!(&self.backend, pool => {
-                    sqlx::query(
-                        "INSERT INTO projection_checkpoint_parts (checkpoint, part, bytes) VALUES ($1, $2, $3)",
-                    )
-                    .bind(&key)
-                    .bind(i as i64)
-                    .bind(part)
-                    .execute(pool)
-                    .await?;
-                });
+        let _one = self.checkpointing.lock().await;
+        self.checkpoint_locked(false).await
+    }
+
+    /// A checkpoint taken while nothing else folds (a rebuild, a shutdown): the pieces are
+    /// encoded and written a few at a time, so that the memory it takes does not follow the
+    /// size of the read models.
+    pub async fn checkpoint_quiet(&self) -> Result<i64, StorageError> {
+        let _no_folding = self.catching_up.lock().await;
+        let _one = self.checkpointing.lock().await;
+        self.checkpoint_locked(true).await
+    }
+
+    /// A checkpoint; `quiet` when the caller holds the catch-up lock (nothing folds, so the
+    /// read models stay at one position between the read locks of its batches).
+    async fn checkpoint_locked(&self, quiet: bool) -> Result<i64, StorageError> {
+        let mut base = self.manifest.lock().map_err(poisoned)?.clone();
+        loop {
+            let (position, keys) = {
+                let state = self.state.read().map_err(poisoned)?;
+                if base.as_ref().is_some_and(|m| m.position >= state.position) {
+                    return Ok(state.position);
+                }
+                let mut keys: BTreeSet<String> = state.keys(base.is_none()).into_iter().collect();
+                // What a checkpoint that failed had taken the marks of is written again.
+                keys.append(&mut *self.pending.lock().map_err(poisoned)?);
+                (state.position, keys.into_iter().collect::<Vec<_>>())
+            };
+            let expected = base.as_ref().map(|m| m.position);
+            let manifest = base.unwrap_or_default().at(position);
+            let (moved, manifest, size) = match self.write(manifest, expected, &keys, quiet).await {
+                Ok(written) => written,
+                Err(error) => {
+                    self.pending.lock().map_err(poisoned)?.extend(keys);
+                    return Err(error);
+                }
+            };
+            tracing::debug!(
+                position,
+                pieces = keys.len(),
+                bytes = size,
+                moved,
+                "checkpoint"
+            );
+            *self.written.lock().map_err(poisoned)? = (keys, size);
+            if moved || expected.is_none() {
+                *self.manifest.lock().map_err(poisoned)? = moved.then_some(manifest);
+                self.checkpointed.store(position, Ordering::SeqCst);
+                store::collect_garbage(&self.backend, CHECKPOINT, FORMAT).await?;
+                return Ok(position);
             }
-            (&[], Some(key))
+            // Another process moved the manifest since this one was written: every piece.
+            tracing::debug!(
+                position,
+                "the checkpoint moved under this one; writing it whole"
+            );
+            *self.manifest.lock().map_err(poisoned)? = None;
+            base = None;
+        }
+    }
+
+    /// Encodes and writes the pieces named by `keys` (all at once, or 8 MiB at a time when
+    /// `quiet`), records them in `manifest` and swaps it for the manifest at `expected`:
+    /// whether it moved, the manifest, and the bytes written.
+    async fn write(
+        &self,
+        mut manifest: store::Manifest,
+        expected: Option<i64>,
+        keys: &[String],
+        quiet: bool,
+    ) -> Result<(bool, store::Manifest, usize), StorageError> {
+        let batch = if quiet {
+            store::BATCH_BYTES
+        } else {
+            usize::MAX
         };
-        let written = with_pool!(&self.backend, pool => {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, parts, saved_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                 ON CONFLICT (name) DO UPDATE SET format = excluded.format, position = excluded.position, \
-                 fingerprint = excluded.fingerprint, state = excluded.state, parts = excluded.parts, \
-                 saved_at = excluded.saved_at \
-                 WHERE excluded.position >= projection_checkpoints.position \
-                    OR excluded.format <> projection_checkpoints.format",
-            )
-            .bind(CHECKPOINT)
-            .bind(FORMAT)
-            .bind(position)
-            .bind(&fingerprint)
-            .bind(inline)
-            .bind(key.as_deref())
-            .bind(now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        // The parts no row points at any more (the checkpoint before, or these when a newer
-        // one was there first), one part per transaction.
-        let current: Option<String> = with_pool!(&self.backend, pool => {
-            sqlx::query_scalar("SELECT parts FROM projection_checkpoints WHERE name = $1")
-                .bind(CHECKPOINT)
-                .fetch_optional(pool)
-                .await?
-                .flatten()
-        });
-        let stale: Vec<(String, i64)> = with_pool!(&self.backend, pool => {
-            sqlx::query_as(
-                "SELECT checkpoint, part FROM projection_checkpoint_parts WHERE checkpoint <> $1",
-            )
-            .bind(current.as_deref().unwrap_or(""))
-            .fetch_all(pool)
-            .await?
-        });
-        for (checkpoint, part) in stale {
-            with_pool!(&self.backend, pool => {
-                sqlx::query("DELETE FROM projection_checkpoint_parts WHERE checkpoint = $1 AND part = $2")
-                    .bind(&checkpoint)
-                    .bind(part)
-                    .execute(pool)
-                    .await?;
-            });
+        let position = manifest.position;
+        let mut size = 0;
+        let mut done = 0;
+        while done < keys.len() {
+            let (taken, pieces) = {
+                let state = self.state.read().map_err(poisoned)?;
+                state.encode(&keys[done..], batch)?
+            };
+            done += taken;
+            store::write_pieces(&self.backend, position, &pieces).await?;
+            manifest.record(position, &pieces);
+            size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
         }
-        if written == 0 {
-            tracing::debug!(position, "a newer checkpoint was already there");
-        }
-        self.checkpointed.store(position, Ordering::SeqCst);
-        Ok(position)
+        let moved =
+            store::swap_manifest(&self.backend, CHECKPOINT, FORMAT, expected, &manifest).await?;
+        Ok((moved, manifest, size))
+    }
+
+    /// The keys of the pieces the last checkpoint wrote, and their bytes.
+    pub fn last_checkpoint(&self) -> (Vec<String>, usize) {
+        self.written.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// Checkpoints when the read models moved since the last checkpoint (at shutdown).
     pub async fn checkpoint_if_moved(&self) -> Result<(), StorageError> {
         if self.position() > self.checkpointed.load(Ordering::SeqCst) {
-            self.checkpoint().await?;
+            self.checkpoint_quiet().await?;
         }
         Ok(())
     }
@@ -386,17 +443,17 @@ impl Projector {
         Ok(())
     }
 
-    /// The one checkpoint policy. A checkpoint writes the whole read models, so its cost
-    /// follows the size of the log; the policy spaces them in proportion to that size, which
-    /// keeps the cost per folded event constant:
+    /// The one checkpoint policy. A checkpoint writes the pieces changed since the one
+    /// before, so its cost follows what changed:
+    /// - while serving, on every tick of the timer (30 s) when anything moved: a restart folds
+    ///   at most what was recorded in the last tick;
     /// - during a long catch-up (one that has folded `KIROKU_CHECKPOINT_EVERY` events itself:
     ///   never the few events a serving process folds after a command, which must not wait
     ///   for a checkpoint), once that many events *and* as many as the last checkpoint covered
-    ///   were folded since it (doubling): a rebuild of n events writes about
-    ///   log₂(n / 50,000) checkpoints whose sizes sum to less than twice the last, and a crash
-    ///   loses at most half of the catch-up;
-    /// - while serving, once the events since the last checkpoint are an eighth of the log:
-    ///   a restart folds at most that after loading the checkpoint.
+    ///   were folded since it (doubling). A catch-up touches nearly every history shard
+    ///   between two checkpoints, so each one writes most of the histories again; doubling
+    ///   keeps the sum of their sizes under twice the last, and a crash loses at most half of
+    ///   the catch-up.
     fn checkpoint_due(&self, phase: Phase) -> bool {
         let checkpointed = self.checkpointed.load(Ordering::SeqCst);
         let tail = self.position() - checkpointed;
@@ -404,17 +461,13 @@ impl Projector {
             Phase::CatchingUp { folded } => {
                 folded >= self.checkpoint_every && tail >= self.checkpoint_every.max(checkpointed)
             }
-            Phase::Serving => tail > 0 && tail >= checkpointed / SERVING_SHARE,
+            Phase::Serving => tail > 0,
         }
     }
 
     /// Deletes every checkpoint: the next start rebuilds from the log.
     pub async fn drop_checkpoints(backend: &Backend) -> Result<(), StorageError> {
-        with_pool!(backend, pool => {
-            sqlx::query("DELETE FROM projection_checkpoint_parts").execute(pool).await?;
-            sqlx::query("DELETE FROM projection_checkpoints").execute(pool).await?;
-        });
-        Ok(())
+        store::drop_all(backend).await
     }
 
     /// The position of the read models and the SHA-256 of their serialized form: two
@@ -493,7 +546,9 @@ impl Projector {
             self.apply(events, None)?;
             let folded = self.position() - from;
             if self.checkpoint_due(Phase::CatchingUp { folded }) {
-                self.checkpoint().await?;
+                // This catch-up holds the catch-up lock: nothing else folds meanwhile.
+                let _one = self.checkpointing.lock().await;
+                self.checkpoint_locked(true).await?;
             }
         }
     }

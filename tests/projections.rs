@@ -355,8 +355,6 @@ fn serve(database_url: &str, port: u16, checkpoint_every: Option<&str>) -> Child
         .stderr(Stdio::null());
     if let Some(every) = checkpoint_every {
         command.env("KIROKU_CHECKPOINT_EVERY", every);
-        // Every checkpoint in parts of 4 KiB: the resumed server reads them back whole.
-        command.env("KIROKU_CHECKPOINT_PART_BYTES", "4096");
     }
     command.spawn().expect("spawn kiroku serve")
 }
@@ -463,23 +461,17 @@ both_backends!(
         let _ = server.wait();
         let resumed_from = checkpoint_position(&app).await;
         assert!(resumed_from > 0, "a checkpoint was written before the kill");
-        // Written in parts of 4 KiB, and read back whole: a projector opened on it stands at
-        // its position (one that could not read it would start from 0).
-        let parts: i64 = kiroku::with_pool!(&app.ledger.backend, pool => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoint_parts")
-                .fetch_one(pool)
-                .await
-                .expect("parts")
-        });
-        assert!(parts > 0, "the checkpoint was written in parts");
+        // Written in pieces, and read back whole: a projector opened on it stands at its
+        // position (one that could not read it would start from 0).
+        let pieces = pieces(&app).await;
+        assert!(pieces > 1, "the checkpoint was written in pieces");
         let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
             .await
             .expect("open");
         assert_eq!(
             opened.position(),
             resumed_from,
-            "a checkpoint in {} parts is read back whole",
-            parts + 1
+            "a checkpoint in {pieces} pieces is read back whole",
         );
 
         // Restart: it resumes from the checkpoint and catches up to the head.
@@ -517,38 +509,88 @@ both_backends!(
     }
 );
 
+async fn pieces(app: &TestApp) -> i64 {
+    kiroku::with_pool!(&app.ledger.backend, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM projection_segments")
+            .fetch_one(pool)
+            .await
+            .expect("pieces")
+    })
+}
+
 both_backends!(
-    a_checkpoint_in_parts_replaces_the_one_before_and_reads_back_whole,
+    a_checkpoint_writes_only_what_changed_and_reads_back_whole,
     |app: TestApp| async move {
         large_log(&app, 100).await;
-        let parts = || async {
-            let n: i64 = kiroku::with_pool!(&app.ledger.backend, pool => {
-                sqlx::query_scalar("SELECT COUNT(*) FROM projection_checkpoint_parts")
-                    .fetch_one(pool)
-                    .await
-                    .expect("parts")
-            });
-            n
-        };
-        let projector =
-            kiroku::projector::Projector::new(app.ledger.backend.clone()).with_part_bytes(4096);
+        let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
         projector.catch_up().await.expect("catch up");
-        let position = projector.checkpoint().await.expect("first checkpoint");
-        let first = parts().await;
-        assert!(first > 1, "a checkpoint in {first} parts");
-        // A second checkpoint replaces the first: its parts, and only its, remain.
-        projector.checkpoint().await.expect("second checkpoint");
+        projector.checkpoint().await.expect("first checkpoint");
+        let (first, first_bytes) = projector.last_checkpoint();
+        let first = first.len();
         assert_eq!(
-            parts().await,
-            first,
-            "the first checkpoint's parts are deleted"
+            first as i64,
+            pieces(&app).await,
+            "the first checkpoint is whole"
         );
+        assert!(first > 20, "{first} pieces");
+
+        // One more registration: the second checkpoint writes the pieces it touched (the plan
+        // book and the facts' plan piece, which are always written; the last segment of the
+        // timeline and of three staff fact vectors; the person's history shard) and no more;
+        // the first one's rows of those pieces are deleted.
+        let staff = app.register("Z0001", "総務課", 3).await;
+        projector.catch_up().await.expect("catch up");
+        let position = projector.checkpoint().await.expect("second checkpoint");
+        let (second, second_bytes) = projector.last_checkpoint();
+        let shard = format!("histories.staff/{:03}", staff.as_bytes()[0]);
+        assert_eq!(
+            second,
+            [
+                "facts",
+                "facts.service_events/000000",
+                "facts.staff/000000",
+                "facts.staff_uuids/000000",
+                shard.as_str(),
+                "plans",
+                "timeline/000000",
+            ],
+            "the pieces written for one registration"
+        );
+        assert!(
+            second_bytes * 3 < first_bytes,
+            "{second_bytes} bytes written for one event, {first_bytes} for the whole"
+        );
+        assert_eq!(
+            pieces(&app).await,
+            first as i64,
+            "one row per piece remains"
+        );
+
+        // Nothing moved: nothing written.
+        projector.checkpoint().await.expect("third checkpoint");
         let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
             .await
             .expect("open");
         assert_eq!(opened.position(), position, "read back whole");
         assert_eq!(
             opened.fingerprint().expect("fingerprint"),
+            projector.fingerprint().expect("fingerprint")
+        );
+
+        // A second process checkpointing in between: the first one's next checkpoint finds the
+        // manifest moved and writes itself whole; every process still reads back the same.
+        app.register("Z0002", "総務課", 3).await;
+        opened.catch_up().await.expect("catch up");
+        opened.checkpoint().await.expect("another process");
+        app.register("Z0003", "総務課", 3).await;
+        projector.catch_up().await.expect("catch up");
+        let last = projector.checkpoint().await.expect("after another process");
+        let reopened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(reopened.position(), last);
+        assert_eq!(
+            reopened.fingerprint().expect("fingerprint"),
             projector.fingerprint().expect("fingerprint")
         );
     }

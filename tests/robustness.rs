@@ -108,14 +108,17 @@ both_backends!(
     }
 );
 
-/// Rewrites the stored read models in place, as someone with database access could.
+/// Rewrites the stored read models in place, as someone with database access could: the
+/// pieces that name the department.
 fn tamper_checkpoint(db: Db) -> &'static str {
     match db {
         Db::Sqlite => {
-            "UPDATE projection_checkpoints SET state = CAST(replace(CAST(state AS TEXT), '総務課', '秘書課') AS BLOB)"
+            "UPDATE projection_segments SET bytes = CAST(replace(CAST(bytes AS TEXT), '総務課', '秘書課') AS BLOB) \
+             WHERE CAST(bytes AS TEXT) LIKE '%総務課%'"
         }
         Db::Postgres => {
-            "UPDATE projection_checkpoints SET state = convert_to(replace(convert_from(state, 'UTF8'), '総務課', '秘書課'), 'UTF8')"
+            "UPDATE projection_segments SET bytes = convert_to(replace(convert_from(bytes, 'UTF8'), '総務課', '秘書課'), 'UTF8') \
+             WHERE convert_from(bytes, 'UTF8') LIKE '%総務課%'"
         }
     }
 }
@@ -136,7 +139,7 @@ both_backends!(
         assert_eq!(resumed.fingerprint().expect("fingerprint"), honest);
 
         // An altered one is refused: the projector starts empty and rebuilds from the log.
-        assert_eq!(app.sql(tamper_checkpoint(app.db)).await.expect("tamper"), 1);
+        assert!(app.sql(tamper_checkpoint(app.db)).await.expect("tamper") >= 1);
         let opened = Projector::open(app.ledger.backend.clone())
             .await
             .expect("open");

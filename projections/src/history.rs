@@ -2,6 +2,7 @@
 //! trainings, interviews and evaluations; who holds which place in a session.
 //! Personal text stays sealed here; the application opens it for readers who may see it.
 
+use crate::pieces::{self, Pieces, Sharded, Stored, Unreadable};
 use crate::{LedgerEvent, Recorded};
 use kiroku_domain::dates;
 use kiroku_domain::incident::IncidentEvent;
@@ -142,8 +143,30 @@ pub struct SessionRecord {
 /// Staff records and session rosters, folded from the log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histories {
-    pub staff: BTreeMap<Uuid, StaffRecord>,
-    pub sessions: BTreeMap<Uuid, SessionRecord>,
+    pub staff: Sharded<StaffRecord>,
+    pub sessions: Sharded<SessionRecord>,
+}
+
+impl Pieces for Histories {
+    fn keys(&self, prefix: &str, all: bool, out: &mut Vec<String>) {
+        self.staff.keys(&format!("{prefix}.staff"), all, out);
+        self.sessions.keys(&format!("{prefix}.sessions"), all, out);
+    }
+
+    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+        match pieces::part(prefix, key) {
+            Some("staff") => self.staff.encode(&format!("{prefix}.staff"), key),
+            Some("sessions") => self.sessions.encode(&format!("{prefix}.sessions"), key),
+            _ => Ok(None),
+        }
+    }
+
+    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
+        Ok(Histories {
+            staff: Pieces::restore(&format!("{prefix}.staff"), stored)?,
+            sessions: Pieces::restore(&format!("{prefix}.sessions"), stored)?,
+        })
+    }
 }
 
 fn uuid_of(aggregate_id: &str) -> Uuid {

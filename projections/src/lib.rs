@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod history;
 pub mod indicators;
+pub mod pieces;
 pub mod plans;
 pub mod rules;
 pub mod sheet;

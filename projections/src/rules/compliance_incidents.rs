@@ -5,7 +5,7 @@ use super::*;
 
 /// The actual for fiscal year `fy` as the log stood at position `at`.
 pub fn compute(facts: &Facts, _params: &RuleParams, fy: FiscalYear, at: i64) -> Option<f64> {
-    let incidents = facts.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
+    let incidents = facts.incidents.get(&fy).map_or(&[][..], |v| v.as_slice());
     let n = incidents
         .iter()
         .filter(|i| visible(i.from, i.to, at))
@@ -21,7 +21,7 @@ pub fn series(
     fy: FiscalYear,
     positions: &[i64],
 ) -> Vec<Option<f64>> {
-    let incidents = facts.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
+    let incidents = facts.incidents.get(&fy).map_or(&[][..], |v| v.as_slice());
     counts_at(incidents.iter().map(|i| (i.from, i.to)), positions)
 }
 
@@ -33,7 +33,7 @@ pub fn candidates(
     at: i64,
     out: &mut Vec<i64>,
 ) {
-    let incidents = facts.incidents.get(&fy).map_or(&[][..], Vec::as_slice);
+    let incidents = facts.incidents.get(&fy).map_or(&[][..], |v| v.as_slice());
     for i in incidents.iter().take_while(|i| i.from <= at) {
         span_positions(i.from, i.to, at, out);
     }

@@ -11,7 +11,7 @@ pub fn compute(facts: &Facts, params: &RuleParams, fy: FiscalYear, at: i64) -> O
     let r = fy.first_day();
     let min = params.min_per_year.unwrap_or(DEFAULT_MIN_PER_YEAR);
     let mut held = vec![0u32; facts.staff.len()];
-    let interviews = facts.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
+    let interviews = facts.interviews.get(&fy).map_or(&[][..], |v| v.as_slice());
     for i in interviews {
         let kind_ok = params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind));
         if visible(i.from, i.to, at) && kind_ok {
@@ -32,7 +32,7 @@ pub fn compute(facts: &Facts, params: &RuleParams, fy: FiscalYear, at: i64) -> O
 /// withdrawn), and the registrations, separations and rehires effective on or before April 1.
 pub fn candidates(facts: &Facts, params: &RuleParams, fy: FiscalYear, at: i64, out: &mut Vec<i64>) {
     let r = fy.first_day();
-    let interviews = facts.interviews.get(&fy).map_or(&[][..], Vec::as_slice);
+    let interviews = facts.interviews.get(&fy).map_or(&[][..], |v| v.as_slice());
     for i in interviews.iter().take_while(|i| i.from <= at) {
         if params.kinds.as_ref().is_none_or(|k| k.contains(&i.kind)) {
             span_positions(i.from, i.to, at, out);

@@ -20,7 +20,7 @@ pub fn series(
     fy: FiscalYear,
     positions: &[i64],
 ) -> Vec<Option<f64>> {
-    let completions = facts.completions.get(&fy).map_or(&[][..], Vec::as_slice);
+    let completions = facts.completions.get(&fy).map_or(&[][..], |v| v.as_slice());
     let relevant = completions
         .iter()
         .filter(|c| facts.session_matches(c.session, params))

@@ -1,0 +1,246 @@
+//! Where checkpoints are kept: the pieces of the read models in `projection_segments`, each
+//! row written once under the position of the checkpoint that wrote it (its version), and one
+//! manifest in `projection_checkpoints` naming, for every piece of the read models at the
+//! manifest's position, the version that holds it and the SHA-256 of its bytes.
+//!
+//! A checkpoint writes the pieces that changed since the last one, in short transactions,
+//! then moves the manifest from the one it was built on to the new one in one statement
+//! (compare and swap on the position): the read models at one position are therefore always
+//! whole, whatever crashes in between. Another process may have moved the manifest meanwhile;
+//! then the checkpoint is written again whole. Rows no manifest names are deleted afterwards,
+//! but only those older than the standing manifest, never the rows a checkpoint in flight has
+//! just written.
+
+use crate::storage::{Backend, StorageError};
+use crate::with_pool;
+use futures::TryStreamExt;
+use kiroku_projections::pieces::{Piece, Stored};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use std::collections::BTreeMap;
+
+/// A transaction writes pieces up to about this many bytes (SQLite's one write lock is held
+/// for a short while only).
+pub(super) const BATCH_BYTES: usize = 8 << 20;
+
+/// The read models of one position: every piece by key, with its version and SHA-256.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(super) struct Manifest {
+    pub position: i64,
+    pub pieces: BTreeMap<String, (i64, String)>,
+}
+
+pub(super) fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Manifest {
+    /// The same pieces, for the checkpoint at `position`.
+    pub fn at(self, position: i64) -> Manifest {
+        Manifest { position, ..self }
+    }
+
+    /// Names `pieces`, written as version `position`.
+    pub fn record(&mut self, position: i64, pieces: &[Piece]) {
+        for (key, bytes) in pieces {
+            self.pieces.insert(key.clone(), (position, digest(bytes)));
+        }
+    }
+}
+
+/// The stored manifest: format, position, fingerprint and its bytes.
+pub(super) type Row0 = (i32, i64, String, Vec<u8>);
+
+pub(super) async fn read_manifest(
+    backend: &Backend,
+    name: &str,
+) -> Result<Option<Row0>, StorageError> {
+    Ok(with_pool!(backend, pool => {
+        sqlx::query_as::<_, Row0>(
+            "SELECT format, position, fingerprint, state FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// Writes `pieces` as version `position`, in transactions of about [`BATCH_BYTES`]. A row
+/// already there (the same piece of the same position, written by another process) is kept:
+/// it holds the same bytes.
+pub(super) async fn write_pieces(
+    backend: &Backend,
+    position: i64,
+    pieces: &[Piece],
+) -> Result<(), StorageError> {
+    let mut start = 0;
+    while start < pieces.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < pieces.len() && (end == start || bytes + pieces[end].1.len() <= BATCH_BYTES) {
+            bytes += pieces[end].1.len();
+            end += 1;
+        }
+        let batch = &pieces[start..end];
+        with_pool!(backend, pool => {
+            let mut tx = pool.begin().await?;
+            for (key, bytes) in batch {
+                sqlx::query(
+                    "INSERT INTO projection_segments (key, version, bytes) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key, version) DO NOTHING",
+                )
+                .bind(key)
+                .bind(position)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        start = end;
+    }
+    Ok(())
+}
+
+/// Moves the manifest named `name` to `manifest` if it still stands at `expected` (or, with
+/// `None`, if there is none or an older one or one of another format). Whether it moved.
+pub(super) async fn swap_manifest(
+    backend: &Backend,
+    name: &str,
+    format: i32,
+    expected: Option<i64>,
+    manifest: &Manifest,
+) -> Result<bool, StorageError> {
+    let bytes = serde_json::to_vec(manifest)
+        .map_err(|e| StorageError::Corrupt(format!("encoding the manifest: {e}")))?;
+    let fingerprint = super::seal(backend, manifest.position, &bytes).await?;
+    let saved_at = crate::storage::now_ms();
+    let moved = match expected {
+        Some(expected) => with_pool!(backend, pool => {
+            sqlx::query(
+                "UPDATE projection_checkpoints SET position = $1, fingerprint = $2, state = $3, \
+                 parts = NULL, saved_at = $4 \
+                 WHERE name = $5 AND format = $6 AND position = $7 AND $1 > position",
+            )
+            .bind(manifest.position)
+            .bind(&fingerprint)
+            .bind(&bytes)
+            .bind(saved_at)
+            .bind(name)
+            .bind(format)
+            .bind(expected)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }),
+        None => with_pool!(backend, pool => {
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, format, position, fingerprint, state, parts, saved_at) \
+                 VALUES ($1, $2, $3, $4, $5, NULL, $6) \
+                 ON CONFLICT (name) DO UPDATE SET format = excluded.format, position = excluded.position, \
+                 fingerprint = excluded.fingerprint, state = excluded.state, parts = NULL, \
+                 saved_at = excluded.saved_at \
+                 WHERE excluded.position > projection_checkpoints.position \
+                    OR excluded.format <> projection_checkpoints.format",
+            )
+            .bind(name)
+            .bind(format)
+            .bind(manifest.position)
+            .bind(&fingerprint)
+            .bind(&bytes)
+            .bind(saved_at)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }),
+    };
+    Ok(moved == 1)
+}
+
+/// Deletes the rows of pieces that the standing manifest does not name and that are older
+/// than it, a few per transaction.
+pub(super) async fn collect_garbage(
+    backend: &Backend,
+    name: &str,
+    format: i32,
+) -> Result<usize, StorageError> {
+    let Some((stored_format, position, _, bytes)) = read_manifest(backend, name).await? else {
+        return Ok(0);
+    };
+    if stored_format != format {
+        return Ok(0);
+    }
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+        return Ok(0);
+    };
+    let rows: Vec<(String, i64)> = with_pool!(backend, pool => {
+        sqlx::query_as("SELECT key, version FROM projection_segments WHERE version < $1")
+            .bind(position)
+            .fetch_all(pool)
+            .await?
+    });
+    let stale: Vec<(String, i64)> = rows
+        .into_iter()
+        .filter(|(key, version)| manifest.pieces.get(key).map(|p| p.0) != Some(*version))
+        .collect();
+    for batch in stale.chunks(64) {
+        with_pool!(backend, pool => {
+            let mut tx = pool.begin().await?;
+            for (key, version) in batch {
+                sqlx::query("DELETE FROM projection_segments WHERE key = $1 AND version = $2")
+                    .bind(key)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+    }
+    Ok(stale.len())
+}
+
+/// The pieces `manifest` names, read back and checked against their SHA-256; `None` when one
+/// is missing or altered.
+pub(super) async fn read_pieces(
+    backend: &Backend,
+    manifest: &Manifest,
+) -> Result<Option<Stored>, StorageError> {
+    let mut stored = Stored::new();
+    let mut altered = false;
+    with_pool!(backend, pool => {
+        let mut rows = sqlx::query(
+            "SELECT key, version, bytes FROM projection_segments WHERE version <= $1",
+        )
+        .bind(manifest.position)
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            let key: String = row.try_get(0)?;
+            let version: i64 = row.try_get(1)?;
+            let Some((wanted, sha)) = manifest.pieces.get(&key) else {
+                continue;
+            };
+            if *wanted != version {
+                continue;
+            }
+            let bytes: Vec<u8> = row.try_get(2)?;
+            if digest(&bytes) != *sha {
+                altered = true;
+            }
+            stored.insert(key, bytes);
+        }
+    });
+    if altered || stored.len() != manifest.pieces.len() {
+        return Ok(None);
+    }
+    Ok(Some(stored))
+}
+
+/// Deletes every checkpoint and piece.
+pub(super) async fn drop_all(backend: &Backend) -> Result<(), StorageError> {
+    with_pool!(backend, pool => {
+        sqlx::query("DELETE FROM projection_segments").execute(pool).await?;
+        sqlx::query("DELETE FROM projection_checkpoints").execute(pool).await?;
+    });
+    Ok(())
+}

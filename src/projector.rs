@@ -18,7 +18,7 @@
 
 mod store;
 
-use crate::storage::log::{read_raw_after, LogEvent, RawEvent};
+use crate::storage::log::{read_raw_between, LogEvent, RawEvent};
 use crate::storage::{now_ms, Backend, StorageError};
 use kiroku_domain::plan::IndicatorSource;
 use kiroku_domain::values::{Code, FiscalYear};
@@ -44,6 +44,8 @@ const FORMAT: i32 = 2;
 /// During a long catch-up, the first checkpoint after this many events
 /// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
+/// Pages of the log read and parsed ahead of the fold during a catch-up.
+const READ_AHEAD: usize = 3;
 
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct State {
@@ -98,6 +100,17 @@ impl State {
             }
         }
         Ok((taken, out))
+    }
+
+    /// Folds `events` (in position order) into every read model.
+    fn fold(&mut self, events: &[Recorded]) {
+        for event in events {
+            self.histories.apply(event);
+            self.facts.apply(event);
+            self.plans.apply(event);
+            self.timeline.push((event.position, event.recorded_at));
+            self.position = event.position;
+        }
     }
 
     /// The read models at `position` from their pieces.
@@ -513,42 +526,78 @@ impl Projector {
         result
     }
 
-    /// Reads the log after the read models' position page by page and folds it in. The next
-    /// page is read and parsed on another task while this one is folded, so a rebuild keeps
-    /// the database and both cores busy.
+    /// Reads the log after the read models' position up to its head, in ranges of positions
+    /// read and parsed side by side on other tasks ([`READ_AHEAD`] at a time) while this one
+    /// folds them in order; then again up to the new head, until the head stays put.
     async fn catch_up_locked(&self) -> Result<i64, StorageError> {
-        let page_size = PAGE.min(self.checkpoint_every);
-        let read = |after: i64| {
-            let backend = self.backend.clone();
-            tokio::spawn(async move {
-                let page = read_raw_after(&backend, after, page_size).await?;
-                let last = page.last().map(|e| e.position);
-                Ok::<_, StorageError>((last, typed(page, recorded_raw)))
-            })
-        };
         if self.stopped().is_some() {
             return Ok(self.position());
         }
+        let page_size = PAGE.min(self.checkpoint_every);
+        let read = |after: i64, until: i64| {
+            let backend = self.backend.clone();
+            tokio::spawn(async move {
+                let page = read_raw_between(&backend, after, until).await?;
+                Ok::<_, StorageError>(typed(page, recorded_raw))
+            })
+        };
         let from = self.position();
-        let mut next = read(from);
+        // Where a long catch-up spends its time (logged at debug level when it ends).
+        let (mut waited, mut folding, mut checkpointing) = (0.0, 0.0, 0.0);
         loop {
-            let (last, (events, stop)) = next
-                .await
-                .map_err(|e| StorageError::Corrupt(format!("reading the log: {e}")))??;
-            let Some(last) = last else {
+            let head = crate::storage::log::head(&self.backend).await?;
+            if head <= self.position() {
+                if self.position() > from {
+                    tracing::debug!(
+                        events = self.position() - from,
+                        waiting_for_pages_s = waited,
+                        folding_s = folding,
+                        checkpointing_s = checkpointing,
+                        "caught up"
+                    );
+                }
                 return Ok(self.position());
-            };
-            crate::metrics::saw_head(last);
-            if stop.is_some() {
-                return self.apply(events, stop).map(|(position, _)| position);
             }
-            next = read(last);
-            self.apply(events, None)?;
-            let folded = self.position() - from;
-            if self.checkpoint_due(Phase::CatchingUp { folded }) {
-                // This catch-up holds the catch-up lock: nothing else folds meanwhile.
-                let _one = self.checkpointing.lock().await;
-                self.checkpoint_locked(true).await?;
+            crate::metrics::saw_head(head);
+            let mut queued = self.position();
+            let mut pages = std::collections::VecDeque::new();
+            loop {
+                while pages.len() < READ_AHEAD && queued < head {
+                    let until = (queued + page_size).min(head);
+                    pages.push_back(read(queued, until));
+                    queued = until;
+                }
+                let Some(page) = pages.pop_front() else {
+                    break;
+                };
+                let wait_started = std::time::Instant::now();
+                let (events, stop) = page
+                    .await
+                    .map_err(|e| StorageError::Corrupt(format!("reading the log: {e}")))??;
+                waited += wait_started.elapsed().as_secs_f64();
+                if stop.is_some() {
+                    return self.apply(events, stop).map(|(position, _)| position);
+                }
+                let fold_started = std::time::Instant::now();
+                // A page spawned from this task waits in this worker's LIFO slot, which other
+                // workers do not steal from, until the task yields: the fold gives the worker
+                // up instead, so the pages ahead are read and parsed meanwhile.
+                if tokio::runtime::Handle::current().runtime_flavor()
+                    == tokio::runtime::RuntimeFlavor::MultiThread
+                {
+                    tokio::task::block_in_place(|| self.apply(events, None))?;
+                } else {
+                    self.apply(events, None)?;
+                }
+                folding += fold_started.elapsed().as_secs_f64();
+                let folded = self.position() - from;
+                if self.checkpoint_due(Phase::CatchingUp { folded }) {
+                    let checkpoint_started = std::time::Instant::now();
+                    // This catch-up holds the catch-up lock: nothing else folds meanwhile.
+                    let _one = self.checkpointing.lock().await;
+                    self.checkpoint_locked(true).await?;
+                    checkpointing += checkpoint_started.elapsed().as_secs_f64();
+                }
             }
         }
     }
@@ -563,13 +612,7 @@ impl Projector {
     ) -> Result<(i64, bool), StorageError> {
         let position = {
             let mut state = self.state.write().map_err(poisoned)?;
-            for event in &events {
-                state.histories.apply(event);
-                state.facts.apply(event);
-                state.plans.apply(event);
-                state.timeline.push((event.position, event.recorded_at));
-                state.position = event.position;
-            }
+            state.fold(&events);
             state.position
         };
         let Some(stop) = stop else {

@@ -101,25 +101,27 @@ pub struct RawEvent {
     pub metadata: String,
 }
 
-/// Up to `limit` events with `position > after`, in position order, for folding.
-pub async fn read_raw_after(
+/// The events with `after < position <= until`, in position order, for folding. Positions
+/// follow commit order, so every position up to a head once seen is there to read: ranges
+/// below it can be read side by side.
+pub async fn read_raw_between(
     backend: &Backend,
     after: i64,
-    limit: i64,
+    until: i64,
 ) -> Result<Vec<RawEvent>, StorageError> {
     let sql = match backend {
         Backend::Sqlite(_) => {
             "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, payload, \
-             metadata FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+             metadata FROM events WHERE position > $1 AND position <= $2 ORDER BY position"
         }
         Backend::Postgres(_) => {
             "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, \
-             payload::text, metadata::text FROM events WHERE position > $1 ORDER BY position \
-             LIMIT $2"
+             payload::text, metadata::text FROM events WHERE position > $1 AND position <= $2 \
+             ORDER BY position"
         }
     };
     with_pool!(backend, pool => {
-        let rows = sqlx::query(sql).bind(after).bind(limit).fetch_all(pool).await?;
+        let rows = sqlx::query(sql).bind(after).bind(until).fetch_all(pool).await?;
         rows.iter()
             .map(|row| {
                 Ok(RawEvent {

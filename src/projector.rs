@@ -308,7 +308,11 @@ impl Projector {
         let fits = stored == seal(&projector.backend, position, &bytes).await?;
         let manifest = serde_json::from_slice::<store::Manifest>(&bytes)
             .ok()
-            .filter(|m| fits && format == FORMAT && m.position == position);
+            .filter(|m| fits && format == FORMAT && m.position == position)
+            .map(|m| store::Manifest {
+                sealed: stored.clone(),
+                ..m
+            });
         let pieces = match &manifest {
             Some(manifest) => store::read_pieces(&projector.backend, manifest).await?,
             None => None,
@@ -369,7 +373,8 @@ impl Projector {
                 keys.append(&mut *self.pending.lock().map_err(poisoned)?);
                 (state.position, keys.into_iter().collect::<Vec<_>>())
             };
-            let expected = base.as_ref().map(|m| m.position);
+            let expected = base.as_ref().map(|m| m.sealed.clone());
+            let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);
             let (moved, manifest, size) = match self.write(manifest, expected, &keys, quiet).await {
                 Ok(written) => written,
@@ -386,10 +391,11 @@ impl Projector {
                 "checkpoint"
             );
             *self.written.lock().map_err(poisoned)? = (keys, size);
-            if moved || expected.is_none() {
+            if moved || first {
                 *self.manifest.lock().map_err(poisoned)? = moved.then_some(manifest);
                 self.checkpointed.store(position, Ordering::SeqCst);
-                store::collect_garbage(&self.backend, CHECKPOINT, FORMAT).await?;
+                store::collect_garbage(&self.backend, CHECKPOINT, FORMAT, self.pause(quiet))
+                    .await?;
                 return Ok(position);
             }
             // Another process moved the manifest since this one was written: every piece.
@@ -408,7 +414,7 @@ impl Projector {
     async fn write(
         &self,
         mut manifest: store::Manifest,
-        expected: Option<i64>,
+        expected: Option<String>,
         keys: &[String],
         quiet: bool,
     ) -> Result<(bool, store::Manifest, usize), StorageError> {
@@ -426,13 +432,28 @@ impl Projector {
                 state.encode(&keys[done..], batch)?
             };
             done += taken;
-            store::write_pieces(&self.backend, position, &pieces).await?;
+            store::write_pieces(&self.backend, position, &pieces, self.pause(quiet)).await?;
             manifest.record(position, &pieces);
             size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
         }
-        let moved =
-            store::swap_manifest(&self.backend, CHECKPOINT, FORMAT, expected, &manifest).await?;
+        let moved = store::swap_manifest(
+            &self.backend,
+            CHECKPOINT,
+            FORMAT,
+            expected.as_deref(),
+            &mut manifest,
+        )
+        .await?;
         Ok((moved, manifest, size))
+    }
+
+    /// The pause between a checkpoint's transactions: only while serving on SQLite, where
+    /// commands wait on the same single write lock ([`store::YIELD`]).
+    fn pause(&self, quiet: bool) -> std::time::Duration {
+        match (&self.backend, quiet) {
+            (Backend::Sqlite(_), false) => store::YIELD,
+            _ => std::time::Duration::ZERO,
+        }
     }
 
     /// The keys of the pieces the last checkpoint wrote, and their bytes.

@@ -22,13 +22,23 @@ use std::collections::BTreeMap;
 
 /// A transaction writes pieces up to about this many bytes (SQLite's one write lock is held
 /// for a short while only).
-pub(super) const BATCH_BYTES: usize = 8 << 20;
+pub(super) const BATCH_BYTES: usize = 4 << 20;
+
+/// The pause between two of a checkpoint's transactions while serving. SQLite's lock is not
+/// fair: a writer waiting in its busy handler sleeps up to 100 ms between tries and can miss
+/// every short gap between back-to-back transactions, so the appender's commits gave up after
+/// 3 s behind a checkpoint of a few hundred MB (two 503s in the tenth run, at 5M events).
+pub(super) const YIELD: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// The read models of one position: every piece by key, with its version and SHA-256.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct Manifest {
     pub position: i64,
     pub pieces: BTreeMap<String, (i64, String)>,
+    /// The fingerprint it is stored under (set when written or read back): what the next
+    /// checkpoint's compare-and-swap expects to find.
+    #[serde(skip)]
+    pub sealed: String,
 }
 
 pub(super) fn digest(bytes: &[u8]) -> String {
@@ -73,9 +83,13 @@ pub(super) async fn write_pieces(
     backend: &Backend,
     position: i64,
     pieces: &[Piece],
+    pause: std::time::Duration,
 ) -> Result<(), StorageError> {
     let mut start = 0;
     while start < pieces.len() {
+        if start > 0 && !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let mut end = start;
         let mut bytes = 0;
         while end < pieces.len() && (end == start || bytes + pieces[end].1.len() <= BATCH_BYTES) {
@@ -103,16 +117,18 @@ pub(super) async fn write_pieces(
     Ok(())
 }
 
-/// Moves the manifest named `name` to `manifest` if it still stands at `expected` (or, with
-/// `None`, if there is none or an older one or one of another format). Whether it moved.
+/// Moves the manifest named `name` to `manifest` if the one stored is still the one sealed as
+/// `expected` (or, with `None`, if there is none or an older one or one of another format).
+/// Whether it moved. The fingerprint, not the position, is compared: a manifest written again
+/// at the same position by another process (`kiroku rebuild`) names other rows.
 pub(super) async fn swap_manifest(
     backend: &Backend,
     name: &str,
     format: i32,
-    expected: Option<i64>,
-    manifest: &Manifest,
+    expected: Option<&str>,
+    manifest: &mut Manifest,
 ) -> Result<bool, StorageError> {
-    let bytes = serde_json::to_vec(manifest)
+    let bytes = serde_json::to_vec(&*manifest)
         .map_err(|e| StorageError::Corrupt(format!("encoding the manifest: {e}")))?;
     let fingerprint = super::seal(backend, manifest.position, &bytes).await?;
     let saved_at = crate::storage::now_ms();
@@ -121,7 +137,7 @@ pub(super) async fn swap_manifest(
             sqlx::query(
                 "UPDATE projection_checkpoints SET position = $1, fingerprint = $2, state = $3, \
                  parts = NULL, saved_at = $4 \
-                 WHERE name = $5 AND format = $6 AND position = $7 AND $1 > position",
+                 WHERE name = $5 AND format = $6 AND fingerprint = $7 AND $1 > position",
             )
             .bind(manifest.position)
             .bind(&fingerprint)
@@ -155,15 +171,18 @@ pub(super) async fn swap_manifest(
             .rows_affected()
         }),
     };
+    manifest.sealed = fingerprint;
     Ok(moved == 1)
 }
 
 /// Deletes the rows of pieces that the standing manifest does not name and that are older
-/// than it, a few per transaction.
+/// than it, one per transaction (a row of a history shard holds megabytes), with `pause`
+/// between them.
 pub(super) async fn collect_garbage(
     backend: &Backend,
     name: &str,
     format: i32,
+    pause: std::time::Duration,
 ) -> Result<usize, StorageError> {
     let Some((stored_format, position, _, bytes)) = read_manifest(backend, name).await? else {
         return Ok(0);
@@ -184,17 +203,16 @@ pub(super) async fn collect_garbage(
         .into_iter()
         .filter(|(key, version)| manifest.pieces.get(key).map(|p| p.0) != Some(*version))
         .collect();
-    for batch in stale.chunks(64) {
+    for (n, (key, version)) in stale.iter().enumerate() {
+        if n > 0 && !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         with_pool!(backend, pool => {
-            let mut tx = pool.begin().await?;
-            for (key, version) in batch {
-                sqlx::query("DELETE FROM projection_segments WHERE key = $1 AND version = $2")
-                    .bind(key)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
+            sqlx::query("DELETE FROM projection_segments WHERE key = $1 AND version = $2")
+                .bind(key)
+                .bind(version)
+                .execute(pool)
+                .await?;
         });
     }
     Ok(stale.len())

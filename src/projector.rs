@@ -363,7 +363,11 @@ impl Projector {
     async fn checkpoint_locked(&self, quiet: bool) -> Result<i64, StorageError> {
         let mut base = self.manifest.lock().map_err(poisoned)?.clone();
         loop {
-            let (position, keys) = {
+            // The keys and their pieces must be of one position. While serving, events are
+            // folded between two read locks, so the pieces are encoded under the same lock
+            // as the keys are taken; a quiet checkpoint (nothing folds) encodes them a few
+            // at a time later, under read locks of their own.
+            let (position, keys, encoded) = {
                 let state = self.state.read().map_err(poisoned)?;
                 if base.as_ref().is_some_and(|m| m.position >= state.position) {
                     return Ok(state.position);
@@ -371,12 +375,24 @@ impl Projector {
                 let mut keys: BTreeSet<String> = state.keys(base.is_none()).into_iter().collect();
                 // What a checkpoint that failed had taken the marks of is written again.
                 keys.append(&mut *self.pending.lock().map_err(poisoned)?);
-                (state.position, keys.into_iter().collect::<Vec<_>>())
+                let keys: Vec<String> = keys.into_iter().collect();
+                let encoded = match quiet {
+                    true => None,
+                    false => match state.encode(&keys, usize::MAX) {
+                        Ok((_, pieces)) => Some(pieces),
+                        Err(error) => {
+                            self.pending.lock().map_err(poisoned)?.extend(keys);
+                            return Err(error);
+                        }
+                    },
+                };
+                (state.position, keys, encoded)
             };
             let expected = base.as_ref().map(|m| m.sealed.clone());
             let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);
-            let (moved, manifest, size) = match self.write(manifest, expected, &keys, quiet).await {
+            let written = self.write(manifest, expected, &keys, encoded, quiet).await;
+            let (moved, manifest, size) = match written {
                 Ok(written) => written,
                 Err(error) => {
                     self.pending.lock().map_err(poisoned)?.extend(keys);
@@ -416,25 +432,30 @@ impl Projector {
         mut manifest: store::Manifest,
         expected: Option<String>,
         keys: &[String],
+        encoded: Option<Vec<Piece>>,
         quiet: bool,
     ) -> Result<(bool, store::Manifest, usize), StorageError> {
-        let batch = if quiet {
-            store::BATCH_BYTES
-        } else {
-            usize::MAX
-        };
         let position = manifest.position;
         let mut size = 0;
-        let mut done = 0;
-        while done < keys.len() {
-            let (taken, pieces) = {
-                let state = self.state.read().map_err(poisoned)?;
-                state.encode(&keys[done..], batch)?
-            };
-            done += taken;
-            store::write_pieces(&self.backend, position, &pieces, self.pause(quiet)).await?;
-            manifest.record(position, &pieces);
+        let mut record = async |pieces: &[Piece]| {
+            store::write_pieces(&self.backend, position, pieces, self.pause(quiet)).await?;
+            manifest.record(position, pieces);
             size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
+            Ok::<(), StorageError>(())
+        };
+        match encoded {
+            Some(pieces) => record(&pieces).await?,
+            None => {
+                let mut done = 0;
+                while done < keys.len() {
+                    let (taken, pieces) = {
+                        let state = self.state.read().map_err(poisoned)?;
+                        state.encode(&keys[done..], store::BATCH_BYTES)?
+                    };
+                    done += taken;
+                    record(&pieces).await?;
+                }
+            }
         }
         let moved = store::swap_manifest(
             &self.backend,

@@ -424,7 +424,7 @@ impl Projector {
         }
     }
 
-    /// Encodes and writes the pieces named by `keys` (all at once, or 8 MiB at a time when
+    /// Encodes and writes the pieces named by `keys` (all at once, or 4 MiB at a time when
     /// `quiet`), records them in `manifest` and swaps it for the manifest at `expected`:
     /// whether it moved, the manifest, and the bytes written.
     async fn write(

@@ -370,8 +370,10 @@ pub async fn import_attendance(
     let service = Service::new(ledger);
     service.require(actor.principal, Action::Administer)?;
     let _one_at_a_time = IMPORTING.lock().await;
+    let started = std::time::Instant::now();
     ledger.projector.catch_up().await?;
     let rows = validate(ledger, text).await?;
+    let validated = started.elapsed();
     let total = rows.len();
     let mut by_session: BTreeMap<Uuid, Vec<Row>> = BTreeMap::new();
     for row in rows {
@@ -417,11 +419,19 @@ pub async fn import_attendance(
     })
     .await;
     decided?;
+    let executed = started.elapsed();
     let appended = ledger
         .commit_held(held)
         .await
         .map_err(|error| ImportError::Command(AppError::Command(error)))?;
     summary.events = appended.len();
+    tracing::debug!(
+        rows = total,
+        validating = validated.as_secs_f64(),
+        deciding = (executed - validated).as_secs_f64(),
+        committing = (started.elapsed() - executed).as_secs_f64(),
+        "imported"
+    );
     if let Some(last) = appended.last() {
         summary.recorded_at = Some(last.recorded_at);
         summary.position = Some(last.position);

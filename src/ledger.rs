@@ -175,6 +175,7 @@ impl Ledger {
         };
         ledger.keys.prepare().await?;
         ledger.projector.catch_up().await?;
+        ledger.projector.checkpoint_if_far().await?;
         ledger.complete_erasures().await?;
         Ok(Arc::new(ledger))
     }

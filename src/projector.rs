@@ -44,6 +44,10 @@ const FORMAT: i32 = 2;
 /// During a long catch-up, the first checkpoint after this many events
 /// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
+/// During a long catch-up, no checkpoint before it has folded this long since it began or
+/// last checkpointed: folding again after a crash costs less than writing (unless
+/// `KIROKU_CHECKPOINT_EVERY` is set, which counts events alone).
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Pages of the log read and parsed ahead of the fold during a catch-up.
 const READ_AHEAD: usize = 3;
 
@@ -152,9 +156,11 @@ impl State {
 /// What the projector is doing when it asks whether a checkpoint is due.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
-    /// Folding a stretch of the log; `folded` events so far in this catch-up.
+    /// Folding a stretch of the log; `folded` events so far in this catch-up, `since` the
+    /// catch-up began or last checkpointed.
     CatchingUp {
         folded: i64,
+        since: std::time::Duration,
     },
     Serving,
 }
@@ -174,6 +180,8 @@ pub struct Projector {
     catching_up: Mutex<()>,
     checkpointed: AtomicI64,
     checkpoint_every: i64,
+    /// See [`CHECKPOINT_PAUSE`].
+    checkpoint_pause: std::time::Duration,
     /// One checkpoint at a time in this process.
     checkpointing: Mutex<()>,
     /// The manifest this process last wrote or loaded, which the next checkpoint builds on;
@@ -277,11 +285,14 @@ impl Stopped {
 impl Projector {
     /// A projector with empty read models, to be filled from the start of the log.
     pub fn new(backend: Backend) -> Self {
-        let checkpoint_every = std::env::var("KIROKU_CHECKPOINT_EVERY")
+        let configured = std::env::var("KIROKU_CHECKPOINT_EVERY")
             .ok()
             .and_then(|v| v.parse().ok())
-            .filter(|n: &i64| *n > 0)
-            .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+            .filter(|n: &i64| *n > 0);
+        let (checkpoint_every, checkpoint_pause) = match configured {
+            Some(every) => (every, std::time::Duration::ZERO),
+            None => (DEFAULT_CHECKPOINT_EVERY, CHECKPOINT_PAUSE),
+        };
         Projector {
             backend,
             state: RwLock::new(State::default()),
@@ -289,6 +300,7 @@ impl Projector {
             catching_up: Mutex::new(()),
             checkpointed: AtomicI64::new(0),
             checkpoint_every,
+            checkpoint_pause,
             checkpointing: Mutex::new(()),
             manifest: std::sync::Mutex::new(None),
             pending: std::sync::Mutex::new(BTreeSet::new()),
@@ -491,6 +503,16 @@ impl Projector {
     }
 
     /// Checkpoints while serving when [`checkpoint_due`](Self::checkpoint_due) says so.
+    /// Checkpoints quietly when the read models stand `KIROKU_CHECKPOINT_EVERY` events or
+    /// more past the last checkpoint: after a long catch-up at start, before serving, rather
+    /// than on the first tick while commands wait for the fold.
+    pub async fn checkpoint_if_far(&self) -> Result<(), StorageError> {
+        if self.position() - self.checkpointed.load(Ordering::SeqCst) >= self.checkpoint_every {
+            self.checkpoint_quiet().await?;
+        }
+        Ok(())
+    }
+
     pub async fn checkpoint_if_due(&self) -> Result<(), StorageError> {
         if self.checkpoint_due(Phase::Serving) {
             self.checkpoint().await?;
@@ -505,16 +527,20 @@ impl Projector {
     /// - during a long catch-up (one that has folded `KIROKU_CHECKPOINT_EVERY` events itself:
     ///   never the few events a serving process folds after a command, which must not wait
     ///   for a checkpoint), once that many events *and* as many as the last checkpoint covered
-    ///   were folded since it (doubling). A catch-up touches nearly every history shard
-    ///   between two checkpoints, so each one writes most of the histories again; doubling
-    ///   keeps the sum of their sizes under twice the last, and a crash loses at most half of
-    ///   the catch-up.
+    ///   were folded since it (doubling), and not before [`CHECKPOINT_PAUSE`] of folding since
+    ///   the catch-up began or last checkpointed. A catch-up touches nearly every history
+    ///   shard between two checkpoints, so each one writes most of the histories again;
+    ///   doubling keeps the sum of their sizes under twice the last, and a crash loses at most
+    ///   half of the catch-up or the pause, whichever is longer. (At 1M events the whole
+    ///   catch-up takes less than the pause: one checkpoint at the end, by the caller.)
     fn checkpoint_due(&self, phase: Phase) -> bool {
         let checkpointed = self.checkpointed.load(Ordering::SeqCst);
         let tail = self.position() - checkpointed;
         match phase {
-            Phase::CatchingUp { folded } => {
-                folded >= self.checkpoint_every && tail >= self.checkpoint_every.max(checkpointed)
+            Phase::CatchingUp { folded, since } => {
+                folded >= self.checkpoint_every
+                    && tail >= self.checkpoint_every.max(checkpointed)
+                    && since >= self.checkpoint_pause
             }
             Phase::Serving => tail > 0,
         }
@@ -586,6 +612,7 @@ impl Projector {
         let from = self.position();
         // Where a long catch-up spends its time (logged at debug level when it ends).
         let (mut waited, mut folding, mut checkpointing) = (0.0, 0.0, 0.0);
+        let mut since = std::time::Instant::now();
         loop {
             let head = crate::storage::log::head(&self.backend).await?;
             if head <= self.position() {
@@ -633,12 +660,17 @@ impl Projector {
                 }
                 folding += fold_started.elapsed().as_secs_f64();
                 let folded = self.position() - from;
-                if self.checkpoint_due(Phase::CatchingUp { folded }) {
+                let since_last = since.elapsed();
+                if self.checkpoint_due(Phase::CatchingUp {
+                    folded,
+                    since: since_last,
+                }) {
                     let checkpoint_started = std::time::Instant::now();
                     // This catch-up holds the catch-up lock: nothing else folds meanwhile.
                     let _one = self.checkpointing.lock().await;
                     self.checkpoint_locked(true).await?;
                     checkpointing += checkpoint_started.elapsed().as_secs_f64();
+                    since = std::time::Instant::now();
                 }
             }
         }

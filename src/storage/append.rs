@@ -143,8 +143,21 @@ async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnComm
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
+        let started = std::time::Instant::now();
         match write(&backend, &batch).await {
-            Ok((previous, events)) => answer(batch, previous, events, &on_commit),
+            Ok((previous, events)) => {
+                let written = started.elapsed();
+                let count = events.len();
+                answer(batch, previous, events, &on_commit);
+                if count >= 1000 {
+                    tracing::debug!(
+                        events = count,
+                        writing = written.as_secs_f64(),
+                        folding = (started.elapsed() - written).as_secs_f64(),
+                        "appended"
+                    );
+                }
+            }
             Err(failure) if batch.len() == 1 || matches!(failure, Failure::Unavailable(_)) => {
                 for job in batch {
                     let _ = job.reply.send(Err(failure.clone()));

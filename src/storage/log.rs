@@ -120,6 +120,11 @@ pub async fn read_raw_between(
              ORDER BY position"
         }
     };
+    if let Backend::Sqlite(pool) = backend {
+        if let Some(path) = super::direct::file_of(pool) {
+            return super::direct::read_raw_between(path, after, until).await;
+        }
+    }
     with_pool!(backend, pool => {
         let rows = sqlx::query(sql).bind(after).bind(until).fetch_all(pool).await?;
         rows.iter()

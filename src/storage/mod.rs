@@ -8,6 +8,7 @@ pub mod append;
 pub mod backup;
 pub mod chain;
 pub mod digest;
+pub mod direct;
 pub mod idempotency;
 pub mod keys;
 pub mod log;

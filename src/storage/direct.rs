@@ -1,0 +1,120 @@
+//! SQLite without the hand-off: the log's bulk reads on connections of our own.
+//!
+//! sqlx runs every SQLite connection on a worker thread of its own and hands each row to the
+//! async side through a channel, a thread wake-up per row. Reading a million events that way
+//! spent more time in the kernel's scheduler than in SQLite (docs/PERFORMANCE.md, the twelfth
+//! run's profile): 1.09M events took 3.3 s of waiting for pages during a rebuild, where the
+//! same query on a plain `rusqlite` connection reads them in 0.65 s. So the catch-up reads its
+//! ranges of positions here, on a blocking thread, with the same SQL.
+//!
+//! A connection opened here is read-only and sees what is committed, like any other reader of
+//! the WAL; it waits for a lock as long as the pool does ([`database_wait`]). Idle connections
+//! are kept for the next range of the same file. A database sqlx holds only in memory has no
+//! file to open: such a ledger is read through sqlx as before.
+
+use super::log::RawEvent;
+use super::{database_wait, StorageError};
+use rusqlite::{Connection, OpenFlags};
+use sqlx::SqlitePool;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Idle read connections, by database file.
+static IDLE: Mutex<Vec<(PathBuf, Connection)>> = Mutex::new(Vec::new());
+/// Most idle connections kept (the catch-up reads three ranges ahead).
+const KEEP: usize = 4;
+
+/// The file behind `pool`, when it has one this process can open.
+pub fn file_of(pool: &SqlitePool) -> Option<PathBuf> {
+    let options = pool.connect_options();
+    let path = options.get_filename();
+    path.is_file().then(|| path.to_path_buf())
+}
+
+impl From<rusqlite::Error> for StorageError {
+    fn from(error: rusqlite::Error) -> Self {
+        let busy = matches!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        let gone = matches!(
+            error.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::NotADatabase
+            )
+        );
+        if busy || gone {
+            StorageError::Unavailable(error.to_string())
+        } else {
+            StorageError::Corrupt(format!("reading the log: {error}"))
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, StorageError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(database_wait())?;
+    Ok(connection)
+}
+
+/// Runs `work` on a read connection to `path` (an idle one when there is one), on a
+/// blocking thread; the connection is kept for the next call unless `work` failed.
+async fn with_reader<T: Send + 'static>(
+    path: PathBuf,
+    work: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(move || {
+        let idle = IDLE.lock().ok().and_then(|mut idle| {
+            let at = idle.iter().position(|(p, _)| *p == path)?;
+            Some(idle.swap_remove(at).1)
+        });
+        let connection = match idle {
+            Some(connection) => connection,
+            None => open(&path)?,
+        };
+        let result = work(&connection);
+        if result.is_ok() {
+            if let Ok(mut idle) = IDLE.lock() {
+                if idle.len() < KEEP {
+                    idle.push((path, connection));
+                }
+            }
+        }
+        result
+    })
+    .await
+    .map_err(|e| StorageError::Corrupt(format!("reading the log: {e}")))?
+}
+
+/// The events with `after < position <= until`, in position order (see
+/// [`read_raw_between`](super::log::read_raw_between)).
+pub async fn read_raw_between(
+    path: PathBuf,
+    after: i64,
+    until: i64,
+) -> Result<Vec<RawEvent>, StorageError> {
+    with_reader(path, move |connection| {
+        let mut statement = connection.prepare_cached(
+            "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, payload, \
+             metadata FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",
+        )?;
+        let mut rows = statement.query([after, until])?;
+        let mut events = Vec::with_capacity(usize::try_from(until - after).unwrap_or(0));
+        while let Some(row) = rows.next()? {
+            events.push(RawEvent {
+                position: row.get(0)?,
+                recorded_at: row.get(1)?,
+                aggregate_type: row.get(2)?,
+                aggregate_id: row.get(3)?,
+                event_type: row.get(4)?,
+                payload: row.get(5)?,
+                metadata: row.get(6)?,
+            });
+        }
+        Ok(events)
+    })
+    .await
+}

@@ -21,6 +21,7 @@
 //! command of the batch gets that answer.
 
 use super::chain::{self, link};
+use super::direct;
 use super::log::{decode, LogEvent};
 use super::{Backend, StorageError};
 use crate::with_pool;
@@ -139,12 +140,50 @@ impl Appender {
     }
 }
 
+/// Where the appender writes: through the pool, or on SQLite with a file, on a connection
+/// of its own ([`direct::Writer`]) so that a batch's rows are not each handed across threads.
+enum Store {
+    Pool(Backend),
+    Direct(direct::Writer),
+}
+
+impl Store {
+    fn of(backend: Backend) -> Store {
+        match &backend {
+            Backend::Sqlite(pool) => match direct::file_of(pool) {
+                Some(path) => Store::Direct(direct::Writer::new(path)),
+                None => Store::Pool(backend),
+            },
+            Backend::Postgres(_) => Store::Pool(backend),
+        }
+    }
+
+    /// Writes `batch` in one transaction (see [`write`]) and hands it back with the outcome.
+    async fn write(
+        &mut self,
+        batch: Vec<Job>,
+    ) -> (Vec<Job>, Result<(i64, Vec<LogEvent>), Failure>) {
+        match self {
+            Store::Pool(backend) => {
+                let result = write(backend, &batch).await;
+                (batch, result)
+            }
+            Store::Direct(writer) => {
+                writer
+                    .transaction(batch, |tx, batch: &Vec<Job>| write_direct(tx, batch))
+                    .await
+            }
+        }
+    }
+}
+
 async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnCommit) {
+    let mut store = Store::of(backend);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let batch = std::mem::take(&mut jobs);
         let started = std::time::Instant::now();
-        match write(&backend, &batch).await {
+        let (batch, written) = store.write(std::mem::take(&mut jobs)).await;
+        match written {
             Ok((previous, events)) => {
                 let written = started.elapsed();
                 let count = events.len();
@@ -165,14 +204,13 @@ async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnComm
             }
             Err(_) => {
                 for job in batch {
-                    let single = [job];
-                    match write(&backend, &single).await {
-                        Ok((previous, events)) => {
-                            answer(Vec::from(single), previous, events, &on_commit)
-                        }
+                    let (single, written) = store.write(vec![job]).await;
+                    match written {
+                        Ok((previous, events)) => answer(single, previous, events, &on_commit),
                         Err(failure) => {
-                            let [job] = single;
-                            let _ = job.reply.send(Err(failure));
+                            for job in single {
+                                let _ = job.reply.send(Err(failure.clone()));
+                            }
                         }
                     }
                 }
@@ -332,4 +370,146 @@ async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>),
         tx.commit().await?;
         Ok((previous_position, appended))
     })
+}
+
+/// [`write`] on a direct SQLite connection, inside the transaction `tx`: one prepared
+/// statement per row; each event's position is the rowid its insert was given.
+fn write_direct(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &[Job],
+) -> Result<(i64, Vec<LogEvent>), Failure> {
+    let refused = |error: rusqlite::Error| -> Failure {
+        let unique = matches!(
+            &error,
+            rusqlite::Error::SqliteFailure(e, _) if e.extended_code == 2067 || e.extended_code == 1555
+        );
+        if unique {
+            Failure::Conflict
+        } else {
+            StorageError::from(error).into()
+        }
+    };
+    let text = |value: &Value| {
+        serde_json::to_string(value)
+            .map_err(|e| Failure::Storage(format!("encoding an event: {e}")))
+    };
+    let parts: Vec<&Part> = batch.iter().flat_map(|job| job.parts.iter()).collect();
+    // Transaction time, read once under the write lock: every event of the batch carries it
+    // (as on PostgreSQL, where it is the transaction's start), from the database's clock as
+    // the column's default would have it.
+    let recorded_at: i64 = tx
+        .query_row(
+            "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(refused)?;
+    let mut appended = Vec::new();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                 event_version, payload, metadata, recorded_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(refused)?;
+        for part in &parts {
+            for event in &part.events {
+                insert
+                    .execute(rusqlite::params![
+                        part.aggregate_type,
+                        event.aggregate_id,
+                        event.sequence as i64,
+                        event.event_type,
+                        event.event_version,
+                        text(&event.payload)?,
+                        text(&event.metadata)?,
+                        recorded_at,
+                    ])
+                    .map_err(refused)?;
+                appended.push(LogEvent {
+                    // The rowid SQLite gave the row: its AUTOINCREMENT position.
+                    position: tx.last_insert_rowid(),
+                    recorded_at,
+                    aggregate_type: part.aggregate_type.clone(),
+                    aggregate_id: event.aggregate_id.clone(),
+                    sequence: event.sequence as i64,
+                    event_type: event.event_type.clone(),
+                    event_version: event.event_version.clone(),
+                    payload: event.payload.clone(),
+                    metadata: event.metadata.clone(),
+                    hash: None,
+                });
+            }
+        }
+    }
+    appended.sort_by_key(|e| e.position);
+    for part in &parts {
+        let Some((aggregate_id, payload, current_snapshot)) = &part.snapshot else {
+            continue;
+        };
+        let last_sequence = part.events.last().map_or(0, |e| e.sequence) as i64;
+        let payload = text(payload)?;
+        let written = if *current_snapshot == 1 {
+            tx.prepare_cached(
+                "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
+                 current_snapshot, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    part.aggregate_type,
+                    aggregate_id,
+                    last_sequence,
+                    *current_snapshot as i64,
+                    payload
+                ])
+            })
+            .map_err(refused)?
+        } else {
+            tx.prepare_cached(
+                "UPDATE snapshots SET last_sequence = ?3, payload = ?6, current_snapshot = ?4 \
+                 WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND current_snapshot = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    part.aggregate_type,
+                    aggregate_id,
+                    last_sequence,
+                    *current_snapshot as i64,
+                    *current_snapshot as i64 - 1,
+                    payload
+                ])
+            })
+            .map_err(refused)?
+        };
+        if written != 1 {
+            // Rolled back by the caller: nothing of this batch is written.
+            return Err(Failure::Conflict);
+        }
+    }
+    // The head is read after the inserts, under the write lock, so it is the last link any
+    // earlier commit wrote.
+    let head = tx
+        .query_row(
+            "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })
+        .map_err(refused)?;
+    let (previous_position, mut previous) = head.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
+    let mut seal = tx
+        .prepare_cached("INSERT INTO event_chain (position, hash) VALUES (?1, ?2)")
+        .map_err(refused)?;
+    for event in &mut appended {
+        previous = link(&previous, event);
+        seal.execute(rusqlite::params![event.position, previous])
+            .map_err(refused)?;
+        event.hash = Some(previous.clone());
+    }
+    Ok((previous_position, appended))
 }

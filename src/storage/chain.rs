@@ -21,52 +21,67 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 const PAGE: i64 = 2000;
 
 /// Writes `value` as JSON with object keys sorted by their bytes and no whitespace.
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
+                write_json(key, out);
+                out.push(b':');
                 write_canonical(value, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_json(scalar, out),
     }
 }
 
-/// The bytes of an event that its hash covers.
+/// A string, number, boolean or null as compact JSON (writing to memory cannot fail).
+fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// The bytes of an event that its hash covers: the JSON array `[position, recorded_at,
+/// aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata]`,
+/// written straight from the event.
 pub fn canonical(event: &LogEvent) -> String {
-    let fields = Value::Array(vec![
-        event.position.into(),
-        event.recorded_at.into(),
-        event.aggregate_type.clone().into(),
-        event.aggregate_id.clone().into(),
-        event.sequence.into(),
-        event.event_type.clone().into(),
-        event.event_version.clone().into(),
-        event.payload.clone(),
-        event.metadata.clone(),
-    ]);
-    let mut out = String::new();
-    write_canonical(&fields, &mut out);
-    out
+    let mut out = Vec::with_capacity(256);
+    out.push(b'[');
+    write_json(&event.position, &mut out);
+    out.push(b',');
+    write_json(&event.recorded_at, &mut out);
+    for text in [&event.aggregate_type, &event.aggregate_id] {
+        out.push(b',');
+        write_json(text, &mut out);
+    }
+    out.push(b',');
+    write_json(&event.sequence, &mut out);
+    for text in [&event.event_type, &event.event_version] {
+        out.push(b',');
+        write_json(text, &mut out);
+    }
+    for value in [&event.payload, &event.metadata] {
+        out.push(b',');
+        write_canonical(value, &mut out);
+    }
+    out.push(b']');
+    // Only JSON written by serde_json went in: valid UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 pub fn link(previous: &str, event: &LogEvent) -> String {
@@ -200,6 +215,71 @@ mod tests {
             link(GENESIS, &event(json!({"a": 1}))),
             link(GENESIS, &event(json!({"a": 2})))
         );
+    }
+
+    /// The form every stored link was computed with, as it was first written (through a
+    /// `Value` and its `Display`): the direct writer must give the same bytes.
+    fn canonical_as_first_written(event: &LogEvent) -> String {
+        fn write(value: &Value, out: &mut String) {
+            match value {
+                Value::Object(map) => {
+                    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                    out.push('{');
+                    for (i, (key, value)) in entries.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&Value::String(key.clone()).to_string());
+                        out.push(':');
+                        write(value, out);
+                    }
+                    out.push('}');
+                }
+                Value::Array(items) => {
+                    out.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write(item, out);
+                    }
+                    out.push(']');
+                }
+                scalar => out.push_str(&scalar.to_string()),
+            }
+        }
+        let fields = Value::Array(vec![
+            event.position.into(),
+            event.recorded_at.into(),
+            event.aggregate_type.clone().into(),
+            event.aggregate_id.clone().into(),
+            event.sequence.into(),
+            event.event_type.clone().into(),
+            event.event_version.clone().into(),
+            event.payload.clone(),
+            event.metadata.clone(),
+        ]);
+        let mut out = String::new();
+        write(&fields, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_canonical_form_is_the_one_every_link_was_computed_with() {
+        let mut e = event(json!({
+            "b": [1, -2, 3.5, 1e300, null, true],
+            "a": {"y": "改行\n\"引用\"\u{1}\t😀", "x": "東京", "": 0},
+            "ß": "\\",
+        }));
+        e.aggregate_type = "Staff\"x".into();
+        e.event_type = "タブ\t".into();
+        e.position = i64::MAX;
+        e.recorded_at = -1;
+        e.metadata = json!({"actor": "人事課", "reason": "訂正\r\n", "n": u64::MAX});
+        assert_eq!(canonical(&e), canonical_as_first_written(&e));
+        let plain = event(json!({"TrainingCompleted": {"staff_id": "s", "understanding": 2}}));
+        assert_eq!(canonical(&plain), canonical_as_first_written(&plain));
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl From<rusqlite::Error> for StorageError {
         if busy || gone {
             StorageError::Unavailable(error.to_string())
         } else {
-            StorageError::Corrupt(format!("reading the log: {error}"))
+            StorageError::Sqlite(error.to_string())
         }
     }
 }
@@ -117,4 +117,80 @@ pub async fn read_raw_between(
         Ok(events)
     })
     .await
+}
+
+/// The appender's own connection to a SQLite ledger: it writes every batch (see
+/// [`append`](super::append)) in one `BEGIN IMMEDIATE` transaction, one prepared statement
+/// per row, with the pool's settings (WAL, `synchronous=NORMAL`, the same busy timeout).
+pub struct Writer {
+    path: PathBuf,
+    /// `None` until the first batch, and after a failure that may have left it unusable.
+    connection: Option<Connection>,
+}
+
+impl Writer {
+    pub fn new(path: PathBuf) -> Writer {
+        Writer {
+            path,
+            connection: None,
+        }
+    }
+
+    fn open(path: &Path) -> Result<Connection, StorageError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(database_wait())?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.pragma_update(None, "cache_size", -65536)?;
+        Ok(connection)
+    }
+
+    /// Runs `work` in one write transaction on a blocking thread, handing `input` through;
+    /// commits when it succeeds, rolls back otherwise.
+    pub async fn transaction<I, T, E>(
+        &mut self,
+        input: I,
+        work: impl FnOnce(&rusqlite::Transaction<'_>, &I) -> Result<T, E> + Send + 'static,
+    ) -> (I, Result<T, E>)
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+    {
+        let path = self.path.clone();
+        let connection = self.connection.take();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut connection = match connection {
+                Some(connection) => connection,
+                None => match Writer::open(&path) {
+                    Ok(connection) => connection,
+                    Err(error) => return (None, input, Err(E::from(error))),
+                },
+            };
+            let result = (|| {
+                let tx = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| E::from(StorageError::from(e)))?;
+                let output = work(&tx, &input)?;
+                tx.commit().map_err(|e| E::from(StorageError::from(e)))?;
+                Ok(output)
+            })();
+            // A connection that failed for a reason other than a refused row is opened again.
+            (Some(connection), input, result)
+        })
+        .await;
+        match joined {
+            Ok((connection, input, result)) => {
+                self.connection = connection;
+                (input, result)
+            }
+            Err(panicked) => {
+                // The input went down with the thread: there is nothing to hand back.
+                std::panic::resume_unwind(panicked.into_panic())
+            }
+        }
+    }
 }

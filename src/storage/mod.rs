@@ -45,6 +45,9 @@ macro_rules! with_pool {
 pub enum StorageError {
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// An error of the direct SQLite connections ([`direct`]) other than a busy database.
+    #[error("database error: {0}")]
+    Sqlite(String),
     /// The database cannot be reached or is locked by someone else: worth retrying later.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

@@ -394,12 +394,13 @@ fn write_direct(
             .map_err(|e| Failure::Storage(format!("encoding an event: {e}")))
     };
     let parts: Vec<&Part> = batch.iter().flat_map(|job| job.parts.iter()).collect();
-    // Transaction time, read once under the write lock: every event of the batch carries it
-    // (as on PostgreSQL, where it is the transaction's start), from the database's clock as
-    // the column's default would have it.
+    // Transaction time, read once under the write lock from the database's clock (what the
+    // column's default computes), never before the last event's: every event of the batch
+    // carries it, and like on PostgreSQL it never decreases along position.
     let recorded_at: i64 = tx
         .query_row(
-            "SELECT CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+            "SELECT MAX(CAST(unixepoch('subsec') * 1000 AS INTEGER), \
+             COALESCE((SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1), 0))",
             [],
             |row| row.get(0),
         )

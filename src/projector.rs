@@ -51,6 +51,12 @@ const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10)
 /// Pages of the log read and parsed ahead of the fold during a catch-up.
 const READ_AHEAD: usize = 3;
 
+/// The names the read models' pieces are stored under (a piece's key starts with one).
+const PLANS: &str = "plans";
+const TIMELINE: &str = "timeline";
+const HISTORIES: &str = "histories";
+const FACTS: &str = "facts";
+
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct State {
     position: i64,
@@ -65,10 +71,10 @@ impl State {
     /// The keys of its pieces: every one when `all`, otherwise those changed since the last
     /// call. The plan book grows with the plans, not with the log, and is written every time.
     fn keys(&self, all: bool) -> Vec<String> {
-        let mut out = vec!["plans".to_string()];
-        self.timeline.keys("timeline", all, &mut out);
-        self.histories.keys("histories", all, &mut out);
-        self.facts.keys("facts", all, &mut out);
+        let mut out = vec![PLANS.to_string()];
+        self.timeline.keys(TIMELINE, all, &mut out);
+        self.histories.keys(HISTORIES, all, &mut out);
+        self.facts.keys(FACTS, all, &mut out);
         out
     }
 
@@ -87,14 +93,14 @@ impl State {
                 break;
             }
             taken += 1;
-            let encoded = if key == "plans" {
+            let encoded = if key == PLANS {
                 serde_json::to_vec(&self.plans).map(Some)
-            } else if key.starts_with("timeline/") {
-                self.timeline.encode("timeline", key)
-            } else if key.starts_with("histories.") {
-                self.histories.encode("histories", key)
+            } else if pieces::below(TIMELINE, key).is_some() {
+                self.timeline.encode(TIMELINE, key)
+            } else if pieces::part(HISTORIES, key).is_some() {
+                self.histories.encode(HISTORIES, key)
             } else {
-                self.facts.encode("facts", key)
+                self.facts.encode(FACTS, key)
             };
             let encoded = encoded
                 .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}")))?;
@@ -121,10 +127,10 @@ impl State {
     fn restore(position: i64, stored: &Stored) -> Result<State, Unreadable> {
         Ok(State {
             position,
-            plans: pieces::read_whole("plans", stored)?,
-            timeline: Pieces::restore("timeline", stored)?,
-            histories: Pieces::restore("histories", stored)?,
-            facts: Pieces::restore("facts", stored)?,
+            plans: pieces::read_whole(PLANS, stored)?,
+            timeline: Pieces::restore(TIMELINE, stored)?,
+            histories: Pieces::restore(HISTORIES, stored)?,
+            facts: Pieces::restore(FACTS, stored)?,
         })
     }
 

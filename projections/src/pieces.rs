@@ -338,9 +338,7 @@ impl<V> Sharded<V> {
 
     pub fn get_mut(&mut self, id: &Uuid) -> Option<&mut V> {
         let value = self.map.get_mut(id)?;
-        if let Ok(set) = self.marks.0.get_mut() {
-            set.insert(shard_of(id));
-        }
+        self.marks.mark(shard_of(id));
         Some(value)
     }
 

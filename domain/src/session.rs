@@ -189,29 +189,69 @@ struct Place {
 }
 
 /// What the session needs to decide: dates, capacity, places in enrolment order and which
-/// completions stand.
+/// completions stand. Stored (as a snapshot) as those four; who holds which place and how many
+/// are enrolled are derived again when it is read back, so that deciding on one more row of
+/// a sheet of thousands costs a lookup, not a scan of every place.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredSession")]
 pub struct TrainingSession {
     starts_on: Option<Date>,
     capacity: u32,
     places: Vec<Place>,
     /// staff id → revoked?
     completions: BTreeMap<Uuid, bool>,
+    /// staff id → status of their place (derived from `places`).
+    #[serde(skip)]
+    holders: std::collections::HashMap<Uuid, EnrolmentStatus>,
+    /// How many places are `Enrolled` (derived from `places`).
+    #[serde(skip)]
+    enrolled: usize,
+}
+
+/// A session as its snapshot holds it.
+#[derive(Deserialize)]
+struct StoredSession {
+    starts_on: Option<Date>,
+    capacity: u32,
+    places: Vec<Place>,
+    completions: BTreeMap<Uuid, bool>,
+}
+
+impl From<StoredSession> for TrainingSession {
+    fn from(stored: StoredSession) -> Self {
+        let mut session = TrainingSession {
+            starts_on: stored.starts_on,
+            capacity: stored.capacity,
+            places: stored.places,
+            completions: stored.completions,
+            ..TrainingSession::default()
+        };
+        session.derive();
+        session
+    }
 }
 
 impl TrainingSession {
-    fn place(&self, staff_id: Uuid) -> Option<EnrolmentStatus> {
-        self.places
+    /// Derives `holders` and `enrolled` from `places` again.
+    fn derive(&mut self) {
+        self.holders.clear();
+        for place in &self.places {
+            // The first place of a person is theirs, as a scan in enrolment order finds it.
+            self.holders.entry(place.staff_id).or_insert(place.status);
+        }
+        self.enrolled = self
+            .places
             .iter()
-            .find(|p| p.staff_id == staff_id)
-            .map(|p| p.status)
+            .filter(|p| p.status == EnrolmentStatus::Enrolled)
+            .count();
+    }
+
+    fn place(&self, staff_id: Uuid) -> Option<EnrolmentStatus> {
+        self.holders.get(&staff_id).copied()
     }
 
     fn enrolled_count(&self) -> usize {
-        self.places
-            .iter()
-            .filter(|p| p.status == EnrolmentStatus::Enrolled)
-            .count()
+        self.enrolled
     }
 
     fn has_standing_completion(&self, staff_id: Uuid) -> bool {
@@ -409,14 +449,28 @@ impl Aggregate for TrainingSession {
                 self.capacity = schedule.capacity;
             }
             SessionEvent::StaffEnrolled { staff_id, status } => {
-                self.places.push(Place { staff_id, status })
+                self.places.push(Place { staff_id, status });
+                match self.holders.entry(staff_id) {
+                    std::collections::hash_map::Entry::Vacant(vacant) => {
+                        vacant.insert(status);
+                        if status == EnrolmentStatus::Enrolled {
+                            self.enrolled += 1;
+                        }
+                    }
+                    // A second place for one person (never decided here): from the places.
+                    std::collections::hash_map::Entry::Occupied(_) => self.derive(),
+                }
             }
             SessionEvent::EnrolmentCancelled { staff_id, .. } => {
-                self.places.retain(|p| p.staff_id != staff_id)
+                if self.holders.contains_key(&staff_id) {
+                    self.places.retain(|p| p.staff_id != staff_id);
+                    self.derive();
+                }
             }
             SessionEvent::WaitlistPromoted { staff_id } => {
                 if let Some(place) = self.places.iter_mut().find(|p| p.staff_id == staff_id) {
                     place.status = EnrolmentStatus::Enrolled;
+                    self.derive();
                 }
             }
             SessionEvent::TrainingCompleted { staff_id, .. } => {
@@ -507,6 +561,53 @@ mod tests {
                 "2023-05-09",
             )))
             .then_expect_error(SessionError::EndsBeforeStart);
+    }
+
+    #[test]
+    fn a_session_read_back_from_its_snapshot_decides_alike() {
+        let mut session = TrainingSession::default();
+        let staff: Vec<Uuid> = (0..5u128).map(Uuid::from_u128).collect();
+        session.apply(SessionEvent::SessionScheduled(schedule(
+            2,
+            "2023-05-10",
+            "2023-05-11",
+        )));
+        for id in &staff[..4] {
+            let status = if session.enrolled_count() < 2 {
+                EnrolmentStatus::Enrolled
+            } else {
+                EnrolmentStatus::Waitlisted
+            };
+            session.apply(SessionEvent::StaffEnrolled {
+                staff_id: *id,
+                status,
+            });
+        }
+        session.apply(SessionEvent::EnrolmentCancelled {
+            staff_id: staff[0],
+            reason: text("業務都合"),
+        });
+        session.apply(SessionEvent::WaitlistPromoted { staff_id: staff[2] });
+        let snapshot = serde_json::to_value(&session).expect("snapshot");
+        assert_eq!(
+            snapshot
+                .as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![
+                "capacity".to_string(),
+                "completions".into(),
+                "places".into(),
+                "starts_on".into()
+            ]),
+            "the snapshot keeps its four fields"
+        );
+        let read_back: TrainingSession = serde_json::from_value(snapshot).expect("read back");
+        assert_eq!(read_back, session);
+        assert_eq!(read_back.enrolled_count(), 2);
+        assert_eq!(read_back.place(staff[0]), None);
+        assert_eq!(read_back.place(staff[2]), Some(EnrolmentStatus::Enrolled));
+        assert_eq!(read_back.place(staff[3]), Some(EnrolmentStatus::Waitlisted));
+        assert_eq!(read_back.place(staff[4]), None);
     }
 
     #[test]

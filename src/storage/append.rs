@@ -451,28 +451,19 @@ fn write_direct(
         };
         let last_sequence = part.events.last().map_or(0, |e| e.sequence) as i64;
         let payload = text(payload)?;
-        let written = if *current_snapshot == 1 {
-            tx.prepare_cached(
-                "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
-                 current_snapshot, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(rusqlite::params![
-                    part.aggregate_type,
-                    aggregate_id,
-                    last_sequence,
-                    *current_snapshot as i64,
-                    payload
-                ])
-            })
-            .map_err(refused)?
+        // The first snapshot is inserted, a later one replaces the one before it (?5); the
+        // same six parameters either way.
+        let sql = if *current_snapshot == 1 {
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
+             current_snapshot, payload) VALUES (?1, ?2, ?3, ?4, ?6)"
         } else {
-            tx.prepare_cached(
-                "UPDATE snapshots SET last_sequence = ?3, payload = ?6, current_snapshot = ?4 \
-                 WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND current_snapshot = ?5",
-            )
-            .and_then(|mut s| {
-                s.execute(rusqlite::params![
+            "UPDATE snapshots SET last_sequence = ?3, payload = ?6, current_snapshot = ?4 \
+             WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND current_snapshot = ?5"
+        };
+        let written = tx
+            .prepare_cached(sql)
+            .and_then(|mut statement| {
+                statement.execute(rusqlite::params![
                     part.aggregate_type,
                     aggregate_id,
                     last_sequence,
@@ -481,8 +472,7 @@ fn write_direct(
                     payload
                 ])
             })
-            .map_err(refused)?
-        };
+            .map_err(refused)?;
         if written != 1 {
             // Rolled back by the caller: nothing of this batch is written.
             return Err(Failure::Conflict);

@@ -175,7 +175,10 @@ impl Ledger {
         };
         ledger.keys.prepare().await?;
         ledger.projector.catch_up().await?;
-        ledger.projector.checkpoint_if_far().await?;
+        if let Err(error) = ledger.projector.checkpoint_if_far().await {
+            // Optional: the first tick writes it instead.
+            tracing::warn!(%error, "checkpointing the read models after catching up failed");
+        }
         ledger.complete_erasures().await?;
         Ok(Arc::new(ledger))
     }

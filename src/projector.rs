@@ -44,8 +44,8 @@ const FORMAT: i32 = 2;
 /// During a long catch-up, the first checkpoint after this many events
 /// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
-/// During a long catch-up, no checkpoint before it has folded this long since it began or
-/// last checkpointed: folding again after a crash costs less than writing (unless
+/// During a long catch-up, no checkpoint before this long (reading and folding) since it began
+/// or last checkpointed: doing that again after a crash costs less than writing (unless
 /// `KIROKU_CHECKPOINT_EVERY` is set, which counts events alone).
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Pages of the log read and parsed ahead of the fold during a catch-up.

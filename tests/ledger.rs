@@ -416,3 +416,47 @@ both_backends!(
         assert_eq!(body["status"], "waitlisted");
     }
 );
+
+both_backends!(
+    computed_floats_are_sealed_as_the_log_stores_them,
+    |app: TestApp| async move {
+        // serde_json (without `float_roundtrip`) reads about one double in ten that it writes
+        // back one unit off. A value parsed from a request reads back to itself, but one the
+        // server computes need not: the link must cover the JSON as stored, as `verify`
+        // reads it, not the value in memory.
+        let appender = kiroku::storage::append::Appender::spawn(
+            app.ledger.backend.clone(),
+            std::sync::Arc::new(|_, _| {}),
+        );
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let events: Vec<cqrs_es::persist::SerializedEvent> = (1..=50)
+            .map(|sequence| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let value = (seed >> 11) as f64 / (1u64 << 53) as f64 * 100.0;
+                cqrs_es::persist::SerializedEvent {
+                    aggregate_id: "float-probe".into(),
+                    sequence,
+                    aggregate_type: "FloatProbe".into(),
+                    event_type: "Computed".into(),
+                    event_version: "1".into(),
+                    payload: json!({"Computed": {"value": value}}),
+                    metadata: json!({"actor": "test"}),
+                }
+            })
+            .collect();
+        let appended = appender
+            .append("FloatProbe", events, None)
+            .await
+            .expect("append");
+        assert_eq!(appended.len(), 50);
+        let verdict = kiroku::storage::chain::verify(&app.ledger.backend)
+            .await
+            .expect("verify");
+        assert!(
+            matches!(verdict, kiroku::storage::chain::Verdict::Intact { .. }),
+            "{verdict:?}"
+        );
+    }
+);

@@ -469,8 +469,11 @@ impl Aggregate for TrainingSession {
             }
             SessionEvent::WaitlistPromoted { staff_id } => {
                 if let Some(place) = self.places.iter_mut().find(|p| p.staff_id == staff_id) {
-                    place.status = EnrolmentStatus::Enrolled;
-                    self.derive();
+                    if place.status != EnrolmentStatus::Enrolled {
+                        place.status = EnrolmentStatus::Enrolled;
+                        self.enrolled += 1;
+                    }
+                    self.holders.insert(staff_id, EnrolmentStatus::Enrolled);
                 }
             }
             SessionEvent::TrainingCompleted { staff_id, .. } => {

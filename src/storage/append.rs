@@ -416,6 +416,7 @@ fn write_direct(
             .map_err(refused)?;
         for part in &parts {
             for event in &part.events {
+                let (payload, metadata) = (text(&event.payload)?, text(&event.metadata)?);
                 insert
                     .execute(rusqlite::params![
                         part.aggregate_type,
@@ -423,11 +424,18 @@ fn write_direct(
                         event.sequence as i64,
                         event.event_type,
                         event.event_version,
-                        text(&event.payload)?,
-                        text(&event.metadata)?,
+                        payload,
+                        metadata,
                         recorded_at,
                     ])
                     .map_err(refused)?;
+                // The event as the log holds it: its JSON read back from the text stored, as
+                // `verify` and a rebuild will read it (serde_json does not always read a float
+                // back to the value it wrote, and the link must cover what is stored).
+                let stored = |text: &str| {
+                    serde_json::from_str::<Value>(text)
+                        .map_err(|e| Failure::Storage(format!("reading an event back: {e}")))
+                };
                 appended.push(LogEvent {
                     // The rowid SQLite gave the row: its AUTOINCREMENT position.
                     position: tx.last_insert_rowid(),
@@ -437,8 +445,8 @@ fn write_direct(
                     sequence: event.sequence as i64,
                     event_type: event.event_type.clone(),
                     event_version: event.event_version.clone(),
-                    payload: event.payload.clone(),
-                    metadata: event.metadata.clone(),
+                    payload: stored(&payload)?,
+                    metadata: stored(&metadata)?,
                     hash: None,
                 });
             }

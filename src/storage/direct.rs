@@ -121,10 +121,11 @@ pub async fn read_raw_between(
 
 /// The appender's own connection to a SQLite ledger: it writes every batch (see
 /// [`append`](super::append)) in one `BEGIN IMMEDIATE` transaction, one prepared statement
-/// per row, with the pool's settings (WAL, `synchronous=NORMAL`, the same busy timeout).
+/// per row, with a server pool's settings (WAL, `synchronous=NORMAL`, the busy timeout of
+/// [`database_wait`]), also beside the demo's scratch pool, which syncs nothing.
 pub struct Writer {
     path: PathBuf,
-    /// `None` until the first batch, and after a failure that may have left it unusable.
+    /// `None` until the first batch, and after a failure that left it inside a transaction.
     connection: Option<Connection>,
 }
 
@@ -178,8 +179,10 @@ impl Writer {
                 tx.commit().map_err(|e| E::from(StorageError::from(e)))?;
                 Ok(output)
             })();
-            // A connection that failed for a reason other than a refused row is opened again.
-            (Some(connection), input, result)
+            // A connection left inside a transaction (its rollback failed too) is not used
+            // again: the next batch opens a new one.
+            let usable = connection.is_autocommit();
+            (usable.then_some(connection), input, result)
         })
         .await;
         match joined {

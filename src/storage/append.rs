@@ -372,6 +372,16 @@ async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>),
     })
 }
 
+/// Whether `value` holds a number that is not an integer.
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
+}
+
 /// [`write`] on a direct SQLite connection, inside the transaction `tx`: one prepared
 /// statement per row; each event's position is the rowid its insert was given.
 fn write_direct(
@@ -429,10 +439,14 @@ fn write_direct(
                         recorded_at,
                     ])
                     .map_err(refused)?;
-                // The event as the log holds it: its JSON read back from the text stored, as
-                // `verify` and a rebuild will read it (serde_json does not always read a float
-                // back to the value it wrote, and the link must cover what is stored).
-                let stored = |text: &str| {
+                // The event as the log holds it, as `verify` and a rebuild will read it. Its
+                // JSON is read back from the text stored when it holds a float: serde_json
+                // does not always read a float back to the value it wrote, and the link must
+                // cover what is stored. Integers, strings and the rest read back exactly.
+                let stored = |value: &Value, text: &str| {
+                    if !has_float(value) {
+                        return Ok(value.clone());
+                    }
                     serde_json::from_str::<Value>(text)
                         .map_err(|e| Failure::Storage(format!("reading an event back: {e}")))
                 };
@@ -445,8 +459,8 @@ fn write_direct(
                     sequence: event.sequence as i64,
                     event_type: event.event_type.clone(),
                     event_version: event.event_version.clone(),
-                    payload: stored(&payload)?,
-                    metadata: stored(&metadata)?,
+                    payload: stored(&event.payload, &payload)?,
+                    metadata: stored(&event.metadata, &metadata)?,
                     hash: None,
                 });
             }

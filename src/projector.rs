@@ -583,6 +583,24 @@ impl Projector {
         // own timeout in turn: they wait at most that long in all, and learn at once from a
         // catch-up that has just failed.
         let unavailable = || StorageError::Unavailable("the projector cannot read the log".into());
+        // Usually the read models stand at the head already (this process folds its own
+        // commits as it makes them): asking for the head needs no lock, so requests checking
+        // for other processes' writes do not queue behind one another.
+        if now_ms() - self.failed_at.load(Ordering::SeqCst)
+            >= crate::storage::database_wait().as_millis() as i64
+        {
+            let position = self.position();
+            match crate::storage::log::head(&self.backend).await {
+                Ok(head) if head <= position => return Ok(position),
+                Ok(_) => {}
+                Err(error) => {
+                    if let StorageError::Unavailable(_) = &error {
+                        self.failed_at.store(now_ms(), Ordering::SeqCst);
+                    }
+                    return Err(error);
+                }
+            }
+        }
         let Ok(_only_one) =
             tokio::time::timeout(crate::storage::database_wait(), self.catching_up.lock()).await
         else {

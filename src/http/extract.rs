@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::application::policy::Action;
 use crate::application::Service;
-use crate::storage::tokens::{authenticate, Principal};
+use crate::storage::tokens::{authenticate_at_head, digest, Principal};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -158,12 +158,12 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let principal = authenticate(&state.ledger.backend, token)
+        let (principal, head) = authenticate_at_head(&state.ledger.backend, &digest(token))
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         // Read your writes, also those made through another process: fold in whatever the
-        // log gained since the last request (usually nothing, one indexed query).
-        state.ledger.projector.catch_up().await?;
+        // log gained up to its head, read with the token (usually nothing).
+        state.ledger.projector.catch_up_to(head).await?;
         // A token of a person no longer in service (a retired manager) stops working.
         if !Service::new(&state.ledger).in_service(&principal)? {
             return Err(ApiError::new(

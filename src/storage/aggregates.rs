@@ -21,7 +21,9 @@
 //! before.
 
 use super::repository::{is_holding_back, LedgerRepository};
-use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::persist::{
+    EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
+};
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -91,6 +93,36 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         }
     }
 
+    /// Loads an aggregate this process holds no state of: its snapshot and the events after
+    /// it, read together ([`LedgerRepository::latest`]), applied as cqrs-es would. A snapshot
+    /// this version cannot read is left to cqrs-es, which replays every event instead.
+    async fn load_latest(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let (snapshot, events) = self.repo.latest::<A>(aggregate_id).await?;
+        let mut context = match snapshot.map(EventStoreAggregateContext::<A>::try_from) {
+            None => EventStoreAggregateContext {
+                aggregate_id: aggregate_id.to_string(),
+                aggregate: A::default(),
+                current_sequence: 0,
+                current_snapshot: None,
+            },
+            Some(Ok(context)) => context,
+            Some(Err(PersistenceError::DeserializationError(_))) => {
+                let context = self.inner.load_aggregate(aggregate_id).await?;
+                return Ok(self.loaded(context));
+            }
+            Some(Err(error)) => return Err(error.into()),
+        };
+        for event in events {
+            let envelope: EventEnvelope<A> = event.try_into()?;
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(self.loaded(context))
+    }
+
     /// Whether committing `events` after `sequence` writes a snapshot (cqrs-es' rule: when
     /// the events reach the next multiple of the snapshot size).
     fn writes_snapshot(&self, sequence: usize, events: usize) -> bool {
@@ -114,8 +146,7 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         let Some((mut aggregate, mut sequence, snapshot)) = self.cached(aggregate_id) else {
-            let context = self.inner.load_aggregate(aggregate_id).await?;
-            return Ok(self.loaded(context));
+            return self.load_latest(aggregate_id).await;
         };
         // What other processes appended since this process last wrote it.
         let newer = self

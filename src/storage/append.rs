@@ -143,7 +143,11 @@ impl Appender {
 /// Where the appender writes: through the pool, or on SQLite with a file, on a connection
 /// of its own ([`direct::Writer`]) so that a batch's rows are not each handed across threads.
 enum Store {
-    Pool(Backend),
+    /// `head`: the last link this appender wrote, while no failure has come since.
+    Pool {
+        backend: Backend,
+        head: Option<(i64, String)>,
+    },
     Direct(direct::Writer),
 }
 
@@ -152,9 +156,15 @@ impl Store {
         match &backend {
             Backend::Sqlite(pool) => match direct::file_of(pool) {
                 Some(path) => Store::Direct(direct::Writer::new(path)),
-                None => Store::Pool(backend),
+                None => Store::Pool {
+                    backend,
+                    head: None,
+                },
             },
-            Backend::Postgres(_) => Store::Pool(backend),
+            Backend::Postgres(_) => Store::Pool {
+                backend,
+                head: None,
+            },
         }
     }
 
@@ -164,8 +174,13 @@ impl Store {
         batch: Vec<Job>,
     ) -> (Vec<Job>, Result<(i64, Vec<LogEvent>), Failure>) {
         match self {
-            Store::Pool(backend) => {
-                let result = write(backend, &batch).await;
+            Store::Pool { backend, head } => {
+                let result = write(backend, &batch, head.take()).await;
+                if let Ok((_, events)) = &result {
+                    *head = events
+                        .last()
+                        .and_then(|e| Some((e.position, e.hash.clone()?)));
+                }
                 (batch, result)
             }
             Store::Direct(writer) => {
@@ -259,7 +274,17 @@ fn answer(batch: Vec<Job>, previous: i64, events: Vec<LogEvent>, on_commit: &OnC
 
 /// Writes `batch` in one transaction: the events, the snapshots due, and the chain links.
 /// Returns the position before the batch and the batch's events, sealed, in position order.
-async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>), Failure> {
+///
+/// `known` is the last link this appender committed. The batch's positions are taken under
+/// the appenders' lock (PostgreSQL's trigger, SQLite's write lock), so when the first of
+/// them follows `known` at once, no one else has appended since and `known` is the chain's
+/// head: the query for it is saved. Any gap (another process's events, a position a rolled
+/// back insert took) reads the head from the database.
+async fn write(
+    backend: &Backend,
+    batch: &[Job],
+    known: Option<(i64, String)>,
+) -> Result<(i64, Vec<LogEvent>), Failure> {
     let returning = match backend {
         Backend::Sqlite(_) => {
             " RETURNING position, recorded_at, aggregate_type, aggregate_id, sequence, \
@@ -349,12 +374,20 @@ async fn write(backend: &Backend, batch: &[Job]) -> Result<(i64, Vec<LogEvent>),
         }
         // The head is read after the inserts, under the appenders' lock (PostgreSQL) or the
         // write lock (SQLite), so it is the last link any earlier commit wrote.
-        let head = sqlx::query("SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (previous_position, mut previous) = match head {
-            Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
-            None => (0, chain::GENESIS.to_string()),
+        let first = appended.first().map_or(0, |e| e.position);
+        let (previous_position, mut previous) = match known {
+            Some((position, hash)) if position + 1 == first => (position, hash),
+            _ => {
+                let head = sqlx::query(
+                    "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1",
+                )
+                .fetch_optional(&mut *tx)
+                .await?;
+                match head {
+                    Some(row) => (row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?),
+                    None => (0, chain::GENESIS.to_string()),
+                }
+            }
         };
         for event in &mut appended {
             previous = link(&previous, event);

@@ -18,17 +18,32 @@ use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// Idle read connections, by database file.
 static IDLE: Mutex<Vec<(PathBuf, Connection)>> = Mutex::new(Vec::new());
-/// Most idle connections kept (the catch-up reads three ranges ahead).
-const KEEP: usize = 4;
+/// Most idle connections kept: the catch-up reads three ranges ahead, and each command reads
+/// its token and aggregate on one ([`read_now`]).
+const KEEP: usize = 12;
+/// Database files already found on disk (a pool's file stays there while it is open).
+static FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// The file behind `pool`, when it has one this process can open.
 pub fn file_of(pool: &SqlitePool) -> Option<PathBuf> {
     let options = pool.connect_options();
     let path = options.get_filename();
-    path.is_file().then(|| path.to_path_buf())
+    if let Ok(files) = FILES.lock() {
+        if files.iter().any(|known| known == path) {
+            return Some(path.to_path_buf());
+        }
+    }
+    if !path.is_file() {
+        return None;
+    }
+    if let Ok(mut files) = FILES.lock() {
+        files.push(path.to_path_buf());
+    }
+    Some(path.to_path_buf())
 }
 
 impl From<rusqlite::Error> for StorageError {
@@ -55,9 +70,30 @@ impl From<rusqlite::Error> for StorageError {
 
 fn open(path: &Path) -> Result<Connection, StorageError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags)?;
-    connection.busy_timeout(database_wait())?;
+    Ok(Connection::open_with_flags(path, flags)?)
+}
+
+/// An idle read connection to `path`, or a new one, waiting for a lock at most `wait`.
+fn take(path: &Path, wait: Duration) -> Result<Connection, StorageError> {
+    let idle = IDLE.lock().ok().and_then(|mut idle| {
+        let at = idle.iter().position(|(p, _)| p == path)?;
+        Some(idle.swap_remove(at).1)
+    });
+    let connection = match idle {
+        Some(connection) => connection,
+        None => open(path)?,
+    };
+    connection.busy_timeout(wait)?;
     Ok(connection)
+}
+
+/// Keeps `connection` for the next read, unless enough are kept.
+fn keep(path: PathBuf, connection: Connection) {
+    if let Ok(mut idle) = IDLE.lock() {
+        if idle.len() < KEEP {
+            idle.push((path, connection));
+        }
+    }
 }
 
 /// Runs `work` on a read connection to `path` (an idle one when there is one), on a
@@ -67,26 +103,38 @@ async fn with_reader<T: Send + 'static>(
     work: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(move || {
-        let idle = IDLE.lock().ok().and_then(|mut idle| {
-            let at = idle.iter().position(|(p, _)| *p == path)?;
-            Some(idle.swap_remove(at).1)
-        });
-        let connection = match idle {
-            Some(connection) => connection,
-            None => open(&path)?,
-        };
+        let connection = take(&path, database_wait())?;
         let result = work(&connection);
         if result.is_ok() {
-            if let Ok(mut idle) = IDLE.lock() {
-                if idle.len() < KEEP {
-                    idle.push((path, connection));
-                }
-            }
+            keep(path, connection);
         }
         result
     })
     .await
     .map_err(|e| StorageError::Corrupt(format!("reading the log: {e}")))?
+}
+
+/// Runs a point read (a token, an aggregate's snapshot or events, the head) on a read
+/// connection to `path`, on this thread: such a read takes microseconds, less than handing
+/// it to another thread and back (sqlx's way, four thread wake-ups a query). A WAL reader
+/// waits for no writer; should it find the file locked all the same (a recovery, another
+/// process's exclusive lock), it does not wait here but on a blocking thread, as long as the
+/// pool would.
+pub async fn read_now<T: Send + 'static>(
+    path: &Path,
+    work: impl Fn(&Connection) -> Result<T, StorageError> + Send + Sync + 'static,
+) -> Result<T, StorageError> {
+    let at_once = take(path, Duration::ZERO).and_then(|connection| {
+        let result = work(&connection);
+        if result.is_ok() {
+            keep(path.to_path_buf(), connection);
+        }
+        result
+    });
+    match at_once {
+        Err(StorageError::Unavailable(_)) => with_reader(path.to_path_buf(), work).await,
+        other => other,
+    }
 }
 
 /// The events with `after < position <= until`, in position order (see

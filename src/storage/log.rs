@@ -120,10 +120,8 @@ pub async fn read_raw_between(
              ORDER BY position"
         }
     };
-    if let Backend::Sqlite(pool) = backend {
-        if let Some(path) = super::direct::file_of(pool) {
-            return super::direct::read_raw_between(path, after, until).await;
-        }
+    if let Some(path) = backend.sqlite_file() {
+        return super::direct::read_raw_between(path, after, until).await;
     }
     with_pool!(backend, pool => {
         let rows = sqlx::query(sql).bind(after).bind(until).fetch_all(pool).await?;
@@ -153,8 +151,17 @@ pub async fn count(backend: &Backend) -> Result<i64, StorageError> {
 
 /// The last position in the log (0 when empty).
 pub async fn head(backend: &Backend) -> Result<i64, StorageError> {
+    const SQL: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+    if let Some(path) = backend.sqlite_file() {
+        return super::direct::read_now(&path, |connection| {
+            Ok(connection
+                .prepare_cached(SQL)?
+                .query_row([], |row| row.get(0))?)
+        })
+        .await;
+    }
     with_pool!(backend, pool => {
-        let row = sqlx::query("SELECT COALESCE(MAX(position), 0) FROM events")
+        let row = sqlx::query(SQL)
             .fetch_one(pool)
             .await?;
         Ok(row.try_get::<i64, _>(0)?)

@@ -157,6 +157,15 @@ pub fn database_wait() -> Duration {
 }
 
 impl Backend {
+    /// The SQLite file behind this backend, read and written directly ([`direct`]); `None`
+    /// on PostgreSQL and for a SQLite database held only in memory.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Backend::Sqlite(pool) => direct::file_of(pool),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Connects to `url` (`sqlite://…`, `postgres://…`) and brings the schema up to date.
     /// A database that is out of reach at start-up (still starting, or too busy to answer
     /// within [`database_wait`]) is tried again for up to [`START_PATIENCE`]: a server waits

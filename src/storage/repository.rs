@@ -8,7 +8,7 @@
 
 use super::append::{Appender, Failure, Part};
 use super::log::LogEvent;
-use super::{Backend, StorageError};
+use super::{direct, Backend, StorageError};
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
@@ -16,8 +16,10 @@ use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
+use sqlx::Row;
 use std::cell::RefCell;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 pub enum Inner {
     Sqlite(SqliteEventRepository),
@@ -26,6 +28,9 @@ pub enum Inner {
 
 pub struct LedgerRepository {
     inner: Inner,
+    backend: Backend,
+    /// A SQLite ledger's file: its aggregates are read on this thread ([`direct::read_now`]).
+    file: Option<PathBuf>,
     appender: Appender,
 }
 
@@ -76,8 +81,187 @@ impl LedgerRepository {
             Backend::Sqlite(pool) => Inner::Sqlite(SqliteEventRepository::new(pool.clone())),
             Backend::Postgres(pool) => Inner::Postgres(PostgresEventRepository::new(pool.clone())),
         };
-        LedgerRepository { inner, appender }
+        LedgerRepository {
+            inner,
+            backend: backend.clone(),
+            file: backend.sqlite_file(),
+            appender,
+        }
     }
+}
+
+/// An aggregate's snapshot and every event after it, in one statement: the snapshot as row
+/// 0, then the events (PostgreSQL).
+const SELECT_LATEST_POSTGRES: &str = "WITH s AS (SELECT last_sequence, current_snapshot, payload \
+     FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 \
+     ORDER BY last_sequence DESC LIMIT 1) \
+     SELECT 0 AS part, last_sequence AS sequence, current_snapshot, '' AS event_type, \
+     '' AS event_version, payload::text AS payload, '' AS metadata FROM s \
+     UNION ALL \
+     SELECT 1, e.sequence, 0, e.event_type, e.event_version, e.payload::text, e.metadata::text \
+     FROM events e WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 \
+     AND e.sequence > COALESCE((SELECT last_sequence FROM s), 0) \
+     ORDER BY part, sequence";
+
+/// An aggregate's snapshot, if it has one, and the events after it.
+pub type Latest = (Option<SerializedSnapshot>, Vec<SerializedEvent>);
+
+impl LedgerRepository {
+    /// Aggregate `aggregate_id`'s snapshot and the events after it: what loading it reads,
+    /// in one round trip on PostgreSQL (cqrs-es asks for the two one after the other).
+    pub async fn latest<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Latest, PersistenceError> {
+        if let Some(path) = &self.file {
+            let aggregate_type = A::TYPE;
+            let aggregate_id = aggregate_id.to_string();
+            return direct::read_now(path, move |connection| {
+                let snapshot = sqlite_snapshot(connection, aggregate_type, &aggregate_id)?;
+                let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
+                let events = sqlite_events(connection, aggregate_type, &aggregate_id, after)?;
+                Ok((snapshot, events))
+            })
+            .await
+            .map_err(persistence);
+        }
+        let Inner::Postgres(_) = &self.inner else {
+            let snapshot = self.get_snapshot::<A>(aggregate_id).await?;
+            let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
+            let events = self.get_last_events::<A>(aggregate_id, after).await?;
+            return Ok((snapshot, events));
+        };
+        let Backend::Postgres(pool) = &self.backend else {
+            return Err(persistence(StorageError::Corrupt(
+                "no PostgreSQL pool".into(),
+            )));
+        };
+        let rows = sqlx::query(SELECT_LATEST_POSTGRES)
+            .bind(A::TYPE)
+            .bind(aggregate_id)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| persistence(StorageError::from(e)))?;
+        let mut snapshot = None;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut read = || -> Result<(), StorageError> {
+                let part: i32 = row.try_get(0)?;
+                let sequence = count(row.try_get(1)?)?;
+                let payload = json(&row.try_get::<String, _>(5)?)?;
+                if part == 0 {
+                    snapshot = Some(SerializedSnapshot {
+                        aggregate_id: aggregate_id.to_string(),
+                        aggregate: payload,
+                        current_sequence: sequence,
+                        current_snapshot: count(row.try_get(2)?)?,
+                    });
+                } else {
+                    events.push(SerializedEvent::new(
+                        aggregate_id.to_string(),
+                        sequence,
+                        A::TYPE.to_string(),
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        payload,
+                        json(&row.try_get::<String, _>(6)?)?,
+                    ));
+                }
+                Ok(())
+            };
+            read().map_err(persistence)?;
+        }
+        Ok((snapshot, events))
+    }
+}
+
+/// What sqlite-es reads of an aggregate's events, in sequence order.
+const SELECT_EVENTS: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata FROM events \
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND sequence > ?3 ORDER BY sequence";
+/// What sqlite-es reads of an aggregate's snapshot.
+const SELECT_SNAPSHOT: &str = "SELECT aggregate_id, last_sequence, current_snapshot, payload \
+     FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+
+fn json(text: &str) -> Result<Value, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("stored JSON: {e}")))
+}
+
+fn count(value: i64) -> Result<usize, StorageError> {
+    usize::try_from(value).map_err(|_| StorageError::Corrupt(format!("sequence {value}")))
+}
+
+/// A read error as cqrs-es expects it: out of reach (a 503) or anything else.
+fn persistence(error: StorageError) -> PersistenceError {
+    match error {
+        StorageError::Unavailable(_) => PersistenceError::ConnectionError(Box::new(error)),
+        other => PersistenceError::UnknownError(Box::new(other)),
+    }
+}
+
+/// The events of aggregate `(aggregate_type, aggregate_id)` after `after`, read directly
+/// from a SQLite file (the same rows and values as sqlite-es reads).
+fn sqlite_events(
+    connection: &rusqlite::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: usize,
+) -> Result<Vec<SerializedEvent>, StorageError> {
+    let after =
+        i64::try_from(after).map_err(|_| StorageError::Corrupt(format!("sequence {after}")))?;
+    let mut statement = connection.prepare_cached(SELECT_EVENTS)?;
+    let mut rows = statement.query(rusqlite::params![aggregate_type, aggregate_id, after])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let payload: String = row.get(5)?;
+        let metadata: String = row.get(6)?;
+        events.push(SerializedEvent::new(
+            row.get(1)?,
+            count(row.get(2)?)?,
+            row.get(0)?,
+            row.get(3)?,
+            row.get(4)?,
+            json(&payload)?,
+            json(&metadata)?,
+        ));
+    }
+    Ok(events)
+}
+
+/// The snapshot of aggregate `(aggregate_type, aggregate_id)`, read directly from a SQLite
+/// file.
+fn sqlite_snapshot(
+    connection: &rusqlite::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<SerializedSnapshot>, StorageError> {
+    let mut statement = connection.prepare_cached(SELECT_SNAPSHOT)?;
+    let mut rows = statement.query(rusqlite::params![aggregate_type, aggregate_id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let payload: String = row.get(3)?;
+    Ok(Some(SerializedSnapshot {
+        aggregate_id: row.get(0)?,
+        current_sequence: count(row.get(1)?)?,
+        current_snapshot: count(row.get(2)?)?,
+        aggregate: json(&payload)?,
+    }))
+}
+
+/// [`sqlite_events`] on this thread ([`direct::read_now`]).
+async fn read_sqlite_events(
+    path: &Path,
+    aggregate_type: &'static str,
+    aggregate_id: &str,
+    after: usize,
+) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    let aggregate_id = aggregate_id.to_string();
+    direct::read_now(path, move |connection| {
+        sqlite_events(connection, aggregate_type, &aggregate_id, after)
+    })
+    .await
+    .map_err(persistence)
 }
 
 macro_rules! delegate {
@@ -94,6 +278,9 @@ impl PersistedEventRepository for LedgerRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        if let Some(path) = &self.file {
+            return read_sqlite_events(path, A::TYPE, aggregate_id, 0).await;
+        }
         delegate!(self, repo => repo.get_events::<A>(aggregate_id).await)
     }
 
@@ -102,6 +289,9 @@ impl PersistedEventRepository for LedgerRepository {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        if let Some(path) = &self.file {
+            return read_sqlite_events(path, A::TYPE, aggregate_id, last_sequence).await;
+        }
         delegate!(self, repo => repo.get_last_events::<A>(aggregate_id, last_sequence).await)
     }
 
@@ -109,6 +299,15 @@ impl PersistedEventRepository for LedgerRepository {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        if let Some(path) = &self.file {
+            let aggregate_type = A::TYPE;
+            let aggregate_id = aggregate_id.to_string();
+            return direct::read_now(path, move |connection| {
+                sqlite_snapshot(connection, aggregate_type, &aggregate_id)
+            })
+            .await
+            .map_err(persistence);
+        }
         delegate!(self, repo => repo.get_snapshot::<A>(aggregate_id).await)
     }
 

@@ -99,28 +99,52 @@ pub async fn authenticate(
     backend: &Backend,
     token: &str,
 ) -> Result<Option<Principal>, StorageError> {
-    authenticate_digest(backend, &digest(token)).await
+    Ok(authenticate_at_head(backend, &digest(token))
+        .await?
+        .map(|(principal, _)| principal))
 }
 
-/// [`authenticate`] by the token's digest (a signed-in page session keeps only that).
-pub async fn authenticate_digest(
+/// [`authenticate`] by the token's digest (a signed-in page session keeps only that), with
+/// the log's last position read in the same query: what a request folds in first to read
+/// every write committed before it, at no extra round trip.
+pub async fn authenticate_at_head(
     backend: &Backend,
     token_digest: &str,
-) -> Result<Option<Principal>, StorageError> {
-    let row: Option<(String, String, Option<String>)> = with_pool!(backend, pool => {
-        let row = sqlx::query(
-            "SELECT name, role, staff_id FROM api_tokens \
-             WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(token_digest)
-        .fetch_optional(pool)
-        .await?;
-        match row {
-            Some(row) => Some((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)),
-            None => None,
+) -> Result<Option<(Principal, i64)>, StorageError> {
+    const SQL: &str = "SELECT name, role, staff_id, \
+                       (SELECT COALESCE(MAX(position), 0) FROM events) FROM api_tokens \
+                       WHERE token_hash = $1 AND revoked_at IS NULL";
+    type Found = (String, String, Option<String>, i64);
+    let row: Option<Found> = match backend.sqlite_file() {
+        Some(path) => {
+            let token_digest = token_digest.to_string();
+            super::direct::read_now(&path, move |connection| {
+                let mut statement = connection.prepare_cached(SQL)?;
+                let mut rows = statement.query([&token_digest])?;
+                Ok(match rows.next()? {
+                    Some(row) => Some((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+                    None => None,
+                })
+            })
+            .await?
         }
-    });
-    let Some((name, role, staff_id)) = row else {
+        None => with_pool!(backend, pool => {
+            let row = sqlx::query(SQL)
+                .bind(token_digest)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => Some((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                )),
+                None => None,
+            }
+        }),
+    };
+    let Some((name, role, staff_id, head)) = row else {
         return Ok(None);
     };
     let staff_id = match staff_id {
@@ -130,9 +154,10 @@ pub async fn authenticate_digest(
         ),
         None => None,
     };
-    Ok(Some(Principal {
+    let principal = Principal {
         name,
         role: role.parse()?,
         staff_id,
-    }))
+    };
+    Ok(Some((principal, head)))
 }

@@ -144,15 +144,17 @@ impl FromRequestParts<AppState> for Viewer {
             .get(&id)
             .ok_or_else(|| SignInFirst.into_response())?;
         // A revoked token ends its sessions at once.
-        match tokens::authenticate_digest(&state.ledger.backend, &session.token_digest).await {
-            Ok(Some(_)) => {}
+        let head = match tokens::authenticate_at_head(&state.ledger.backend, &session.token_digest)
+            .await
+        {
+            Ok(Some((_, head))) => head,
             Ok(None) => {
                 state.sessions.end(&id);
                 return Err(SignInFirst.into_response());
             }
             Err(error) => return Err(PageError::from(error).into_response()),
-        }
-        if let Err(error) = state.ledger.projector.catch_up().await {
+        };
+        if let Err(error) = state.ledger.projector.catch_up_to(head).await {
             return Err(PageError::from(error).into_response());
         }
         match Service::new(&state.ledger).in_service(&session.principal) {

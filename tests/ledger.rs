@@ -460,3 +460,55 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_first_snapshot_replaces_one_this_version_could_not_read,
+    |app: TestApp| async move {
+        // cqrs-es loads an aggregate whose snapshot it cannot read as if it had none, and
+        // then writes snapshot number 1. The table's key includes `last_sequence`, so the
+        // unreadable row stayed beside the new one; readers that picked it fell back again
+        // and again. The first snapshot now replaces it.
+        kiroku::with_pool!(&app.ledger.backend, pool => {
+            sqlx::query(
+                "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
+                 current_snapshot, payload) VALUES ('Probe', 'probe-1', 3, 7, '{\"old\": 1}')",
+            )
+            .execute(pool)
+            .await
+            .expect("an old snapshot");
+        });
+        let appender = kiroku::storage::append::Appender::spawn(
+            app.ledger.backend.clone(),
+            std::sync::Arc::new(|_, _| {}),
+        );
+        let events: Vec<cqrs_es::persist::SerializedEvent> = (1..=5)
+            .map(|sequence| cqrs_es::persist::SerializedEvent {
+                aggregate_id: "probe-1".into(),
+                sequence,
+                aggregate_type: "Probe".into(),
+                event_type: "Happened".into(),
+                event_version: "1".into(),
+                payload: json!({"Happened": {"n": sequence}}),
+                metadata: json!({"actor": "test"}),
+            })
+            .collect();
+        appender
+            .append(
+                "Probe",
+                events,
+                Some(("probe-1".into(), json!({"count": 5}), 1)),
+            )
+            .await
+            .expect("append");
+        let rows: Vec<(i64, i64)> = kiroku::with_pool!(&app.ledger.backend, pool => {
+            sqlx::query_as(
+                "SELECT last_sequence, current_snapshot FROM snapshots \
+                 WHERE aggregate_type = 'Probe' AND aggregate_id = 'probe-1'",
+            )
+            .fetch_all(pool)
+            .await
+            .expect("snapshots")
+        });
+        assert_eq!(rows, vec![(5, 1)]);
+    }
+);

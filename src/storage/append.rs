@@ -32,6 +32,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// A first snapshot (`current_snapshot` 1) is written only when the aggregate was loaded
+/// without one: it had none, or one this version cannot read (cqrs-es then replays every
+/// event). That older row is deleted first, so that an aggregate never keeps two snapshots
+/// (the table's key includes `last_sequence`) and every reader finds the one it can read.
+const FORGET_SNAPSHOTS: &str =
+    "DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2";
+
+/// SQLite's extended codes for a unique or primary-key violation: another writer took the
+/// aggregate's next sequence first (PostgreSQL's is 23505).
+const SQLITE_UNIQUE: [i32; 2] = [2067, 1555];
+
 /// Most commands written in one transaction.
 const MAX_BATCH: usize = 128;
 /// Most events in one insert statement (PostgreSQL allows 65,535 parameters, SQLite 32,766;
@@ -63,7 +74,12 @@ impl From<sqlx::Error> for Failure {
         let unique = error
             .as_database_error()
             .and_then(|e| e.code())
-            .is_some_and(|code| code == "2067" || code == "1555" || code == "23505");
+            .is_some_and(|code| {
+                code == "23505"
+                    || code
+                        .parse::<i32>()
+                        .is_ok_and(|code| SQLITE_UNIQUE.contains(&code))
+            });
         if unique {
             Failure::Conflict
         } else {
@@ -340,6 +356,13 @@ async fn write(
             };
             let last_sequence = job.events.last().map_or(0, |e| e.sequence) as i64;
             let written = if *current_snapshot == 1 {
+                // A first snapshot beside one this version could not read replaces it (see
+                // [`FORGET_SNAPSHOTS`]).
+                sqlx::query(FORGET_SNAPSHOTS)
+                    .bind(job.aggregate_type.as_str())
+                    .bind(aggregate_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query(
                     "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
                      current_snapshot, payload) VALUES ($1, $2, $3, $4, $5)",
@@ -375,9 +398,12 @@ async fn write(
         // The head is read after the inserts, under the appenders' lock (PostgreSQL) or the
         // write lock (SQLite), so it is the last link any earlier commit wrote.
         let first = appended.first().map_or(0, |e| e.position);
-        let (previous_position, mut previous) = match known {
-            Some((position, hash)) if position + 1 == first => (position, hash),
-            _ => {
+        let known = known.filter(|(position, _)| {
+            matches!(backend, Backend::Postgres(_)) && position + 1 == first
+        });
+        let (previous_position, mut previous) = match known.clone() {
+            Some(head) => head,
+            None => {
                 let head = sqlx::query(
                     "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1",
                 )
@@ -393,12 +419,29 @@ async fn write(
             previous = link(&previous, event);
             event.hash = Some(previous.clone());
         }
-        for chunk in appended.chunks(ROWS_PER_INSERT) {
+        for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate() {
             let mut seal = QueryBuilder::new("INSERT INTO event_chain (position, hash) ");
+            // Linked to the head this appender remembers: the first links are written only
+            // if the database still holds it (it could have lost commits in a failover),
+            // otherwise the batch is retried and reads the head.
+            let guard = known.as_ref().filter(|_| i == 0);
+            if guard.is_some() {
+                seal.push("SELECT v.position, v.hash FROM (");
+            }
             seal.push_values(chunk, |mut row, event| {
                 row.push_bind(event.position).push_bind(event.hash.as_deref());
             });
-            seal.build().execute(&mut *tx).await?;
+            if let Some((position, hash)) = guard {
+                seal.push(") AS v (position, hash) WHERE EXISTS (SELECT 1 FROM event_chain WHERE position = ")
+                    .push_bind(*position)
+                    .push(" AND hash = ")
+                    .push_bind(hash.as_str())
+                    .push(")");
+            }
+            let sealed = seal.build().execute(&mut *tx).await?.rows_affected();
+            if guard.is_some() && sealed != chunk.len() as u64 {
+                return Err(Failure::Conflict);
+            }
         }
         tx.commit().await?;
         Ok((previous_position, appended))
@@ -424,7 +467,7 @@ fn write_direct(
     let refused = |error: rusqlite::Error| -> Failure {
         let unique = matches!(
             &error,
-            rusqlite::Error::SqliteFailure(e, _) if e.extended_code == 2067 || e.extended_code == 1555
+            rusqlite::Error::SqliteFailure(e, _) if SQLITE_UNIQUE.contains(&e.extended_code)
         );
         if unique {
             Failure::Conflict
@@ -515,6 +558,13 @@ fn write_direct(
             "UPDATE snapshots SET last_sequence = ?3, payload = ?6, current_snapshot = ?4 \
              WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND current_snapshot = ?5"
         };
+        if *current_snapshot == 1 {
+            tx.prepare_cached(FORGET_SNAPSHOTS)
+                .and_then(|mut statement| {
+                    statement.execute(rusqlite::params![part.aggregate_type, aggregate_id])
+                })
+                .map_err(refused)?;
+        }
         let written = tx
             .prepare_cached(sql)
             .and_then(|mut statement| {

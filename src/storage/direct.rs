@@ -50,12 +50,17 @@ impl From<rusqlite::Error> for StorageError {
     fn from(error: rusqlite::Error) -> Self {
         let busy = matches!(
             error.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::FileLockingProtocolFailed
+            )
         );
         let gone = matches!(
             error.sqlite_error_code(),
             Some(
                 rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::ReadOnly
                     | rusqlite::ErrorCode::SystemIoFailure
                     | rusqlite::ErrorCode::NotADatabase
             )
@@ -87,18 +92,24 @@ fn take(path: &Path, wait: Duration) -> Result<Connection, StorageError> {
     Ok(connection)
 }
 
-/// Keeps `connection` for the next read, unless enough are kept.
+/// Keeps `connection` for the next read. When enough are kept, one to another file makes
+/// room (a process that has read other ledgers, the demo's scratch file, keeps reading
+/// this one); when they are all to this file, it is closed.
 fn keep(path: PathBuf, connection: Connection) {
     if let Ok(mut idle) = IDLE.lock() {
-        if idle.len() < KEEP {
-            idle.push((path, connection));
+        if idle.len() >= KEEP {
+            match idle.iter().position(|(p, _)| *p != path) {
+                Some(other) => drop(idle.swap_remove(other)),
+                None => return,
+            }
         }
+        idle.push((path, connection));
     }
 }
 
 /// Runs `work` on a read connection to `path` (an idle one when there is one), on a
 /// blocking thread; the connection is kept for the next call unless `work` failed.
-async fn with_reader<T: Send + 'static>(
+pub async fn read_elsewhere<T: Send + 'static>(
     path: PathBuf,
     work: impl FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
 ) -> Result<T, StorageError> {
@@ -132,7 +143,7 @@ pub async fn read_now<T: Send + 'static>(
         result
     });
     match at_once {
-        Err(StorageError::Unavailable(_)) => with_reader(path.to_path_buf(), work).await,
+        Err(StorageError::Unavailable(_)) => read_elsewhere(path.to_path_buf(), work).await,
         other => other,
     }
 }
@@ -144,7 +155,7 @@ pub async fn read_raw_between(
     after: i64,
     until: i64,
 ) -> Result<Vec<RawEvent>, StorageError> {
-    with_reader(path, move |connection| {
+    read_elsewhere(path, move |connection| {
         let mut statement = connection.prepare_cached(
             "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, payload, \
              metadata FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position",

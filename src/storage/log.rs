@@ -109,6 +109,9 @@ pub async fn read_raw_between(
     after: i64,
     until: i64,
 ) -> Result<Vec<RawEvent>, StorageError> {
+    if let Some(path) = backend.sqlite_file() {
+        return super::direct::read_raw_between(path, after, until).await;
+    }
     let sql = match backend {
         Backend::Sqlite(_) => {
             "SELECT position, recorded_at, aggregate_type, aggregate_id, event_type, payload, \
@@ -120,9 +123,6 @@ pub async fn read_raw_between(
              ORDER BY position"
         }
     };
-    if let Some(path) = backend.sqlite_file() {
-        return super::direct::read_raw_between(path, after, until).await;
-    }
     with_pool!(backend, pool => {
         let rows = sqlx::query(sql).bind(after).bind(until).fetch_all(pool).await?;
         rows.iter()

@@ -94,7 +94,7 @@ impl LedgerRepository {
 /// 0, then the events (PostgreSQL).
 const SELECT_LATEST_POSTGRES: &str = "WITH s AS (SELECT last_sequence, current_snapshot, payload \
      FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2 \
-     ORDER BY last_sequence DESC LIMIT 1) \
+     ORDER BY last_sequence LIMIT 1) \
      SELECT 0 AS part, last_sequence AS sequence, current_snapshot, '' AS event_type, \
      '' AS event_version, payload::text AS payload, '' AS metadata FROM s \
      UNION ALL \
@@ -118,7 +118,7 @@ impl LedgerRepository {
             let aggregate_id = aggregate_id.to_string();
             return direct::read_now(path, move |connection| {
                 let snapshot = sqlite_snapshot(connection, aggregate_type, &aggregate_id)?;
-                let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
+                let after = snapshot.as_ref().map(|s| s.current_sequence);
                 let events = sqlite_events(connection, aggregate_type, &aggregate_id, after)?;
                 Ok((snapshot, events))
             })
@@ -181,7 +181,8 @@ const SELECT_EVENTS: &str = "SELECT aggregate_type, aggregate_id, sequence, even
      WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND sequence > ?3 ORDER BY sequence";
 /// What sqlite-es reads of an aggregate's snapshot.
 const SELECT_SNAPSHOT: &str = "SELECT aggregate_id, last_sequence, current_snapshot, payload \
-     FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+     FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2 \
+     ORDER BY last_sequence LIMIT 1";
 
 fn json(text: &str) -> Result<Value, StorageError> {
     serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("stored JSON: {e}")))
@@ -199,16 +200,21 @@ fn persistence(error: StorageError) -> PersistenceError {
     }
 }
 
-/// The events of aggregate `(aggregate_type, aggregate_id)` after `after`, read directly
-/// from a SQLite file (the same rows and values as sqlite-es reads).
+/// The events of aggregate `(aggregate_type, aggregate_id)` after sequence `after` (all of
+/// them for `None`), read directly from a SQLite file (the same rows and values as sqlite-es
+/// reads).
 fn sqlite_events(
     connection: &rusqlite::Connection,
     aggregate_type: &str,
     aggregate_id: &str,
-    after: usize,
+    after: Option<usize>,
 ) -> Result<Vec<SerializedEvent>, StorageError> {
-    let after =
-        i64::try_from(after).map_err(|_| StorageError::Corrupt(format!("sequence {after}")))?;
+    let after = match after {
+        Some(after) => {
+            i64::try_from(after).map_err(|_| StorageError::Corrupt(format!("sequence {after}")))?
+        }
+        None => -1,
+    };
     let mut statement = connection.prepare_cached(SELECT_EVENTS)?;
     let mut rows = statement.query(rusqlite::params![aggregate_type, aggregate_id, after])?;
     let mut events = Vec::new();
@@ -249,18 +255,23 @@ fn sqlite_snapshot(
     }))
 }
 
-/// [`sqlite_events`] on this thread ([`direct::read_now`]).
+/// [`sqlite_events`]: on this thread ([`direct::read_now`]) when they follow a sequence (at
+/// most a snapshot's worth), on a blocking thread when they are every event of the aggregate
+/// (cqrs-es replaying past a snapshot it cannot read).
 async fn read_sqlite_events(
     path: &Path,
     aggregate_type: &'static str,
     aggregate_id: &str,
-    after: usize,
+    after: Option<usize>,
 ) -> Result<Vec<SerializedEvent>, PersistenceError> {
     let aggregate_id = aggregate_id.to_string();
-    direct::read_now(path, move |connection| {
+    let read = move |connection: &rusqlite::Connection| {
         sqlite_events(connection, aggregate_type, &aggregate_id, after)
-    })
-    .await
+    };
+    match after {
+        Some(after) if after > 0 => direct::read_now(path, read).await,
+        _ => direct::read_elsewhere(path.to_path_buf(), read).await,
+    }
     .map_err(persistence)
 }
 
@@ -279,7 +290,7 @@ impl PersistedEventRepository for LedgerRepository {
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         if let Some(path) = &self.file {
-            return read_sqlite_events(path, A::TYPE, aggregate_id, 0).await;
+            return read_sqlite_events(path, A::TYPE, aggregate_id, None).await;
         }
         delegate!(self, repo => repo.get_events::<A>(aggregate_id).await)
     }
@@ -290,7 +301,7 @@ impl PersistedEventRepository for LedgerRepository {
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         if let Some(path) = &self.file {
-            return read_sqlite_events(path, A::TYPE, aggregate_id, last_sequence).await;
+            return read_sqlite_events(path, A::TYPE, aggregate_id, Some(last_sequence)).await;
         }
         delegate!(self, repo => repo.get_last_events::<A>(aggregate_id, last_sequence).await)
     }

@@ -182,21 +182,71 @@ pub async fn read_raw_between(
 /// [`append`](super::append)) in one `BEGIN IMMEDIATE` transaction, one prepared statement
 /// per row, with a server pool's settings (WAL, `synchronous=NORMAL`, the busy timeout of
 /// [`database_wait`]), also beside the demo's scratch pool, which syncs nothing.
+///
+/// It does not checkpoint the WAL itself (`wal_autocheckpoint = 0`): a checkpoint copies the
+/// WAL into the database file and syncs it, tens of milliseconds that every command of the
+/// batch which crossed the threshold waited for. A thread of its own checkpoints instead
+/// ([`CHECKPOINT_EVERY`], `PASSIVE`: it waits for no reader or writer), while the appender
+/// goes on.
 pub struct Writer {
     path: PathBuf,
     /// `None` until the first batch, and after a failure that left it inside a transaction.
     connection: Option<Connection>,
+    /// Tells the checkpointing thread to stop when the writer goes.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How often the checkpointing thread copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Checkpoints the WAL of `path` every [`CHECKPOINT_EVERY`] until `stop`. A failure (the
+/// file locked or gone) is tried again on the next round, on a new connection.
+fn checkpoint_until(path: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let mut connection: Option<Connection> = None;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let open = match connection.take() {
+            Some(open) => Ok(open),
+            None => Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+        };
+        let Ok(open) = open else {
+            continue;
+        };
+        let done = open.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if done.is_ok() {
+            connection = Some(open);
+        }
+    }
 }
 
 impl Writer {
     pub fn new(path: PathBuf) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (thread_path, thread_stop) = (path.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name("kiroku-wal-checkpoint".into())
+            .spawn(move || checkpoint_until(thread_path, thread_stop));
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no thread to checkpoint the WAL; the appender will");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Writer {
             path,
             connection: None,
+            stop,
         }
     }
 
-    fn open(path: &Path) -> Result<Connection, StorageError> {
+    fn open(path: &Path, checkpointed: bool) -> Result<Connection, StorageError> {
         let connection = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -205,6 +255,9 @@ impl Writer {
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.pragma_update(None, "cache_size", -65536)?;
+        if checkpointed {
+            connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        }
         Ok(connection)
     }
 
@@ -222,10 +275,11 @@ impl Writer {
     {
         let path = self.path.clone();
         let connection = self.connection.take();
+        let checkpointed = !self.stop.load(std::sync::atomic::Ordering::Relaxed);
         let joined = tokio::task::spawn_blocking(move || {
             let mut connection = match connection {
                 Some(connection) => connection,
-                None => match Writer::open(&path) {
+                None => match Writer::open(&path, checkpointed) {
                     Ok(connection) => connection,
                     Err(error) => return (None, input, Err(E::from(error))),
                 },

@@ -17,7 +17,8 @@ use super::{database_wait, StorageError};
 use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Idle read connections, by database file.
@@ -193,7 +194,7 @@ pub struct Writer {
     /// `None` until the first batch, and after a failure that left it inside a transaction.
     connection: Option<Connection>,
     /// Tells the checkpointing thread to stop when the writer goes.
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<AtomicBool>,
 }
 
 /// How often the checkpointing thread copies the WAL into the database file.
@@ -201,15 +202,15 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
 /// Checkpoints the WAL of `path` every [`CHECKPOINT_EVERY`] until `stop`. A failure (the
 /// file locked or gone) is tried again on the next round, on a new connection.
-fn checkpoint_until(path: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+fn checkpoint_until(path: PathBuf, stop: Arc<AtomicBool>) {
     let mut connection: Option<Connection> = None;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_EVERY);
         let open = match connection.take() {
             Some(open) => Ok(open),
@@ -230,14 +231,14 @@ fn checkpoint_until(path: PathBuf, stop: std::sync::Arc<std::sync::atomic::Atomi
 
 impl Writer {
     pub fn new(path: PathBuf) -> Writer {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let (thread_path, thread_stop) = (path.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name("kiroku-wal-checkpoint".into())
             .spawn(move || checkpoint_until(thread_path, thread_stop));
         if let Err(error) = spawned {
             tracing::warn!(%error, "no thread to checkpoint the WAL; the appender will");
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            stop.store(true, Ordering::Relaxed);
         }
         Writer {
             path,
@@ -275,7 +276,7 @@ impl Writer {
     {
         let path = self.path.clone();
         let connection = self.connection.take();
-        let checkpointed = !self.stop.load(std::sync::atomic::Ordering::Relaxed);
+        let checkpointed = !self.stop.load(Ordering::Relaxed);
         let joined = tokio::task::spawn_blocking(move || {
             let mut connection = match connection {
                 Some(connection) => connection,

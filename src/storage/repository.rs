@@ -125,16 +125,12 @@ impl LedgerRepository {
             .await
             .map_err(persistence);
         }
-        let Inner::Postgres(_) = &self.inner else {
+        let Backend::Postgres(pool) = &self.backend else {
+            // A SQLite database held only in memory: through sqlite-es, one read after the other.
             let snapshot = self.get_snapshot::<A>(aggregate_id).await?;
             let after = snapshot.as_ref().map_or(0, |s| s.current_sequence);
             let events = self.get_last_events::<A>(aggregate_id, after).await?;
             return Ok((snapshot, events));
-        };
-        let Backend::Postgres(pool) = &self.backend else {
-            return Err(persistence(StorageError::Corrupt(
-                "no PostgreSQL pool".into(),
-            )));
         };
         let rows = sqlx::query(SELECT_LATEST_POSTGRES)
             .bind(A::TYPE)

@@ -295,6 +295,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             let actor = crate::application::Actor {
                 principal: &principal,
                 request_id: &request_id,
+                as_of: None,
             };
             let command = AppCommand::Staff {
                 staff_id: staff_id_of(&employee_no),
@@ -392,6 +393,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             let actor = crate::application::Actor {
                 principal: &principal,
                 request_id: &request_id,
+                as_of: None,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(

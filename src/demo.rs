@@ -665,6 +665,7 @@ impl Runner<'_> {
         let actor = Actor {
             principal: &principal,
             request_id: &request_id,
+            as_of: None,
         };
         Service::loading(self.ledger, &self.registered)
             .record(&actor, command)

@@ -4,7 +4,7 @@
 //! event, the appended events read back for the response).
 
 use crate::projector::{Projector, Stopped};
-use crate::storage::aggregates::CachedStore;
+use crate::storage::aggregates::{as_of, CachedStore};
 use crate::storage::append::{Appender, Failure, Part};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
@@ -41,6 +41,11 @@ pub struct Meta {
     pub role: String,
     pub request_id: String,
     pub reason: Option<String>,
+    /// The log's head the caller read before the command (with its token), if it did: see
+    /// [`crate::storage::aggregates::as_of`].
+    pub as_of: Option<i64>,
+    /// Whether the command creates its aggregate (read with `as_of`).
+    pub creates: bool,
 }
 
 impl Meta {
@@ -50,6 +55,8 @@ impl Meta {
             role: principal.role.to_string(),
             request_id: request_id.to_string(),
             reason: None,
+            as_of: None,
+            creates: false,
         }
     }
 
@@ -303,8 +310,12 @@ impl Ledger {
         let metadata = meta.to_map();
         let started = std::time::Instant::now();
         let _turn = self.stripe(A::TYPE, id).lock().await;
-        let (result, events) =
-            with_receipt(self.decide_and_append(cqrs, id, command, metadata)).await;
+        let (result, events) = with_receipt(as_of(
+            meta.as_of,
+            meta.creates,
+            self.decide_and_append(cqrs, id, command, metadata),
+        ))
+        .await;
         crate::metrics::command(A::TYPE, started.elapsed());
         result.map(|()| events)
     }

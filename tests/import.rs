@@ -315,6 +315,7 @@ mod one_transaction {
         let actor = Actor {
             principal: &principal,
             request_id: "one-transaction",
+            as_of: None,
         };
         let service = Service::new(&app.ledger);
         let (decided, held) = holding_back(async {

@@ -418,6 +418,86 @@ both_backends!(
 );
 
 both_backends!(
+    a_command_sees_what_another_server_wrote_to_its_aggregate,
+    |app: TestApp| async move {
+        // This server keeps the session as its last command left it, and trusts it without
+        // asking the database only while no one else has appended. A refusal decided on a
+        // state another server has moved on from would be wrong and would never conflict.
+        let session = app.schedule(5).await;
+        let staff = app.register("C001", "総務課", 2).await;
+        let (second, _stop) = support::second_server(&app.database_url).await;
+        let enrol = |base: String| {
+            let client = app.client.clone();
+            let token = app.hr.clone();
+            async move {
+                client
+                    .post(format!("{base}/sessions/{session}/enrolments"))
+                    .bearer_auth(&token)
+                    .json(&json!({"staff_id": staff}))
+                    .send()
+                    .await
+                    .expect("enrol")
+                    .status()
+                    .as_u16()
+            }
+        };
+        let cancel = |base: String| {
+            let client = app.client.clone();
+            let token = app.hr.clone();
+            async move {
+                client
+                    .post(format!(
+                        "{base}/sessions/{session}/enrolments/{staff}/cancellation"
+                    ))
+                    .bearer_auth(&token)
+                    .json(&json!({"reason": "都合により"}))
+                    .send()
+                    .await
+                    .expect("cancel")
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(enrol(app.base.clone()).await, 201, "enrolled here");
+        assert_eq!(cancel(second.clone()).await, 200, "cancelled there");
+        // The last write to the session is the other server's: enrolling again is allowed.
+        assert_eq!(enrol(app.base.clone()).await, 201, "enrolled here again");
+        assert_eq!(cancel(second.clone()).await, 200, "cancelled there again");
+        // This server appends elsewhere after the other server's write: its own span of the
+        // log starts again after it, and the session is still read from the database.
+        app.register("C003", "総務課", 2).await;
+        assert_eq!(enrol(app.base.clone()).await, 201, "enrolled a third time");
+        let roster = app.get(&app.hr, &format!("/sessions/{session}")).await.body;
+        assert_eq!(roster["enrolled"], json!([staff.to_string()]));
+
+        // A creation is decided on the empty state without reading it; the other server's
+        // plan item is found when the first event's key is taken, and refused on the retry.
+        let define = |base: String| {
+            let client = app.client.clone();
+            let token = app.hr.clone();
+            async move {
+                let response = client
+                    .post(format!("{base}/plan-items"))
+                    .bearer_auth(&token)
+                    .json(&support::plan_item_body())
+                    .send()
+                    .await
+                    .expect("define");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                (status, body["code"].as_str().unwrap_or("").to_string())
+            }
+        };
+        assert_eq!(define(second.clone()).await.0, 201, "defined there");
+        assert_eq!(
+            define(app.base.clone()).await,
+            (409, "plan_item_exists".to_string()),
+            "refused here"
+        );
+    }
+);
+
+both_backends!(
     computed_floats_are_sealed_as_the_log_stores_them,
     |app: TestApp| async move {
         // serde_json (without `float_roundtrip`) reads about one double in ten that it writes

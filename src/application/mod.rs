@@ -192,6 +192,27 @@ impl Command {
     }
 
     /// The aggregate the command is addressed to, as the log names it.
+    /// Whether the command creates its aggregate: what the store may decide on the empty state
+    /// ([`crate::storage::aggregates::as_of`]).
+    pub fn creates(&self) -> bool {
+        matches!(
+            self,
+            Command::Staff {
+                command: StaffRequest::Register(_),
+                ..
+            } | Command::Session {
+                command: SessionCommand::Schedule(_),
+                ..
+            } | Command::Plan {
+                command: PlanCommand::Define { .. },
+                ..
+            } | Command::Incident {
+                command: IncidentCommand::Record { .. },
+                ..
+            }
+        )
+    }
+
     pub fn aggregate_id(&self) -> String {
         match self {
             Command::Staff { staff_id, .. } => staff_id.to_string(),
@@ -229,6 +250,10 @@ impl AppError {
 pub struct Actor<'a> {
     pub principal: &'a Principal,
     pub request_id: &'a str,
+    /// The log's head the request read with its token, if it did: the command then trusts
+    /// what this process keeps of an aggregate when nothing else has appended up to it
+    /// ([`crate::storage::aggregates::as_of`]).
+    pub as_of: Option<i64>,
 }
 
 /// A command ready for its aggregate: sealed and looked up.
@@ -357,6 +382,8 @@ impl<'a> Service<'a> {
             self.require_known(staff_id)?;
         }
         let mut meta = Meta::new(actor.principal, actor.request_id);
+        meta.as_of = actor.as_of;
+        meta.creates = command.creates();
         if let Some(reason) = command.reason() {
             meta = meta.with_reason(&reason);
         }

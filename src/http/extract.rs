@@ -134,8 +134,9 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The authenticated caller. Missing or unknown tokens are 401.
-pub struct Caller(pub Principal);
+/// The authenticated caller, and the log's head read with the token. Missing or unknown
+/// tokens are 401.
+pub struct Caller(pub Principal, pub i64);
 
 impl Caller {
     /// 403 unless the policy lets the caller do `action`.
@@ -172,7 +173,7 @@ impl FromRequestParts<AppState> for Caller {
                 "このトークンの職員は在職していないため、トークンは使えません",
             ));
         }
-        Ok(Caller(principal))
+        Ok(Caller(principal, head))
     }
 }
 

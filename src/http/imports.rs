@@ -65,6 +65,7 @@ async fn attendance(
     let actor = Actor {
         principal: &caller.0,
         request_id: &request_id,
+        as_of: None,
     };
     Service::new(&state.ledger).require(actor.principal, Action::Administer)?;
     let encoding = encoding(&headers)?;

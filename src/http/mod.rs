@@ -218,6 +218,7 @@ pub async fn run(
     let actor = crate::application::Actor {
         principal: &caller.0,
         request_id,
+        as_of: Some(caller.1),
     };
     let appended = crate::application::Service::new(&state.ledger)
         .execute(&actor, command)

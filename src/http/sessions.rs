@@ -41,6 +41,7 @@ async fn run(
     let actor = Actor {
         principal: &caller.0,
         request_id,
+        as_of: Some(caller.1),
     };
     let command = Command::Session {
         session_id,

@@ -8,6 +8,12 @@
 //! memory. Commands on one aggregate already queue in this process (the ledger's stripe
 //! locks), so the cached state is the one the last command left.
 //!
+//! A command whose caller read the log's head first ([`as_of`]) does without that query too
+//! when nothing but this process has written since it last wrote the aggregate: the appender
+//! knows the span of the log it alone wrote ([`OwnSpan`]), and a state written inside it is
+//! current up to any head the span reaches. Another process's append starts the span again,
+//! so the query comes back until this process writes the aggregate anew.
+//!
 //! Anything unexpected empties the entry: a failed commit (another process wrote first, or a
 //! snapshot number that no longer matches) reloads the aggregate from the database. So does a
 //! commit held back for a unit of several commands (an import), which may yet be dropped.
@@ -20,13 +26,50 @@
 //! command, so each event is applied once; migration 0004 deleted the snapshots written
 //! before.
 
-use super::repository::{is_holding_back, LedgerRepository};
+use super::append::OwnSpan;
+use super::repository::{is_holding_back, last_received, LedgerRepository};
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
+
+/// What the current command's caller told the store: see [`as_of`].
+struct Asked {
+    head: i64,
+    /// Until its first load: the command creates its aggregate.
+    creating: Cell<bool>,
+}
+
+tokio::task_local! {
+    static ASKED: Asked;
+}
+
+/// Runs `work`, a command, for a caller who read the log's head `head` first (with its
+/// token). Without a head the database is always asked. With it:
+/// - an aggregate is taken as this process keeps it, without asking the database for newer
+///   events, when this process wrote it last and nothing but this process has appended
+///   since, up to `head` ([`OwnSpan::covers`]);
+/// - a command that `creates` its aggregate (a new incident, session, staff member or plan
+///   item) is first decided on the empty state without reading it. Should the aggregate
+///   exist after all, its first event's key is taken, the commit conflicts, and the retry
+///   reads it. Only an append can come of the empty state, so nothing is decided on it that
+///   the database does not check.
+pub async fn as_of<F: Future>(head: Option<i64>, creates: bool, work: F) -> F::Output {
+    match head {
+        Some(head) => {
+            let asked = Asked {
+                head,
+                creating: Cell::new(creates),
+            };
+            ASKED.scope(asked, work).await
+        }
+        None => work.await,
+    }
+}
 
 /// Aggregates kept in memory per type; beyond this the cache starts afresh.
 const CAPACITY: usize = 2048;
@@ -35,6 +78,8 @@ struct Cached<A> {
     aggregate: A,
     sequence: usize,
     snapshot: Option<usize>,
+    /// The log position of the last event this process wrote to it.
+    written_at: Option<i64>,
 }
 
 pub struct CachedStore<A: Aggregate> {
@@ -72,10 +117,24 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         context
     }
 
-    fn cached(&self, aggregate_id: &str) -> Option<(A, usize, Option<usize>)> {
+    fn cached(&self, aggregate_id: &str) -> Option<(A, usize, Option<usize>, Option<i64>)> {
         let cache = self.cache.lock().ok()?;
         let entry = cache.get(aggregate_id)?;
-        Some((entry.aggregate.clone(), entry.sequence, entry.snapshot))
+        Some((
+            entry.aggregate.clone(),
+            entry.sequence,
+            entry.snapshot,
+            entry.written_at,
+        ))
+    }
+
+    /// Whether a state this process wrote at `written_at` is current for the command running.
+    fn current(&self, written_at: Option<i64>) -> bool {
+        let (Some(written_at), Ok(head)) = (written_at, ASKED.try_with(|asked| asked.head)) else {
+            return false;
+        };
+        let own: OwnSpan = self.repo.own_span();
+        own.covers(written_at, head)
     }
 
     fn forget(&self, aggregate_id: &str) {
@@ -145,14 +204,30 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        let Some((mut aggregate, mut sequence, snapshot)) = self.cached(aggregate_id) else {
+        let creating = ASKED
+            .try_with(|asked| asked.creating.replace(false))
+            .unwrap_or(false);
+        let Some((mut aggregate, mut sequence, snapshot, written_at)) = self.cached(aggregate_id)
+        else {
+            if creating {
+                return Ok(self.loaded(EventStoreAggregateContext {
+                    aggregate_id: aggregate_id.to_string(),
+                    aggregate: A::default(),
+                    current_sequence: 0,
+                    current_snapshot: None,
+                }));
+            }
             return self.load_latest(aggregate_id).await;
         };
-        // What other processes appended since this process last wrote it.
-        let newer = self
-            .repo
-            .get_last_events::<A>(aggregate_id, sequence)
-            .await?;
+        // What other processes appended since this process last wrote it, unless no one
+        // else can have.
+        let newer = if self.current(written_at) {
+            Vec::new()
+        } else {
+            self.repo
+                .get_last_events::<A>(aggregate_id, sequence)
+                .await?
+        };
         for event in newer {
             let envelope: EventEnvelope<A> = event.try_into()?;
             sequence = envelope.sequence;
@@ -217,6 +292,7 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
                         aggregate: next,
                         sequence,
                         snapshot,
+                        written_at: last_received(),
                     },
                 );
                 Ok(committed)

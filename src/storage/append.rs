@@ -29,7 +29,7 @@ use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
 use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 /// A first snapshot (`current_snapshot` 1) is written only when the aggregate was loaded
@@ -115,14 +115,53 @@ struct Job {
 #[derive(Clone)]
 pub struct Appender {
     jobs: mpsc::Sender<Job>,
+    own: Arc<Mutex<OwnSpan>>,
+}
+
+/// Positions `(since, through]` of the log: every event there was written by this appender,
+/// and no one else has appended in between. Each commit that follows the last one at once
+/// extends it; one after a gap (another process appended, or a commit whose outcome this
+/// appender never learnt) starts it again after the gap. It begins empty, at 0.
+///
+/// An aggregate this process last wrote at a position inside the span is still as it left
+/// it at any head up to `through` ([`super::aggregates`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnSpan {
+    pub since: i64,
+    pub through: i64,
+}
+
+impl OwnSpan {
+    /// The span after a commit of positions `(previous, last]`.
+    fn after(self, previous: i64, last: i64) -> OwnSpan {
+        OwnSpan {
+            since: if previous == self.through {
+                self.since
+            } else {
+                previous
+            },
+            through: last,
+        }
+    }
+
+    /// Whether every event in `(from, to]` is this appender's.
+    pub fn covers(&self, from: i64, to: i64) -> bool {
+        self.since <= from && to <= self.through
+    }
 }
 
 impl Appender {
     /// Starts the appender task of `backend`; it ends when the last `Appender` is dropped.
     pub fn spawn(backend: Backend, on_commit: OnCommit) -> Appender {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(run(backend, queue, on_commit));
-        Appender { jobs }
+        let own = Arc::new(Mutex::new(OwnSpan::default()));
+        tokio::spawn(run(backend, queue, on_commit, own.clone()));
+        Appender { jobs, own }
+    }
+
+    /// The span of the log this appender alone has written, as of its last commit.
+    pub fn own_span(&self) -> OwnSpan {
+        self.own.lock().map_or(OwnSpan::default(), |own| *own)
     }
 
     /// Appends one command's events (and its snapshot, when due) and returns them as the log
@@ -208,7 +247,20 @@ impl Store {
     }
 }
 
-async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnCommit) {
+async fn run(
+    backend: Backend,
+    mut queue: mpsc::Receiver<Job>,
+    on_commit: OnCommit,
+    own: Arc<Mutex<OwnSpan>>,
+) {
+    let settle = |batch, previous, events: Vec<LogEvent>| {
+        if let (Some(last), Ok(mut own)) = (events.last(), own.lock()) {
+            // Before the commands hear of their commit: what they then keep of their
+            // aggregates is inside the span.
+            *own = own.after(previous, last.position);
+        }
+        answer(batch, previous, events, &on_commit)
+    };
     let mut store = Store::of(backend);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -218,7 +270,7 @@ async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnComm
             Ok((previous, events)) => {
                 let written = started.elapsed();
                 let count = events.len();
-                answer(batch, previous, events, &on_commit);
+                settle(batch, previous, events);
                 if count >= 1000 {
                     tracing::debug!(
                         events = count,
@@ -237,7 +289,7 @@ async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, on_commit: OnComm
                 for job in batch {
                     let (single, written) = store.write(vec![job]).await;
                     match written {
-                        Ok((previous, events)) => answer(single, previous, events, &on_commit),
+                        Ok((previous, events)) => settle(single, previous, events),
                         Err(failure) => {
                             for job in single {
                                 let _ = job.reply.send(Err(failure.clone()));

@@ -75,6 +75,14 @@ pub async fn with_receipt<F: Future>(work: F) -> (F::Output, Vec<LogEvent>) {
         .await
 }
 
+/// The position of the last event appended in the current [`with_receipt`] scope.
+pub fn last_received() -> Option<i64> {
+    RECEIPT
+        .try_with(|receipt| receipt.borrow().last().map(|e| e.position))
+        .ok()
+        .flatten()
+}
+
 impl LedgerRepository {
     pub fn new(backend: &Backend, appender: Appender) -> Self {
         let inner = match backend {
@@ -87,6 +95,11 @@ impl LedgerRepository {
             file: backend.sqlite_file(),
             appender,
         }
+    }
+
+    /// The span of the log this process's appender alone has written.
+    pub fn own_span(&self) -> super::append::OwnSpan {
+        self.appender.own_span()
     }
 }
 

@@ -324,6 +324,8 @@ async fn commit(
             let actor = Actor {
                 principal: &principal,
                 request_id: &request_id,
+                // The import runs on after the request; it always asks the database.
+                as_of: None,
             };
             let uploads = state.uploads.clone();
             let progress = |done: usize, total: usize| {

@@ -68,6 +68,8 @@ async fn stylesheet() -> Response {
 /// A signed-in person looking at a page.
 pub struct Viewer {
     pub principal: Principal,
+    /// The log's head read with the session's token.
+    pub head: i64,
     pub csrf: String,
     pub session_id: String,
 }
@@ -167,6 +169,7 @@ impl FromRequestParts<AppState> for Viewer {
         }
         Ok(Viewer {
             principal: session.principal,
+            head,
             csrf: session.csrf,
             session_id: id,
         })

@@ -324,6 +324,7 @@ async fn run(
     let actor = Actor {
         principal: &viewer.principal,
         request_id: &request_id,
+        as_of: Some(viewer.head),
     };
     let command = Command::Plan {
         code,

@@ -191,6 +191,7 @@ async fn schedule(
             let actor = Actor {
                 principal: &viewer.principal,
                 request_id: &request_id,
+                as_of: Some(viewer.head),
             };
             let command = Command::Session {
                 session_id,
@@ -482,6 +483,7 @@ async fn run(
     let actor = Actor {
         principal: &viewer.principal,
         request_id: &request_id,
+        as_of: Some(viewer.head),
     };
     let command = Command::Session {
         session_id,

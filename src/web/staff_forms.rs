@@ -242,6 +242,7 @@ async fn execute(state: &AppState, viewer: &Viewer, command: Command) -> Result<
     let actor = Actor {
         principal: &viewer.principal,
         request_id: &request_id,
+        as_of: Some(viewer.head),
     };
     Service::new(&state.ledger).execute(&actor, command).await?;
     Ok(())

@@ -4,7 +4,7 @@
 //! event, the appended events read back for the response).
 
 use crate::projector::{Projector, Stopped};
-use crate::storage::aggregates::{as_of, CachedStore};
+use crate::storage::aggregates::{as_of, took_the_empty_state, CachedStore};
 use crate::storage::append::{Appender, Failure, Part};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
@@ -340,6 +340,10 @@ impl Ledger {
                 .await
             {
                 Ok(()) => return Ok(()),
+                Err(AggregateError::UserError(_)) if took_the_empty_state() => {
+                    // Refused on the empty state taken for a creation: decided again on the
+                    // state read, which may be "it exists" rather than the input's fault.
+                }
                 Err(AggregateError::UserError(error)) => {
                     return Err(CommandError::Refused {
                         code: error.code(),

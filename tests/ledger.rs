@@ -472,14 +472,14 @@ both_backends!(
 
         // A creation is decided on the empty state without reading it; the other server's
         // plan item is found when the first event's key is taken, and refused on the retry.
-        let define = |base: String| {
+        let define = |base: String, body: Value| {
             let client = app.client.clone();
             let token = app.hr.clone();
             async move {
                 let response = client
                     .post(format!("{base}/plan-items"))
                     .bearer_auth(&token)
-                    .json(&support::plan_item_body())
+                    .json(&body)
                     .send()
                     .await
                     .expect("define");
@@ -488,12 +488,123 @@ both_backends!(
                 (status, body["code"].as_str().unwrap_or("").to_string())
             }
         };
-        assert_eq!(define(second.clone()).await.0, 201, "defined there");
+        let item = support::plan_item_body();
         assert_eq!(
-            define(app.base.clone()).await,
+            define(second.clone(), item.clone()).await.0,
+            201,
+            "defined there"
+        );
+        // Its own input is wrong too: the empty state would refuse the period, but the item
+        // exists, and that is what a read says first.
+        let mut backwards = item.clone();
+        backwards["from_fiscal_year"] = json!(2025);
+        backwards["to_fiscal_year"] = json!(2021);
+        assert_eq!(
+            define(app.base.clone(), backwards).await,
+            (409, "plan_item_exists".to_string()),
+            "refused here, as a read decides"
+        );
+        assert_eq!(
+            define(app.base.clone(), item).await,
             (409, "plan_item_exists".to_string()),
             "refused here"
         );
+    }
+);
+
+both_backends!(
+    a_command_dropped_while_it_commits_leaves_no_state_to_trust,
+    |app: TestApp| async move {
+        use kiroku::application::{Actor, Command, Service};
+        use kiroku::storage::tokens::Principal;
+        use kiroku_domain::session::SessionCommand;
+        use kiroku_domain::values::Text;
+        use sqlx::Connection;
+        // A client that hangs up drops its command while the batch commits: the event is
+        // written, but the state the command left is never kept. The next command must not
+        // trust the state kept from before it, or it would refuse on a roster that is gone.
+        let session = app.schedule(5).await;
+        let staff = app.register("D001", "総務課", 2).await;
+        let path = format!("/sessions/{session}/enrolments");
+        let body = json!({"staff_id": staff});
+        let enrol = || app.post(&app.hr, &path, &body);
+        assert_eq!(enrol().await.status.as_u16(), 201, "enrolled");
+        let before = app.event_count().await;
+
+        // Hold the appender off: SQLite's write lock, PostgreSQL's position lock.
+        let sqlite = app.database_url.starts_with("sqlite");
+        let mut sqlite_hold = None;
+        let mut postgres_hold = None;
+        if sqlite {
+            let mut connection = sqlx::SqliteConnection::connect(&app.database_url)
+                .await
+                .expect("connect");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut connection)
+                .await
+                .expect("write lock");
+            sqlite_hold = Some(connection);
+        } else {
+            let mut connection = sqlx::PgConnection::connect(&app.database_url)
+                .await
+                .expect("connect");
+            sqlx::query("SELECT pg_advisory_lock(1802072687)")
+                .execute(&mut connection)
+                .await
+                .expect("position lock");
+            postgres_hold = Some(connection);
+        }
+        let ledger = app.ledger.clone();
+        let cancelling = tokio::spawn(async move {
+            let principal = Principal {
+                name: "人事課".into(),
+                role: Role::HrAdmin,
+                staff_id: None,
+            };
+            let actor = Actor {
+                principal: &principal,
+                request_id: "hung-up",
+                as_of: None,
+            };
+            let command = Command::Session {
+                session_id: session,
+                command: SessionCommand::CancelEnrolment {
+                    staff_id: staff,
+                    reason: Text::parse("都合により").expect("reason"),
+                },
+            };
+            Service::new(&ledger).execute(&actor, command).await.is_ok()
+        });
+        // The cancellation is decided and waits for the appender; its caller goes away.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        cancelling.abort();
+        assert!(cancelling.await.is_err(), "the command was cut off");
+        if let Some(mut connection) = sqlite_hold {
+            sqlx::query("COMMIT")
+                .execute(&mut connection)
+                .await
+                .expect("release");
+        }
+        if let Some(mut connection) = postgres_hold {
+            sqlx::query("SELECT pg_advisory_unlock(1802072687)")
+                .execute(&mut connection)
+                .await
+                .expect("release");
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while app.event_count().await == before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            app.event_count().await,
+            before + 1,
+            "the cancellation was written"
+        );
+
+        // Nothing but this process has appended: without the entry distrusted, the enrolment
+        // would be decided on the roster from before the cancellation (409 already_enrolled).
+        let again = enrol().await;
+        assert_eq!(again.status.as_u16(), 201, "{:?}", again.body);
     }
 );
 

@@ -191,7 +191,6 @@ impl Command {
         }
     }
 
-    /// The aggregate the command is addressed to, as the log names it.
     /// Whether the command creates its aggregate: what the store may decide on the empty state
     /// ([`crate::storage::aggregates::as_of`]).
     pub fn creates(&self) -> bool {
@@ -213,6 +212,7 @@ impl Command {
         )
     }
 
+    /// The aggregate the command is addressed to, as the log names it.
     pub fn aggregate_id(&self) -> String {
         match self {
             Command::Staff { staff_id, .. } => staff_id.to_string(),

@@ -42,6 +42,8 @@ struct Asked {
     head: i64,
     /// Until its first load: the command creates its aggregate.
     creating: Cell<bool>,
+    /// The last load took the empty state without reading it.
+    assumed: Cell<bool>,
 }
 
 tokio::task_local! {
@@ -56,19 +58,29 @@ tokio::task_local! {
 /// - a command that `creates` its aggregate (a new incident, session, staff member or plan
 ///   item) is first decided on the empty state without reading it. Should the aggregate
 ///   exist after all, its first event's key is taken, the commit conflicts, and the retry
-///   reads it. Only an append can come of the empty state, so nothing is decided on it that
-///   the database does not check.
+///   reads it. A refusal decided on the empty state (the command's own input, which the
+///   domain checks after whether the aggregate exists) is decided again on the state read
+///   ([`took_the_empty_state`]), so the caller hears what a read would have given.
 pub async fn as_of<F: Future>(head: Option<i64>, creates: bool, work: F) -> F::Output {
     match head {
         Some(head) => {
             let asked = Asked {
                 head,
                 creating: Cell::new(creates),
+                assumed: Cell::new(false),
             };
             ASKED.scope(asked, work).await
         }
         None => work.await,
     }
+}
+
+/// Whether the current command's last load took the empty state without reading it (and
+/// forgets it: the next load reads).
+pub fn took_the_empty_state() -> bool {
+    ASKED
+        .try_with(|asked| asked.assumed.replace(false))
+        .unwrap_or(false)
 }
 
 /// Aggregates kept in memory per type; beyond this the cache starts afresh.
@@ -135,6 +147,16 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         };
         let own: OwnSpan = self.repo.own_span();
         own.covers(written_at, head)
+    }
+
+    /// Takes the trust away from what is kept of the aggregate until [`Self::remember`] puts
+    /// it back.
+    fn distrust(&self, aggregate_id: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if let Some(entry) = cache.get_mut(aggregate_id) {
+                entry.written_at = None;
+            }
+        }
     }
 
     fn forget(&self, aggregate_id: &str) {
@@ -205,11 +227,15 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         let creating = ASKED
-            .try_with(|asked| asked.creating.replace(false))
+            .try_with(|asked| {
+                asked.assumed.set(false);
+                asked.creating.replace(false)
+            })
             .unwrap_or(false);
         let Some((mut aggregate, mut sequence, snapshot, written_at)) = self.cached(aggregate_id)
         else {
             if creating {
+                let _ = ASKED.try_with(|asked| asked.assumed.set(true));
                 return Ok(self.loaded(EventStoreAggregateContext {
                     aggregate_id: aggregate_id.to_string(),
                     aggregate: A::default(),
@@ -279,6 +305,10 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         } else {
             context.current_snapshot
         };
+        // A command dropped while its batch commits (a client that hung up) never gets to
+        // `remember`: the entry it leaves must not be trusted, or the next command would be
+        // decided without the event just written. Asking for newer events finds it.
+        self.distrust(&aggregate_id);
         match self.inner.commit(events, context, metadata).await {
             Ok(committed) if is_holding_back() => {
                 // Held back, not written yet: the next load reads the database.

@@ -286,7 +286,7 @@ mod one_transaction {
     use kiroku::storage::repository::holding_back;
     use kiroku::storage::tokens::{Principal, Role};
     use kiroku_domain::session::{Attendance, SessionCommand};
-    use kiroku_domain::values::Date;
+    use kiroku_domain::values::{Date, Understanding};
     use uuid::Uuid;
 
     async fn session(app: &TestApp, starts_on: &str) -> Uuid {
@@ -389,6 +389,166 @@ mod one_transaction {
                 Some(2),
                 "{:?}",
                 history.body
+            );
+        }
+    );
+
+    both_backends!(
+        a_sheet_of_thousands_of_events_commits_whole_and_sealed,
+        |app: TestApp| async move {
+            // 1,001 rows in one session: 2,002 events, enough for PostgreSQL's bulk path
+            // (COPY), the positions and times of which the database assigns.
+            let rows = 1_001;
+            let mut body = support::session_body(rows as u32 + 1);
+            body["starts_on"] = json!("2023-06-01");
+            body["ends_on"] = json!("2023-06-01");
+            let reply = app.post(&app.hr, "/sessions", &body).await;
+            assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+            let session_id = reply.id();
+            let mut tasks = Vec::new();
+            for first in 0..8 {
+                let (client, url, token) = (app.client.clone(), app.url("/staff"), app.hr.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for i in (first..=rows).step_by(8) {
+                        let body =
+                            support::staff_body(&format!("B{i:04}"), "総務課", 2, "2015-04-01");
+                        let reply: Value = client
+                            .post(&url)
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .send()
+                            .await
+                            .expect("register")
+                            .json()
+                            .await
+                            .expect("json");
+                        let id: Uuid = reply["id"]
+                            .as_str()
+                            .and_then(|id| id.parse().ok())
+                            .expect("id");
+                        ids.push((i, id));
+                    }
+                    ids
+                }));
+            }
+            let mut staff = Vec::new();
+            for task in tasks {
+                staff.extend(task.await.expect("registered"));
+            }
+            staff.sort();
+            let (sheet_staff, other) = (&staff[..rows], staff[rows].1);
+
+            // Held back, then someone else enrols in the session: the bulk commit is
+            // refused whole.
+            let principal = Principal {
+                name: "取込".into(),
+                role: Role::HrAdmin,
+                staff_id: None,
+            };
+            let actor = Actor {
+                principal: &principal,
+                request_id: "bulk",
+                as_of: None,
+            };
+            let service = Service::new(&app.ledger);
+            let (decided, held) = holding_back(async {
+                let attendances = sheet_staff
+                    .iter()
+                    .map(|(_, staff_id)| Attendance {
+                        staff_id: *staff_id,
+                        staff_registered: true,
+                        completed_on: "2023-06-01".parse::<Date>().expect("date"),
+                        understanding: Understanding::try_from(4).ok(),
+                    })
+                    .collect();
+                let command = Command::Session {
+                    session_id,
+                    command: SessionCommand::RecordAttendances(attendances),
+                };
+                service.execute(&actor, command).await
+            })
+            .await;
+            decided.expect("the sheet is decided");
+            let before = app.event_count().await;
+            let enrolled = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{session_id}/enrolments"),
+                    &json!({ "staff_id": other }),
+                )
+                .await;
+            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+            let refused = app.ledger.commit_held(held).await;
+            assert!(
+                matches!(refused, Err(CommandError::Contended)),
+                "{refused:?}"
+            );
+            assert_eq!(app.event_count().await, before + 1, "only the enrolment");
+
+            // The same rows as a sheet through the API: all of them, numbered one after
+            // another, sealed, and folded as a rebuild folds them.
+            let head = kiroku::storage::log::head(&app.ledger.backend)
+                .await
+                .expect("head");
+            let mut csv = String::from(
+                "employee_no,course_code,session_starts_on,completed_on,understanding\n",
+            );
+            for (i, _) in sheet_staff {
+                csv.push_str(&format!("B{i:04},K-101,2023-06-01,2023-06-01,4\n"));
+            }
+            let reply = post_csv(&app, "utf-8", csv.into_bytes()).await;
+            assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+            let events = kiroku::storage::log::read_after(&app.ledger.backend, head, 5_000)
+                .await
+                .expect("read");
+            assert_eq!(events.len(), 2 * rows);
+            // PostgreSQL may leave a gap before them: the refused commit drew a position.
+            let first = events[0].position;
+            assert!(first > head);
+            assert!(
+                events.iter().zip(first..).all(|(e, p)| e.position == p),
+                "consecutive positions"
+            );
+            assert_eq!(reply.body["position"], json!(first + 2 * rows as i64 - 1));
+            assert!(events
+                .windows(2)
+                .all(|w| w[0].recorded_at <= w[1].recorded_at));
+            assert!(
+                events.iter().all(|e| e.hash.is_some()),
+                "every event sealed"
+            );
+            let last = events.last().expect("events");
+            assert_eq!(last.event_type, "TrainingCompleted");
+            assert_eq!(last.payload["TrainingCompleted"]["understanding"], json!(4));
+            assert_eq!(
+                last.payload["TrainingCompleted"]["staff_id"],
+                json!(sheet_staff[rows - 1].1),
+                "the last row is the last event"
+            );
+
+            let run = |args: &[&str]| {
+                let output = std::process::Command::new(env!("CARGO_BIN_EXE_kiroku"))
+                    .args(args)
+                    .env("DATABASE_URL", &app.database_url)
+                    .output()
+                    .expect("kiroku");
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+                (output.status.success(), text)
+            };
+            let (intact, out) = run(&["verify"]);
+            assert!(intact, "{out}");
+            let live = app.get(&app.auditor, "/projections").await.body;
+            assert_eq!(live["position"], json!(first + 2 * rows as i64 - 1));
+            let fingerprint = live["fingerprint"].as_str().expect("fingerprint");
+            let (rebuilt, out) = run(&["rebuild"]);
+            assert!(
+                rebuilt && out.contains(fingerprint),
+                "live {fingerprint} vs {out}"
             );
         }
     );

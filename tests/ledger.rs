@@ -4,6 +4,7 @@
 mod support;
 
 use kiroku::storage::tokens::Role;
+use kiroku::storage::Backend;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::process::Command;
@@ -34,6 +35,46 @@ both_backends!(
         assert!(delete.is_err(), "DELETE must fail: {delete:?}");
         let chain = app.sql("DELETE FROM event_chain").await;
         assert!(chain.is_err(), "DELETE on the chain must fail: {chain:?}");
+
+        if let Backend::Postgres(pool) = &app.ledger.backend {
+            // The database assigns position and recorded_at (migration 0008): a row that
+            // brings its own is refused, and a setting pushed forward by hand is overwritten.
+            let forged = |column: &str| {
+                format!(
+                    "INSERT INTO events ({column}aggregate_type, aggregate_id, sequence, \
+                     event_type, event_version, payload, metadata) VALUES ({}'Staff', \
+                     'forged', 1, 'Forged', '1', '{{}}', '{{}}') RETURNING recorded_at",
+                    if column.is_empty() {
+                        ""
+                    } else {
+                        "99999999999999, "
+                    }
+                )
+            };
+            for column in ["position, ", "recorded_at, "] {
+                let mut tx = pool.begin().await.expect("begin");
+                let _ = sqlx::query("SELECT nextval('events_position_seq')")
+                    .execute(&mut *tx)
+                    .await;
+                let insert = sqlx::query(&forged(column)).execute(&mut *tx).await;
+                assert!(insert.is_err(), "{column}must be refused: {insert:?}");
+            }
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("SET LOCAL kiroku.recorded_at = '99999999999999'")
+                .execute(&mut *tx)
+                .await
+                .expect("set");
+            let recorded: i64 = sqlx::query_scalar(&forged(""))
+                .fetch_one(&mut *tx)
+                .await
+                .expect("insert with the defaults");
+            let now = chrono::Utc::now().timestamp_millis();
+            assert!(
+                recorded <= now + 1_000,
+                "recorded_at {recorded} is the clock's, not the setting's ({now})"
+            );
+            tx.rollback().await.expect("rollback");
+        }
 
         assert_eq!(app.event_count().await, before);
     }

@@ -21,6 +21,7 @@
 //! command of the batch gets that answer.
 
 use super::chain::{self, link};
+use super::copy::{self, has_float};
 use super::direct;
 use super::log::{decode, LogEvent};
 use super::{Backend, StorageError};
@@ -374,8 +375,10 @@ async fn write(
         .collect();
     with_pool!(backend, pool => {
         let mut tx = pool.begin().await?;
-        let mut appended = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let copied = tx.copy_events(&rows).await?;
+        let bulk = copied.is_some();
+        let mut appended = copied.unwrap_or_else(|| Vec::with_capacity(rows.len()));
+        for chunk in rows.chunks(ROWS_PER_INSERT).filter(|_| !bulk) {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                  event_version, payload, metadata) ",
@@ -451,7 +454,7 @@ async fn write(
         // write lock (SQLite), so it is the last link any earlier commit wrote.
         let first = appended.first().map_or(0, |e| e.position);
         let known = known.filter(|(position, _)| {
-            matches!(backend, Backend::Postgres(_)) && position + 1 == first
+            matches!(backend, Backend::Postgres(_)) && position + 1 == first && !bulk
         });
         let (previous_position, mut previous) = match known.clone() {
             Some(head) => head,
@@ -471,7 +474,10 @@ async fn write(
             previous = link(&previous, event);
             event.hash = Some(previous.clone());
         }
-        for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate() {
+        if bulk {
+            tx.copy_links(&appended).await?;
+        }
+        for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate().filter(|_| !bulk) {
             let mut seal = QueryBuilder::new("INSERT INTO event_chain (position, hash) ");
             // Linked to the head this appender remembers: the first links are written only
             // if the database still holds it (it could have lost commits in a failover),
@@ -500,13 +506,43 @@ async fn write(
     })
 }
 
-/// Whether `value` holds a number that is not an integer.
-fn has_float(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(map) => map.values().any(has_float),
-        _ => false,
+/// What a backend's transaction can do faster than [`write`]'s multi-row inserts.
+trait Bulk {
+    /// The batch's events inserted another way, when the backend has one for them.
+    async fn copy_events(
+        &mut self,
+        rows: &[(&str, &SerializedEvent)],
+    ) -> Result<Option<Vec<LogEvent>>, Failure>;
+    /// The links of events [`Bulk::copy_events`] inserted.
+    async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure>;
+}
+
+impl Bulk for sqlx::SqliteConnection {
+    async fn copy_events(
+        &mut self,
+        _: &[(&str, &SerializedEvent)],
+    ) -> Result<Option<Vec<LogEvent>>, Failure> {
+        Ok(None)
+    }
+
+    async fn copy_links(&mut self, _: &[LogEvent]) -> Result<(), Failure> {
+        Err(Failure::Storage("SQLite has no bulk path here".into()))
+    }
+}
+
+impl Bulk for sqlx::PgConnection {
+    async fn copy_events(
+        &mut self,
+        rows: &[(&str, &SerializedEvent)],
+    ) -> Result<Option<Vec<LogEvent>>, Failure> {
+        if !copy::worth_copying(rows) {
+            return Ok(None);
+        }
+        copy::copy_events(self, rows).await.map(Some)
+    }
+
+    async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure> {
+        copy::copy_links(self, events).await
     }
 }
 

@@ -397,7 +397,7 @@ pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, Ba
         Backend::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             // No appender may draw a position while the log is restored; the position
-            // trigger is switched off for this transaction only (DDL is transactional here).
+            // triggers are switched off for this transaction only (DDL is transactional here).
             sqlx::query("LOCK TABLE events, event_chain, personal_keys IN ACCESS EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
@@ -405,13 +405,19 @@ pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, Ba
             if events > 0 || keys > 0 {
                 return Err(BackupError::NotEmpty { events, keys });
             }
-            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_assign_position")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "ALTER TABLE events DISABLE TRIGGER events_begin_append, \
+                 DISABLE TRIGGER events_assigned_only",
+            )
+            .execute(&mut *tx)
+            .await?;
             insert_all::<sqlx::Postgres>(&mut tx, image, "::jsonb").await?;
-            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_assign_position")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "ALTER TABLE events ENABLE TRIGGER events_begin_append, \
+                 ENABLE TRIGGER events_assigned_only",
+            )
+            .execute(&mut *tx)
+            .await?;
             if let Some(last) = image.events.last() {
                 sqlx::query("SELECT setval('events_position_seq', $1)")
                     .bind(last.position)

@@ -7,6 +7,7 @@ pub mod aggregates;
 pub mod append;
 pub mod backup;
 pub mod chain;
+pub mod copy;
 pub mod digest;
 pub mod direct;
 pub mod idempotency;

@@ -1,0 +1,204 @@
+//! PostgreSQL's bulk path: a large batch (an import) goes into the log by `COPY`, its events
+//! and then its chain links, inside the appender's transaction.
+//!
+//! A multi-row `INSERT … RETURNING` of 100,000 events makes the server parse every row's
+//! parameters, plan 100 statements and send every event's JSON back as text, to be parsed
+//! again here. `COPY` streams the rows in one message flow. It returns nothing, so what the
+//! insert returned is known another way:
+//! - the positions: the statement trigger takes the appenders' lock before the first row
+//!   draws one (migration 0008), so this transaction's rows draw consecutive values of the
+//!   sequence in the order sent, ending at the session's `currval`. Checked: the log must hold
+//!   exactly as many events in that range as were sent;
+//! - `recorded_at`: one per statement, the transaction-local setting the trigger left;
+//! - the JSON: the values held in memory, as the log will give them back. `jsonb` rewrites
+//!   key order and spacing, which neither a `Value` nor the chain's canonical form keeps,
+//!   and reads integers and strings back exactly; a batch with a float is not copied (the
+//!   insert's `RETURNING` gives such a value as stored).
+
+use super::append::Failure;
+use super::log::LogEvent;
+use cqrs_es::persist::SerializedEvent;
+use serde_json::Value;
+use sqlx::{PgConnection, Row};
+
+/// Batches of at least this many events are copied, smaller ones inserted.
+const COPY_FROM: usize = 2_000;
+
+/// Whether `rows` go in by `COPY`: many of them, and none with a float.
+pub fn worth_copying(rows: &[(&str, &SerializedEvent)]) -> bool {
+    rows.len() >= COPY_FROM
+        && !rows
+            .iter()
+            .any(|(_, e)| has_float(&e.payload) || has_float(&e.metadata))
+}
+
+/// Whether `value` holds a number that is not an integer.
+pub fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// Appends `field` to a line of `COPY`'s text format: backslash, tab, newline and carriage
+/// return escaped.
+fn push_field(line: &mut Vec<u8>, field: &[u8]) {
+    for &byte in field {
+        match byte {
+            b'\\' => line.extend_from_slice(b"\\\\"),
+            b'\t' => line.extend_from_slice(b"\\t"),
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            other => line.push(other),
+        }
+    }
+}
+
+/// The rows in `COPY`'s text format.
+fn encode(rows: &[(&str, &SerializedEvent)]) -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::with_capacity(rows.len() * 320);
+    let mut json = Vec::with_capacity(256);
+    for (aggregate_type, event) in rows {
+        push_field(&mut data, aggregate_type.as_bytes());
+        data.push(b'\t');
+        push_field(&mut data, event.aggregate_id.as_bytes());
+        data.push(b'\t');
+        data.extend_from_slice(event.sequence.to_string().as_bytes());
+        data.push(b'\t');
+        push_field(&mut data, event.event_type.as_bytes());
+        data.push(b'\t');
+        push_field(&mut data, event.event_version.as_bytes());
+        for value in [&event.payload, &event.metadata] {
+            json.clear();
+            serde_json::to_writer(&mut json, value)
+                .map_err(|e| Failure::Storage(format!("encoding an event: {e}")))?;
+            data.push(b'\t');
+            push_field(&mut data, &json);
+        }
+        data.push(b'\n');
+    }
+    Ok(data)
+}
+
+/// Copies `rows` into the log, in this order, and returns them as it holds them (unsealed).
+pub async fn copy_events(
+    conn: &mut PgConnection,
+    rows: &[(&str, &SerializedEvent)],
+) -> Result<Vec<LogEvent>, Failure> {
+    let data = encode(rows)?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) FROM STDIN",
+        )
+        .await?;
+    copy.send(data).await?;
+    let copied = copy.finish().await?;
+    let sent = rows.len() as i64;
+    let assigned = sqlx::query(
+        "SELECT s.last, current_setting('kiroku.recorded_at')::BIGINT, \
+         (SELECT COUNT(*) FROM events WHERE position > s.last - $1 AND position <= s.last) \
+         FROM (SELECT currval('events_position_seq') AS last) AS s",
+    )
+    .bind(sent)
+    .fetch_one(&mut *conn)
+    .await?;
+    let (last, recorded_at, in_range): (i64, i64, i64) = (
+        assigned.try_get(0)?,
+        assigned.try_get(1)?,
+        assigned.try_get(2)?,
+    );
+    if copied != sent as u64 || in_range != sent {
+        // Rolled back with the transaction: nothing of the batch is written.
+        return Err(Failure::Storage(format!(
+            "{sent} events were copied, {copied} taken, {in_range} found at positions \
+             {}..={last}",
+            last - sent + 1
+        )));
+    }
+    Ok(rows
+        .iter()
+        .zip(last - sent + 1..)
+        .map(|((aggregate_type, event), position)| LogEvent {
+            position,
+            recorded_at,
+            aggregate_type: aggregate_type.to_string(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence as i64,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload: event.payload.clone(),
+            metadata: event.metadata.clone(),
+            hash: None,
+        })
+        .collect())
+}
+
+/// Copies the chain links of `events`, sealed, into the chain.
+pub async fn copy_links(conn: &mut PgConnection, events: &[LogEvent]) -> Result<(), Failure> {
+    let mut data = Vec::with_capacity(events.len() * 80);
+    for event in events {
+        let Some(hash) = &event.hash else {
+            return Err(Failure::Storage(format!(
+                "the event at position {} is not sealed",
+                event.position
+            )));
+        };
+        data.extend_from_slice(event.position.to_string().as_bytes());
+        data.push(b'\t');
+        push_field(&mut data, hash.as_bytes());
+        data.push(b'\n');
+    }
+    let mut copy = conn
+        .copy_in_raw("COPY event_chain (position, hash) FROM STDIN")
+        .await?;
+    copy.send(data).await?;
+    let copied = copy.finish().await?;
+    if copied != events.len() as u64 {
+        return Err(Failure::Storage(format!(
+            "{} links were copied, {copied} taken",
+            events.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_escape_what_copy_reads_as_syntax() {
+        let mut line = Vec::new();
+        push_field(&mut line, "a\\b\tc\nd\re「記録」".as_bytes());
+        assert_eq!(
+            String::from_utf8(line).expect("utf-8"),
+            "a\\\\b\\tc\\nd\\re「記録」"
+        );
+    }
+
+    #[test]
+    fn a_batch_with_a_float_is_not_copied() {
+        let event = |payload: Value| SerializedEvent {
+            aggregate_id: "a".into(),
+            sequence: 1,
+            aggregate_type: "Session".into(),
+            event_type: "E".into(),
+            event_version: "1".into(),
+            payload,
+            metadata: serde_json::json!({"actor": "x"}),
+        };
+        let whole: Vec<SerializedEvent> = (0..COPY_FROM)
+            .map(|i| event(serde_json::json!({"n": i, "s": "x"})))
+            .collect();
+        let rows: Vec<(&str, &SerializedEvent)> = whole.iter().map(|e| ("Session", e)).collect();
+        assert!(worth_copying(&rows));
+        assert!(!worth_copying(&rows[1..]), "too few to copy");
+        let float = event(serde_json::json!({"hours": [1.5]}));
+        let mut with_float = rows.clone();
+        with_float.push(("Session", &float));
+        assert!(!worth_copying(&with_float));
+    }
+}

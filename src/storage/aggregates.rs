@@ -22,16 +22,18 @@
 //! it emits to itself (`EventSink::write`), and the snapshot store then applies the same
 //! events again to that state before writing the snapshot: every snapshot held the last
 //! command's events twice (a session's 100th event enrolled someone twice, so the session
-//! filled early). This store hands the snapshot store the state as it was loaded, before the
+//! filled early). This store writes the snapshot from the state as it was loaded, before the
 //! command, so each event is applied once; migration 0004 deleted the snapshots written
-//! before.
+//! before. It commits itself, as the snapshot store would ([`CachedStore::write`]), so that
+//! the serialized events are handed to the appender rather than copied.
 
 use super::append::OwnSpan;
 use super::repository::{is_holding_back, last_received, LedgerRepository};
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
+    SerializedEvent,
 };
-use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
+use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventEnvelope, EventStore};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
@@ -96,7 +98,8 @@ struct Cached<A> {
 
 pub struct CachedStore<A: Aggregate> {
     inner: PersistedEventStore<LedgerRepository, A>,
-    /// The same repository as `inner`'s, for the events appended after a cached state.
+    /// The same repository as `inner`'s: the events appended after a cached state are read,
+    /// and commits written, through it.
     repo: LedgerRepository,
     snapshot_every: usize,
     cache: Mutex<HashMap<String, Cached<A>>>,
@@ -204,11 +207,75 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         Ok(self.loaded(context))
     }
 
-    /// Whether committing `events` after `sequence` writes a snapshot (cqrs-es' rule: when
-    /// the events reach the next multiple of the snapshot size).
+    /// Whether committing `events` after `sequence` writes a snapshot.
     fn writes_snapshot(&self, sequence: usize, events: usize) -> bool {
-        let next_snapshot_at = self.snapshot_every - (sequence % self.snapshot_every);
-        events >= next_snapshot_at
+        self.snapshot_covers(sequence, events) > 0
+    }
+
+    /// How many of `events` new events after `sequence` the snapshot written with them
+    /// covers (cqrs-es' rule): none before they reach the next multiple of the snapshot size,
+    /// otherwise up to the last multiple they reach.
+    fn snapshot_covers(&self, sequence: usize, events: usize) -> usize {
+        let every = self.snapshot_every;
+        if every == 0 {
+            return 0;
+        }
+        let next = every - (sequence % every);
+        if events < next {
+            return 0;
+        }
+        let beyond = events - next;
+        next + beyond - beyond % every
+    }
+
+    /// What cqrs-es' `PersistedEventStore::commit` does, with the serialized events handed
+    /// to the repository rather than copied there (an import's 100,000 events were copied
+    /// once more, and each event's metadata serialized anew): the snapshot due, if any,
+    /// from the state as loaded and the events it covers; the events serialized; both
+    /// written, or held back ([`super::repository::holding_back`]).
+    ///
+    /// Returns no envelopes: cqrs-es only hands them to the framework's queries, and the
+    /// ledger's frameworks have none (`ledger.rs`); the read models are fed from the log.
+    async fn write(
+        &self,
+        events: Vec<A::Event>,
+        context: EventStoreAggregateContext<A>,
+        metadata: HashMap<String, String>,
+    ) -> Result<Vec<EventEnvelope<A>>, AggregateError<A::Error>> {
+        let EventStoreAggregateContext {
+            aggregate_id,
+            aggregate: mut state,
+            current_sequence,
+            current_snapshot,
+        } = context;
+        let covered = self.snapshot_covers(current_sequence, events.len());
+        let snapshot = if covered == 0 {
+            None
+        } else {
+            for event in events.iter().take(covered).cloned() {
+                state.apply(event);
+            }
+            let number = current_snapshot.map_or(1, |s| s + 1);
+            Some((aggregate_id.clone(), serde_json::to_value(state)?, number))
+        };
+        let metadata = serde_json::to_value(metadata)?;
+        let serialized = events
+            .iter()
+            .zip(current_sequence + 1..)
+            .map(|(event, sequence)| {
+                Ok(SerializedEvent {
+                    aggregate_id: aggregate_id.clone(),
+                    sequence,
+                    aggregate_type: A::TYPE.to_string(),
+                    event_type: event.event_type(),
+                    event_version: event.event_version(),
+                    payload: serde_json::to_value(event)?,
+                    metadata: metadata.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        self.repo.persist_owned::<A>(serialized, snapshot).await?;
+        Ok(Vec::new())
     }
 }
 
@@ -309,7 +376,7 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
         // `remember`: the entry it leaves must not be trusted, or the next command would be
         // decided without the event just written. Asking for newer events finds it.
         self.distrust(&aggregate_id);
-        match self.inner.commit(events, context, metadata).await {
+        match self.write(events, context, metadata).await {
             Ok(committed) if is_holding_back() => {
                 // Held back, not written yet: the next load reads the database.
                 self.forget(&aggregate_id);

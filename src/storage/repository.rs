@@ -97,6 +97,38 @@ impl LedgerRepository {
         }
     }
 
+    /// Writes one command's serialized events and its snapshot, when due, or holds them
+    /// back ([`holding_back`]); what cqrs-es' `persist` does, without copying the events.
+    pub async fn persist_owned<A: Aggregate>(
+        &self,
+        events: Vec<SerializedEvent>,
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        let part = Part {
+            aggregate_type: A::TYPE.to_string(),
+            events,
+            snapshot: snapshot_update,
+        };
+        if is_holding_back() {
+            HELD.with(|held| held.borrow_mut().push(part));
+            return Ok(());
+        }
+        let appended = self.appender.append_all(vec![part]).await;
+        match appended {
+            Ok(appended) => {
+                let _ = RECEIPT.try_with(|receipt| receipt.borrow_mut().extend(appended));
+                Ok(())
+            }
+            Err(Failure::Conflict) => Err(PersistenceError::OptimisticLockError),
+            Err(Failure::Unavailable(detail)) => Err(PersistenceError::ConnectionError(Box::new(
+                StorageError::Unavailable(detail),
+            ))),
+            Err(Failure::Storage(detail)) => Err(PersistenceError::UnknownError(Box::new(
+                StorageError::Append(detail),
+            ))),
+        }
+    }
+
     /// The span of the log this process's appender alone has written.
     pub fn own_span(&self) -> super::append::OwnSpan {
         self.appender.own_span()
@@ -336,29 +368,8 @@ impl PersistedEventRepository for LedgerRepository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let part = Part {
-            aggregate_type: A::TYPE.to_string(),
-            events: events.to_vec(),
-            snapshot: snapshot_update,
-        };
-        if is_holding_back() {
-            HELD.with(|held| held.borrow_mut().push(part));
-            return Ok(());
-        }
-        let appended = self.appender.append_all(vec![part]).await;
-        match appended {
-            Ok(appended) => {
-                let _ = RECEIPT.try_with(|receipt| receipt.borrow_mut().extend(appended));
-                Ok(())
-            }
-            Err(Failure::Conflict) => Err(PersistenceError::OptimisticLockError),
-            Err(Failure::Unavailable(detail)) => Err(PersistenceError::ConnectionError(Box::new(
-                StorageError::Unavailable(detail),
-            ))),
-            Err(Failure::Storage(detail)) => Err(PersistenceError::UnknownError(Box::new(
-                StorageError::Append(detail),
-            ))),
-        }
+        self.persist_owned::<A>(events.to_vec(), snapshot_update)
+            .await
     }
 
     async fn stream_events<A: Aggregate>(

@@ -241,7 +241,7 @@ impl Store {
             }
             Store::Direct(writer) => {
                 writer
-                    .transaction(batch, |tx, batch: &Vec<Job>| write_direct(tx, batch))
+                    .transaction(batch, |tx, batch: &mut Vec<Job>| write_direct(tx, batch))
                     .await
             }
         }
@@ -309,6 +309,13 @@ fn answer(batch: Vec<Job>, previous: i64, events: Vec<LogEvent>, on_commit: &OnC
         crate::metrics::appended(events.len(), last.position);
     }
     on_commit(previous, &events);
+    if batch.len() == 1 {
+        // Every event is this one job's (an import's 100,000 need no owner looked up).
+        if let Some(job) = batch.into_iter().next() {
+            let _ = job.reply.send(Ok(events));
+        }
+        return;
+    }
     let owners: HashMap<(&str, &str, i64), usize> = batch
         .iter()
         .enumerate()
@@ -548,10 +555,15 @@ impl Bulk for sqlx::PgConnection {
 
 /// [`write`] on a direct SQLite connection, inside the transaction `tx`: one prepared
 /// statement per row; each event's position is the rowid its insert was given.
+///
+/// A batch of one job hands its events' JSON over to the events returned instead of copying
+/// it: should the batch fail, that job is answered with the failure and never written again
+/// (a batch of several is retried job by job, see [`run`], and keeps its own).
 fn write_direct(
     tx: &rusqlite::Transaction<'_>,
-    batch: &[Job],
+    batch: &mut [Job],
 ) -> Result<(i64, Vec<LogEvent>), Failure> {
+    let lone = batch.len() == 1;
     let refused = |error: rusqlite::Error| -> Failure {
         let unique = matches!(
             &error,
@@ -567,7 +579,10 @@ fn write_direct(
         serde_json::to_string(value)
             .map_err(|e| Failure::Storage(format!("encoding an event: {e}")))
     };
-    let parts: Vec<&Part> = batch.iter().flat_map(|job| job.parts.iter()).collect();
+    let mut parts: Vec<&mut Part> = batch
+        .iter_mut()
+        .flat_map(|job| job.parts.iter_mut())
+        .collect();
     // Transaction time, read once under the write lock from the database's clock (what the
     // column's default computes), never before the last event's: every event of the batch
     // carries it, and like on PostgreSQL it never decreases along position.
@@ -588,8 +603,8 @@ fn write_direct(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(refused)?;
-        for part in &parts {
-            for event in &part.events {
+        for part in &mut parts {
+            for event in &mut part.events {
                 let (payload, metadata) = (text(&event.payload)?, text(&event.metadata)?);
                 insert
                     .execute(rusqlite::params![
@@ -607,12 +622,16 @@ fn write_direct(
                 // JSON is read back from the text stored when it holds a float: serde_json
                 // does not always read a float back to the value it wrote, and the link must
                 // cover what is stored. Integers, strings and the rest read back exactly.
-                let stored = |value: &Value, text: &str| {
-                    if !has_float(value) {
-                        return Ok(value.clone());
+                let stored = |value: &mut Value, text: &str| {
+                    if has_float(value) {
+                        return serde_json::from_str::<Value>(text)
+                            .map_err(|e| Failure::Storage(format!("reading an event back: {e}")));
                     }
-                    serde_json::from_str::<Value>(text)
-                        .map_err(|e| Failure::Storage(format!("reading an event back: {e}")))
+                    Ok(if lone {
+                        std::mem::take(value)
+                    } else {
+                        value.clone()
+                    })
                 };
                 appended.push(LogEvent {
                     // The rowid SQLite gave the row: its AUTOINCREMENT position.
@@ -623,8 +642,8 @@ fn write_direct(
                     sequence: event.sequence as i64,
                     event_type: event.event_type.clone(),
                     event_version: event.event_version.clone(),
-                    payload: stored(&event.payload, &payload)?,
-                    metadata: stored(&event.metadata, &metadata)?,
+                    payload: stored(&mut event.payload, &payload)?,
+                    metadata: stored(&mut event.metadata, &metadata)?,
                     hash: None,
                 });
             }

@@ -266,8 +266,8 @@ impl Writer {
     /// commits when it succeeds, rolls back otherwise.
     pub async fn transaction<I, T, E>(
         &mut self,
-        input: I,
-        work: impl FnOnce(&rusqlite::Transaction<'_>, &I) -> Result<T, E> + Send + 'static,
+        mut input: I,
+        work: impl FnOnce(&rusqlite::Transaction<'_>, &mut I) -> Result<T, E> + Send + 'static,
     ) -> (I, Result<T, E>)
     where
         I: Send + 'static,
@@ -289,7 +289,7 @@ impl Writer {
                 let tx = connection
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(|e| E::from(StorageError::from(e)))?;
-                let output = work(&tx, &input)?;
+                let output = work(&tx, &mut input)?;
                 tx.commit().map_err(|e| E::from(StorageError::from(e)))?;
                 Ok(output)
             })();

@@ -301,12 +301,8 @@ mod one_transaction {
             .expect("session id")
     }
 
-    /// The commands of a sheet completing `staff` in both sessions, held back.
-    async fn sheet(
-        app: &TestApp,
-        sessions: [(Uuid, &str); 2],
-        staff: Uuid,
-    ) -> Vec<kiroku::storage::append::Part> {
+    /// The commits of `commands`, decided as an import decides them and held back.
+    async fn hold(app: &TestApp, commands: Vec<Command>) -> Vec<kiroku::storage::append::Part> {
         let principal = Principal {
             name: "取込".into(),
             role: Role::HrAdmin,
@@ -319,24 +315,35 @@ mod one_transaction {
         };
         let service = Service::new(&app.ledger);
         let (decided, held) = holding_back(async {
-            for (session_id, on) in sessions {
-                let rows = vec![Attendance {
-                    staff_id: staff,
-                    staff_registered: true,
-                    completed_on: on.parse::<Date>().expect("date"),
-                    understanding: None,
-                }];
-                let command = Command::Session {
-                    session_id,
-                    command: SessionCommand::RecordAttendances(rows),
-                };
+            for command in commands {
                 service.execute(&actor, command).await?;
             }
             Ok::<(), kiroku::application::AppError>(())
         })
         .await;
-        decided.expect("both sessions take the row");
+        decided.expect("every command is decided");
         held
+    }
+
+    /// The commands of a sheet completing `staff` in both sessions, held back.
+    async fn sheet(
+        app: &TestApp,
+        sessions: [(Uuid, &str); 2],
+        staff: Uuid,
+    ) -> Vec<kiroku::storage::append::Part> {
+        let commands = sessions
+            .into_iter()
+            .map(|(session_id, on)| Command::Session {
+                session_id,
+                command: SessionCommand::RecordAttendances(vec![Attendance {
+                    staff_id: staff,
+                    staff_registered: true,
+                    completed_on: on.parse::<Date>().expect("date"),
+                    understanding: None,
+                }]),
+            })
+            .collect();
+        hold(app, commands).await
     }
 
     both_backends!(
@@ -441,35 +448,20 @@ mod one_transaction {
 
             // Held back, then someone else enrols in the session: the bulk commit is
             // refused whole.
-            let principal = Principal {
-                name: "取込".into(),
-                role: Role::HrAdmin,
-                staff_id: None,
+            let attendances = sheet_staff
+                .iter()
+                .map(|(_, staff_id)| Attendance {
+                    staff_id: *staff_id,
+                    staff_registered: true,
+                    completed_on: "2023-06-01".parse::<Date>().expect("date"),
+                    understanding: Understanding::try_from(4).ok(),
+                })
+                .collect();
+            let command = Command::Session {
+                session_id,
+                command: SessionCommand::RecordAttendances(attendances),
             };
-            let actor = Actor {
-                principal: &principal,
-                request_id: "bulk",
-                as_of: None,
-            };
-            let service = Service::new(&app.ledger);
-            let (decided, held) = holding_back(async {
-                let attendances = sheet_staff
-                    .iter()
-                    .map(|(_, staff_id)| Attendance {
-                        staff_id: *staff_id,
-                        staff_registered: true,
-                        completed_on: "2023-06-01".parse::<Date>().expect("date"),
-                        understanding: Understanding::try_from(4).ok(),
-                    })
-                    .collect();
-                let command = Command::Session {
-                    session_id,
-                    command: SessionCommand::RecordAttendances(attendances),
-                };
-                service.execute(&actor, command).await
-            })
-            .await;
-            decided.expect("the sheet is decided");
+            let held = hold(&app, vec![command]).await;
             let before = app.event_count().await;
             let enrolled = app
                 .post(

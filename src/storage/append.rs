@@ -594,6 +594,21 @@ fn write_direct(
             |row| row.get(0),
         )
         .map_err(refused)?;
+    // The head is read under the write lock (the transaction is `IMMEDIATE`), so it is the
+    // last link any earlier commit wrote: each event is sealed as soon as it is inserted.
+    let head = tx
+        .query_row(
+            "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
+        )
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            other => Err(other),
+        })
+        .map_err(refused)?;
+    let (previous_position, mut previous) = head.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
     let mut appended = Vec::new();
     {
         let mut insert = tx
@@ -602,6 +617,9 @@ fn write_direct(
                  event_version, payload, metadata, recorded_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
+            .map_err(refused)?;
+        let mut seal = tx
+            .prepare_cached("INSERT INTO event_chain (position, hash) VALUES (?1, ?2)")
             .map_err(refused)?;
         for part in &mut parts {
             for event in &mut part.events {
@@ -621,9 +639,11 @@ fn write_direct(
                 // The event as the log holds it, as `verify` and a rebuild will read it. Its
                 // JSON is read back from the text stored when it holds a float: serde_json
                 // does not always read a float back to the value it wrote, and the link must
-                // cover what is stored. Integers, strings and the rest read back exactly.
+                // cover what is stored. Integers, strings and the rest read back exactly, and
+                // the text just written is then their canonical form.
+                let floats = has_float(&event.payload) || has_float(&event.metadata);
                 let stored = |value: &mut Value, text: &str| {
-                    if has_float(value) {
+                    if floats {
                         return serde_json::from_str::<Value>(text)
                             .map_err(|e| Failure::Storage(format!("reading an event back: {e}")));
                     }
@@ -633,8 +653,9 @@ fn write_direct(
                         value.clone()
                     })
                 };
-                appended.push(LogEvent {
-                    // The rowid SQLite gave the row: its AUTOINCREMENT position.
+                let mut stored_event = LogEvent {
+                    // The rowid SQLite gave the row: its AUTOINCREMENT position, greater than
+                    // any before it.
                     position: tx.last_insert_rowid(),
                     recorded_at,
                     aggregate_type: part.aggregate_type.clone(),
@@ -645,11 +666,19 @@ fn write_direct(
                     payload: stored(&mut event.payload, &payload)?,
                     metadata: stored(&mut event.metadata, &metadata)?,
                     hash: None,
-                });
+                };
+                previous = if floats {
+                    link(&previous, &stored_event)
+                } else {
+                    chain::link_written(&previous, &stored_event, &payload, &metadata)
+                };
+                seal.execute(rusqlite::params![stored_event.position, previous])
+                    .map_err(refused)?;
+                stored_event.hash = Some(previous.clone());
+                appended.push(stored_event);
             }
         }
     }
-    appended.sort_by_key(|e| e.position);
     for part in &parts {
         let Some((aggregate_id, payload, current_snapshot)) = &part.snapshot else {
             continue;
@@ -689,30 +718,6 @@ fn write_direct(
             // Rolled back by the caller: nothing of this batch is written.
             return Err(Failure::Conflict);
         }
-    }
-    // The head is read after the inserts, under the write lock, so it is the last link any
-    // earlier commit wrote.
-    let head = tx
-        .query_row(
-            "SELECT position, hash FROM event_chain ORDER BY position DESC LIMIT 1",
-            [],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            other => Err(other),
-        })
-        .map_err(refused)?;
-    let (previous_position, mut previous) = head.unwrap_or_else(|| (0, chain::GENESIS.to_string()));
-    let mut seal = tx
-        .prepare_cached("INSERT INTO event_chain (position, hash) VALUES (?1, ?2)")
-        .map_err(refused)?;
-    for event in &mut appended {
-        previous = link(&previous, event);
-        seal.execute(rusqlite::params![event.position, previous])
-            .map_err(refused)?;
-        event.hash = Some(previous.clone());
     }
     Ok((previous_position, appended))
 }

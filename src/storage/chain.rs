@@ -16,6 +16,7 @@ use crate::with_pool;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
+use std::sync::LazyLock;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const PAGE: i64 = 2000;
@@ -61,20 +62,7 @@ fn write_json<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
 /// written straight from the event.
 pub fn canonical(event: &LogEvent) -> String {
     let mut out = Vec::with_capacity(256);
-    out.push(b'[');
-    write_json(&event.position, &mut out);
-    out.push(b',');
-    write_json(&event.recorded_at, &mut out);
-    for text in [&event.aggregate_type, &event.aggregate_id] {
-        out.push(b',');
-        write_json(text, &mut out);
-    }
-    out.push(b',');
-    write_json(&event.sequence, &mut out);
-    for text in [&event.event_type, &event.event_version] {
-        out.push(b',');
-        write_json(text, &mut out);
-    }
+    write_fields(event, &mut out);
     for value in [&event.payload, &event.metadata] {
         out.push(b',');
         write_canonical(value, &mut out);
@@ -84,10 +72,60 @@ pub fn canonical(event: &LogEvent) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The canonical form up to the payload: `[position,…,event_version`.
+fn write_fields(event: &LogEvent, out: &mut Vec<u8>) {
+    out.push(b'[');
+    write_json(&event.position, out);
+    out.push(b',');
+    write_json(&event.recorded_at, out);
+    for text in [&event.aggregate_type, &event.aggregate_id] {
+        out.push(b',');
+        write_json(text, out);
+    }
+    out.push(b',');
+    write_json(&event.sequence, out);
+    for text in [&event.event_type, &event.event_version] {
+        out.push(b',');
+        write_json(text, out);
+    }
+}
+
 pub fn link(previous: &str, event: &LogEvent) -> String {
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(canonical(event).as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Whether serde_json writes an object's keys in the canonical order. It does while its
+/// maps are `BTreeMap`s, ordered by the keys' bytes; the `preserve_order` feature, switched on
+/// by any crate of the build, would make them keep their insertion order instead.
+fn serde_json_sorts_keys() -> bool {
+    static SORTS: LazyLock<bool> = LazyLock::new(|| {
+        let probe = serde_json::json!({"b": 0, "a": {"d": 0, "c": 0}});
+        serde_json::to_string(&probe).is_ok_and(|text| text == r#"{"a":{"c":0,"d":0},"b":0}"#)
+    });
+    *SORTS
+}
+
+/// [`link`] for an event whose payload and metadata the caller has just written with
+/// `serde_json::to_string` (`payload`, `metadata`): that text is their canonical form, so it
+/// is hashed as it is instead of being written again. The values must be the event's own,
+/// as the log gives them back: not a float read back from text (see `copy::has_float`).
+pub fn link_written(previous: &str, event: &LogEvent, payload: &str, metadata: &str) -> String {
+    if !serde_json_sorts_keys() {
+        return link(previous, event);
+    }
+    let mut fields = Vec::with_capacity(160);
+    write_fields(event, &mut fields);
+    fields.push(b',');
+    let mut hasher = Sha256::new();
+    hasher.update(previous.as_bytes());
+    hasher.update(&fields);
+    hasher.update(payload.as_bytes());
+    hasher.update(b",");
+    hasher.update(metadata.as_bytes());
+    hasher.update(b"]");
     hex::encode(hasher.finalize())
 }
 
@@ -280,6 +318,25 @@ mod tests {
         assert_eq!(canonical(&e), canonical_as_first_written(&e));
         let plain = event(json!({"TrainingCompleted": {"staff_id": "s", "understanding": 2}}));
         assert_eq!(canonical(&plain), canonical_as_first_written(&plain));
+    }
+
+    #[test]
+    fn an_event_written_by_serde_json_links_as_its_canonical_form() {
+        assert!(serde_json_sorts_keys());
+        let mut e = event(json!({
+            "b": [1, -2, null, true, {"z": 1, "y": [{"k": "\u{7f}"}]}],
+            "a": {"y": "改行\n\"引用\"\u{1}\t😀", "x": "東京", "": 0},
+            "ß": "\\",
+        }));
+        e.aggregate_id = "人\"事".into();
+        e.metadata = json!({"actor": "人事課", "reason": "訂正\r\n", "n": u64::MAX, "m": i64::MIN});
+        let (payload, metadata) = (e.payload.to_string(), e.metadata.to_string());
+        let written = link_written(GENESIS, &e, &payload, &metadata);
+        assert_eq!(written, link(GENESIS, &e));
+        assert_eq!(
+            link_written(&written, &e, &payload, &metadata),
+            link(&written, &e)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //!
 //! Then the rebuild: a fresh projector folds Kiroku's whole log (both append runs) into every
 //! read model, beside `QueryReplay::replay_all` of the raw store into a counting query.
+//! Its peak memory is measured apart, by `kiroku rebuild` alone in a process of its own.
 //!
 //! Then, with no raw counterpart, the reads of a plan item whose indicator counts those
 //! incidents (sheet, as-of sheet, a page of the audit trail of the cell they all move: p50 and
@@ -50,6 +51,8 @@ pub struct Options {
     pub postgres: Option<String>,
     /// The city Kiroku's ledger is grown to before the measurements, if any.
     pub scale: Option<generator::Scale>,
+    /// The `kiroku` binary that rebuilds the ledger alone, for the rebuild's peak memory.
+    pub program: std::path::PathBuf,
 }
 
 /// One measured series: throughput and latency percentiles.
@@ -70,7 +73,7 @@ pub struct Series {
 pub struct Figure {
     pub backend: &'static str,
     pub name: String,
-    /// What `per_second` counts: `cmds/s`, `events/s`, `reads/s`, `ms` or `bytes/event`.
+    /// What `per_second` counts: `cmds/s`, `events/s`, `reads/s`, `ms`, `MB` or `bytes/event`.
     pub unit: &'static str,
     pub kiroku: Series,
     pub raw: Option<Series>,
@@ -474,6 +477,17 @@ async fn measure(
     });
     drop(restarted);
 
+    // The rebuild's memory: `kiroku rebuild` on the same ledger, alone in a process of its
+    // own, which reports its peak resident set.
+    let peak_mb = rebuild_alone(&options.program, kiroku_url).await;
+    figures.push(Figure {
+        backend,
+        name: "rebuild alone, peak memory".into(),
+        unit: "MB",
+        kiroku: value(peak_mb.unwrap_or(0.0), peak_mb.is_some()),
+        raw: None,
+    });
+
     // Disk: the whole database over the events it holds.
     let per_event = |bytes: Option<f64>, events: usize| {
         value(
@@ -489,6 +503,26 @@ async fn measure(
         raw: Some(per_event(database_bytes(&raw.backend()).await, raw_events)),
     });
     Ok(figures)
+}
+
+/// Runs `kiroku rebuild` on `database_url` in a process of its own and returns the peak
+/// memory it reports, in MB; `None` if it failed or did not say.
+async fn rebuild_alone(program: &std::path::Path, database_url: &str) -> Option<f64> {
+    let output = tokio::process::Command::new(program)
+        .args(["--database", database_url, "rebuild"])
+        .output()
+        .await
+        .ok()?;
+    if !output.status.success() {
+        tracing::warn!(
+            stderr = %String::from_utf8_lossy(&output.stderr),
+            "kiroku rebuild failed"
+        );
+        return None;
+    }
+    let said = String::from_utf8_lossy(&output.stdout);
+    let after = said.split("peak memory ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
 }
 
 /// The plan item the read figures draw: one indicator counting the incidents appended.

@@ -327,10 +327,13 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
         } => {
             let scale =
                 (staff > 0 && years > 0).then_some(crate::bench::generator::Scale { staff, years });
+            let program = std::env::current_exe()
+                .map_err(|e| format!("kiroku の実行ファイルが見つかりません: {e}"))?;
             let options = crate::bench::Options {
                 commands,
                 postgres,
                 scale,
+                program,
             };
             let figures = crate::bench::run(&options)
                 .await
@@ -363,8 +366,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
             let events = crate::storage::log::count(&backend)
                 .await
                 .map_err(|e| e.to_string())?;
+            let peak = crate::metrics::peak_memory_bytes().map_or_else(String::new, |bytes| {
+                format!(", peak memory {} MB", bytes >> 20)
+            });
             println!(
-                "rebuilt every projection from {events} events (position {position}) in {:.3} s; fingerprint {fingerprint}",
+                "rebuilt every projection from {events} events (position {position}) in {:.3} s{peak}; fingerprint {fingerprint}",
                 started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)

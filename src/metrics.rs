@@ -98,3 +98,18 @@ pub fn render(projected: i64, stopped: bool) -> String {
     metrics::gauge!("kiroku_projector_stopped").set(if stopped { 1.0 } else { 0.0 });
     handle.render()
 }
+
+/// The most memory this process has held at once (its peak resident set, `VmHWM` in
+/// `/proc/self/status`), in bytes; `None` where the kernel does not say.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -11,7 +11,7 @@ const SCALE: Scale = Scale {
 };
 
 /// The figures of one backend, in the order they are printed.
-const FIGURES: [&str; 19] = [
+const FIGURES: [&str; 20] = [
     "city: register 150 staff",
     "city: schedule sessions",
     "city: import, year 1 of 2",
@@ -30,6 +30,7 @@ const FIGURES: [&str; 19] = [
     "import, last sheet",
     "rebuild, events",
     "start-up to serving",
+    "rebuild alone, peak memory",
     "disk per event",
 ];
 
@@ -43,6 +44,7 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
         commands: 40,
         postgres: postgres.clone(),
         scale: Some(SCALE),
+        program: env!("CARGO_BIN_EXE_kiroku").into(),
     })
     .await
     .expect("the benchmark runs");
@@ -88,7 +90,7 @@ async fn the_benchmark_prints_every_figure_beside_the_raw_framework() {
     // The rebuild folds both append runs (80 incidents), the plan item, 40 registrations, the
     // session and 40 enrolments, and the five imported sessions (5 × 40 completions); the raw
     // replay reads the 80 incidents.
-    for figure in figures.iter().filter(|f| f.name.starts_with("rebuild")) {
+    for figure in figures.iter().filter(|f| f.name == "rebuild, events") {
         assert!(
             figure.kiroku.commands >= 80 + 1 + 40 + 1 + 40 + 5 * 40,
             "{table}"

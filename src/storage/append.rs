@@ -621,9 +621,21 @@ fn write_direct(
         let mut seal = tx
             .prepare_cached("INSERT INTO event_chain (position, hash) VALUES (?1, ?2)")
             .map_err(refused)?;
+        // A command's events carry its metadata, equal for all of them: written once for
+        // each run of equal values.
+        let mut metadata_written: Option<(Value, String)> = None;
         for part in &mut parts {
             for event in &mut part.events {
-                let (payload, metadata) = (text(&event.payload)?, text(&event.metadata)?);
+                let payload = text(&event.payload)?;
+                let known = metadata_written
+                    .as_ref()
+                    .is_some_and(|(value, _)| *value == event.metadata);
+                if !known {
+                    metadata_written = Some((event.metadata.clone(), text(&event.metadata)?));
+                }
+                let metadata = metadata_written
+                    .as_ref()
+                    .map_or("", |(_, written)| written.as_str());
                 insert
                     .execute(rusqlite::params![
                         part.aggregate_type,
@@ -664,13 +676,13 @@ fn write_direct(
                     event_type: event.event_type.clone(),
                     event_version: event.event_version.clone(),
                     payload: stored(&mut event.payload, &payload)?,
-                    metadata: stored(&mut event.metadata, &metadata)?,
+                    metadata: stored(&mut event.metadata, metadata)?,
                     hash: None,
                 };
                 previous = if floats {
                     link(&previous, &stored_event)
                 } else {
-                    chain::link_written(&previous, &stored_event, &payload, &metadata)
+                    chain::link_written(&previous, &stored_event, &payload, metadata)
                 };
                 seal.execute(rusqlite::params![stored_event.position, previous])
                     .map_err(refused)?;

@@ -132,7 +132,7 @@ both_backends!(
                  DELETE FROM event_chain WHERE position >= {second};"
             ),
             Db::Postgres => format!(
-                "UPDATE events SET payload = jsonb_set(payload, '{{StaffRegistered,grade}}', '8') WHERE position = {second}; \
+                "UPDATE events SET payload = jsonb_set(payload::jsonb, '{{StaffRegistered,grade}}', '8') WHERE position = {second}; \
                  DELETE FROM event_chain WHERE position >= {second};"
             ),
         };
@@ -272,7 +272,7 @@ both_backends!(
                  DELETE FROM event_chain WHERE position >= {first};"
             ),
             Db::Postgres => format!(
-                "UPDATE events SET metadata = jsonb_set(metadata, '{{actor}}', '\"監査委員\"') WHERE position = {first}; \
+                "UPDATE events SET metadata = jsonb_set(metadata::jsonb, '{{actor}}', '\"監査委員\"') WHERE position = {first}; \
                  DELETE FROM event_chain WHERE position >= {first};"
             ),
         };

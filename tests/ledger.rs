@@ -103,7 +103,7 @@ both_backends!(
         ),
         Db::Postgres => format!(
             "ALTER TABLE events DISABLE TRIGGER events_refuse_change; \
-             UPDATE events SET payload = jsonb_set(payload, '{{StaffRegistered,grade}}', '8') WHERE position = {second}; \
+             UPDATE events SET payload = jsonb_set(payload::jsonb, '{{StaffRegistered,grade}}', '8') WHERE position = {second}; \
              ALTER TABLE events ENABLE TRIGGER events_refuse_change;"
         ),
     };

@@ -390,14 +390,22 @@ async fn write(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                  event_version, payload, metadata) ",
             );
+            // The JSON goes as text: PostgreSQL's json column keeps it as sent (migration
+            // 0010), where a jsonb parameter would be parsed and written out again.
+            let cast = match backend {
+                Backend::Sqlite(_) => "",
+                Backend::Postgres(_) => "::json",
+            };
             insert.push_values(chunk, |mut row, (aggregate_type, event)| {
                 row.push_bind(*aggregate_type)
                     .push_bind(event.aggregate_id.as_str())
                     .push_bind(event.sequence as i64)
                     .push_bind(event.event_type.as_str())
                     .push_bind(event.event_version.as_str())
-                    .push_bind(&event.payload)
-                    .push_bind(&event.metadata);
+                    .push_bind(event.payload.to_string())
+                    .push_unseparated(cast)
+                    .push_bind(event.metadata.to_string())
+                    .push_unseparated(cast);
             });
             insert.push(returning);
             for row in insert.build().fetch_all(&mut *tx).await? {

@@ -411,7 +411,7 @@ pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, Ba
             )
             .execute(&mut *tx)
             .await?;
-            insert_all::<sqlx::Postgres>(&mut tx, image, "::jsonb").await?;
+            insert_all::<sqlx::Postgres>(&mut tx, image, "::json").await?;
             sqlx::query(
                 "ALTER TABLE events ENABLE TRIGGER events_begin_append, \
                  ENABLE TRIGGER events_assigned_only",
@@ -458,7 +458,7 @@ where
     Ok((events.max(chain), row.try_get(2)?))
 }
 
-/// Inserts events, chain and keys; `json` is the cast a JSON parameter needs (`::jsonb`).
+/// Inserts events, chain and keys; `json` is the cast a JSON parameter needs (`::json`).
 async fn insert_all<DB>(
     conn: &mut DB::Connection,
     image: &LogImage,

@@ -10,10 +10,10 @@
 //!   sequence in the order sent, ending at the session's `currval`. Checked: the log must hold
 //!   exactly as many events in that range as were sent;
 //! - `recorded_at`: one per statement, the transaction-local setting the trigger left;
-//! - the JSON: the values held in memory, as the log will give them back. `jsonb` rewrites
-//!   key order and spacing, which neither a `Value` nor the chain's canonical form keeps,
-//!   and reads integers and strings back exactly; a batch with a float is not copied (the
-//!   insert's `RETURNING` gives such a value as stored).
+//! - the JSON: the values held in memory, as the log will give them back: the column keeps
+//!   the text sent (json, migration 0010), and integers and strings read back exactly; a
+//!   batch with a float is not copied (the insert's `RETURNING` gives such a value as
+//!   stored).
 
 use super::append::Failure;
 use super::log::LogEvent;

@@ -23,6 +23,8 @@ use sqlx::{PgConnection, Row};
 
 /// Batches of at least this many events are copied, smaller ones inserted.
 const COPY_FROM: usize = 2_000;
+/// Events encoded and sent at a time within one `COPY` (about 700 KB).
+const COPY_PIECE: usize = 2_000;
 
 /// Whether `rows` go in by `COPY`: many of them, and none with a float.
 pub fn worth_copying(rows: &[(&str, &SerializedEvent)]) -> bool {
@@ -87,14 +89,22 @@ pub async fn copy_events(
     conn: &mut PgConnection,
     rows: &[(&str, &SerializedEvent)],
 ) -> Result<Vec<LogEvent>, Failure> {
-    let data = encode(rows)?;
     let mut copy = conn
         .copy_in_raw(
             "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
              payload, metadata) FROM STDIN",
         )
         .await?;
-    copy.send(data).await?;
+    // Sent in pieces: the server inserts one while the next is encoded here.
+    for piece in rows.chunks(COPY_PIECE) {
+        match encode(piece) {
+            Ok(data) => copy.send(data).await?,
+            Err(failure) => {
+                let _ = copy.abort("encoding an event failed").await;
+                return Err(failure);
+            }
+        };
+    }
     let copied = copy.finish().await?;
     let sent = rows.len() as i64;
     let assigned = sqlx::query(

@@ -477,17 +477,6 @@ async fn measure(
     });
     drop(restarted);
 
-    // The rebuild's memory: `kiroku rebuild` on the same ledger, alone in a process of its
-    // own, which reports its peak resident set.
-    let peak_mb = rebuild_alone(&options.program, kiroku_url).await;
-    figures.push(Figure {
-        backend,
-        name: "rebuild alone, peak memory".into(),
-        unit: "MB",
-        kiroku: value(peak_mb.unwrap_or(0.0), peak_mb.is_some()),
-        raw: None,
-    });
-
     // Disk: the whole database over the events it holds.
     let per_event = |bytes: Option<f64>, events: usize| {
         value(
@@ -501,6 +490,18 @@ async fn measure(
         unit: "bytes/event",
         kiroku: per_event(database_bytes(&ledger.backend).await, kiroku_events),
         raw: Some(per_event(database_bytes(&raw.backend()).await, raw_events)),
+    });
+
+    // The rebuild's memory: `kiroku rebuild` on the same ledger, alone in a process of its
+    // own, which reports its peak resident set (after the disk is measured: it rewrites
+    // every checkpoint).
+    let peak_mb = rebuild_alone(&options.program, kiroku_url).await;
+    figures.push(Figure {
+        backend,
+        name: "rebuild alone, peak memory".into(),
+        unit: "MB",
+        kiroku: value(peak_mb.unwrap_or(0.0), peak_mb.is_some()),
+        raw: None,
     });
     Ok(figures)
 }

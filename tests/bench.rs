@@ -30,8 +30,8 @@ const FIGURES: [&str; 20] = [
     "import, last sheet",
     "rebuild, events",
     "start-up to serving",
-    "rebuild alone, peak memory",
     "disk per event",
+    "rebuild alone, peak memory",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -635,9 +635,11 @@ fn write_direct(
         for part in &mut parts {
             for event in &mut part.events {
                 let payload = text(&event.payload)?;
-                let known = metadata_written
-                    .as_ref()
-                    .is_some_and(|(value, _)| *value == event.metadata);
+                // Values with a float are written anew: serde_json holds 0.0 and -0.0 equal.
+                let known = !has_float(&event.metadata)
+                    && metadata_written
+                        .as_ref()
+                        .is_some_and(|(value, _)| *value == event.metadata);
                 if !known {
                     metadata_written = Some((event.metadata.clone(), text(&event.metadata)?));
                 }

@@ -2,8 +2,9 @@
 //!
 //! `hash(n) = SHA-256(hash(n-1) ‖ canonical(event n))`, hex-encoded, with 64 zeros before the
 //! first event. The canonical form is a JSON array of every stored field with object keys
-//! sorted and no whitespace, computed from the parsed values: PostgreSQL rewrites JSON
-//! payloads (key order, spacing), so the stored text is never hashed as it is.
+//! sorted and no whitespace, computed from the parsed values: PostgreSQL rewrote JSON
+//! payloads (key order, spacing) while the log was `jsonb` (before migration 0010), so the
+//! stored text is never hashed as it is.
 //!
 //! Each commit writes the links of its events in the same transaction as the events
 //! (`repository.rs`), so every event in the log has its link: one without is an insertion

@@ -385,17 +385,17 @@ async fn write(
         let copied = tx.copy_events(&rows).await?;
         let bulk = copied.is_some();
         let mut appended = copied.unwrap_or_else(|| Vec::with_capacity(rows.len()));
+        // The JSON goes as text: PostgreSQL's json column keeps it as sent (migration
+        // 0010), where a jsonb parameter would be parsed and written out again.
+        let cast = match backend {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "::json",
+        };
         for chunk in rows.chunks(ROWS_PER_INSERT).filter(|_| !bulk) {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
                  event_version, payload, metadata) ",
             );
-            // The JSON goes as text: PostgreSQL's json column keeps it as sent (migration
-            // 0010), where a jsonb parameter would be parsed and written out again.
-            let cast = match backend {
-                Backend::Sqlite(_) => "",
-                Backend::Postgres(_) => "::json",
-            };
             insert.push_values(chunk, |mut row, (aggregate_type, event)| {
                 row.push_bind(*aggregate_type)
                     .push_bind(event.aggregate_id.as_str())
@@ -635,8 +635,9 @@ fn write_direct(
         for part in &mut parts {
             for event in &mut part.events {
                 let payload = text(&event.payload)?;
+                let metadata_floats = has_float(&event.metadata);
                 // Values with a float are written anew: serde_json holds 0.0 and -0.0 equal.
-                let known = !has_float(&event.metadata)
+                let known = !metadata_floats
                     && metadata_written
                         .as_ref()
                         .is_some_and(|(value, _)| *value == event.metadata);
@@ -663,7 +664,7 @@ fn write_direct(
                 // does not always read a float back to the value it wrote, and the link must
                 // cover what is stored. Integers, strings and the rest read back exactly, and
                 // the text just written is then their canonical form.
-                let floats = has_float(&event.payload) || has_float(&event.metadata);
+                let floats = metadata_floats || has_float(&event.payload);
                 let stored = |value: &mut Value, text: &str| {
                     if floats {
                         return serde_json::from_str::<Value>(text)

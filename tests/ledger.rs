@@ -744,3 +744,116 @@ both_backends!(
         assert_eq!(rows, vec![(5, 1)]);
     }
 );
+
+both_backends!(
+    a_batch_writes_every_snapshot_it_carries_or_none,
+    |app: TestApp| async move {
+        // An import commits one part per session, each with its snapshot due; PostgreSQL
+        // writes them together (src/storage/copy.rs). First and later snapshots mix in one
+        // batch, an unreadable old row is replaced, and a later snapshot whose predecessor
+        // is not the one stored fails the whole batch: no event, no snapshot.
+        let appender = kiroku::storage::append::Appender::spawn(
+            app.ledger.backend.clone(),
+            std::sync::Arc::new(|_, _| {}),
+        );
+        let events = |id: &str, from: usize, to: usize| -> Vec<cqrs_es::persist::SerializedEvent> {
+            (from..=to)
+                .map(|sequence| cqrs_es::persist::SerializedEvent {
+                    aggregate_id: id.into(),
+                    sequence,
+                    aggregate_type: "Probe".into(),
+                    event_type: "Happened".into(),
+                    event_version: "1".into(),
+                    payload: json!({"Happened": {"n": sequence}}),
+                    metadata: json!({"actor": "test"}),
+                })
+                .collect()
+        };
+        let part =
+            |id: &str, from: usize, to: usize, current: usize| kiroku::storage::append::Part {
+                aggregate_type: "Probe".into(),
+                events: events(id, from, to),
+                snapshot: Some((
+                    id.into(),
+                    json!({"id": id, "upto": to, "名": "記録"}),
+                    current,
+                )),
+            };
+        let snapshots = || async {
+            let rows: Vec<(String, i64, i64, String)> = kiroku::with_pool!(&app.ledger.backend, pool => {
+                sqlx::query_as(
+                    "SELECT aggregate_id, last_sequence, current_snapshot, CAST(payload AS TEXT) \
+                     FROM snapshots WHERE aggregate_type = 'Probe' ORDER BY aggregate_id",
+                )
+                .fetch_all(pool)
+                .await
+                .expect("snapshots")
+            });
+            rows.into_iter()
+                .map(|(id, last, current, payload)| {
+                    let payload: serde_json::Value =
+                        serde_json::from_str(&payload).expect("a snapshot's JSON");
+                    (id, last, current, payload["upto"].as_i64().unwrap_or(-1))
+                })
+                .collect::<Vec<_>>()
+        };
+        kiroku::with_pool!(&app.ledger.backend, pool => {
+            sqlx::query(
+                "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
+                 current_snapshot, payload) VALUES ('Probe', 'p-b', 2, 9, '{\"old\": 1}')",
+            )
+            .execute(pool)
+            .await
+            .expect("an old snapshot");
+        });
+        let first = appender
+            .append_all(vec![
+                part("p-a", 1, 3, 1),
+                part("p-b", 1, 4, 1),
+                part("p-c", 1, 2, 1),
+            ])
+            .await
+            .expect("three first snapshots");
+        assert_eq!(first.len(), 9);
+        assert_eq!(
+            snapshots().await,
+            vec![
+                ("p-a".to_string(), 3, 1, 3),
+                ("p-b".to_string(), 4, 1, 4),
+                ("p-c".to_string(), 2, 1, 2),
+            ]
+        );
+        let later = appender
+            .append_all(vec![
+                part("p-a", 4, 6, 2),
+                part("p-c", 3, 3, 2),
+                part("p-d", 1, 1, 1),
+            ])
+            .await
+            .expect("later snapshots beside a first one");
+        assert_eq!(later.len(), 5);
+        assert_eq!(
+            snapshots().await,
+            vec![
+                ("p-a".to_string(), 6, 2, 6),
+                ("p-b".to_string(), 4, 1, 4),
+                ("p-c".to_string(), 3, 2, 3),
+                ("p-d".to_string(), 1, 1, 1),
+            ]
+        );
+        let before = app.event_count().await;
+        let stale = appender
+            .append_all(vec![part("p-b", 5, 5, 2), part("p-d", 2, 2, 5)])
+            .await;
+        assert!(
+            matches!(stale, Err(kiroku::storage::append::Failure::Conflict)),
+            "{stale:?}"
+        );
+        assert_eq!(
+            app.event_count().await,
+            before,
+            "no event of the batch is written"
+        );
+        assert_eq!(snapshots().await[1], ("p-b".to_string(), 4, 1, 4));
+    }
+);

@@ -227,11 +227,11 @@ impl Store {
     /// Writes `batch` in one transaction (see [`write`]) and hands it back with the outcome.
     async fn write(
         &mut self,
-        batch: Vec<Job>,
+        mut batch: Vec<Job>,
     ) -> (Vec<Job>, Result<(i64, Vec<LogEvent>), Failure>) {
         match self {
             Store::Pool { backend, head } => {
-                let result = write(backend, &batch, head.take()).await;
+                let result = write(backend, &mut batch, head.take()).await;
                 if let Ok((_, events)) = &result {
                     *head = events
                         .last()
@@ -358,7 +358,7 @@ fn answer(batch: Vec<Job>, previous: i64, events: Vec<LogEvent>, on_commit: &OnC
 /// back insert took) reads the head from the database.
 async fn write(
     backend: &Backend,
-    batch: &[Job],
+    batch: &mut [Job],
     known: Option<(i64, String)>,
 ) -> Result<(i64, Vec<LogEvent>), Failure> {
     let returning = match backend {
@@ -371,77 +371,94 @@ async fn write(
              event_type, event_version, payload::text, metadata::text, NULL::text"
         }
     };
-    let parts: Vec<&Part> = batch.iter().flat_map(|job| job.parts.iter()).collect();
-    let rows: Vec<(&str, &SerializedEvent)> = parts
+    let rows: Vec<(&str, &SerializedEvent)> = batch
         .iter()
+        .flat_map(|job| job.parts.iter())
         .flat_map(|part| {
             part.events
                 .iter()
                 .map(|e| (part.aggregate_type.as_str(), e))
         })
         .collect();
+    let count = rows.len();
     with_pool!(backend, pool => {
         let mut tx = pool.begin().await?;
-        let copied = tx.copy_events(&rows).await?;
-        let bulk = copied.is_some();
-        let mut appended = copied.unwrap_or_else(|| Vec::with_capacity(rows.len()));
-        // The JSON goes as text: PostgreSQL's json column keeps it as sent (migration
-        // 0010), where a jsonb parameter would be parsed and written out again.
-        let cast = match backend {
-            Backend::Sqlite(_) => "",
-            Backend::Postgres(_) => "::json",
-        };
-        for chunk in rows.chunks(ROWS_PER_INSERT).filter(|_| !bulk) {
-            let mut insert = QueryBuilder::new(
-                "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                 event_version, payload, metadata) ",
-            );
-            insert.push_values(chunk, |mut row, (aggregate_type, event)| {
-                row.push_bind(*aggregate_type)
-                    .push_bind(event.aggregate_id.as_str())
-                    .push_bind(event.sequence as i64)
-                    .push_bind(event.event_type.as_str())
-                    .push_bind(event.event_version.as_str())
-                    .push_bind(event.payload.to_string())
-                    .push_unseparated(cast)
-                    .push_bind(event.metadata.to_string())
-                    .push_unseparated(cast);
-            });
-            insert.push(returning);
-            for row in insert.build().fetch_all(&mut *tx).await? {
-                appended.push(decode(&row)?);
+        let started = std::time::Instant::now();
+        let (bulk, mut appended) = match tx.copy_events(&rows).await? {
+            Some((first, recorded_at)) => (true, copied(batch, first, recorded_at)),
+            None => {
+                let mut appended = Vec::with_capacity(count);
+                // The JSON goes as text: PostgreSQL's json column keeps it as sent
+                // (migration 0010), where a jsonb parameter would be parsed and written out
+                // again.
+                let cast = match backend {
+                    Backend::Sqlite(_) => "",
+                    Backend::Postgres(_) => "::json",
+                };
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    let mut insert = QueryBuilder::new(
+                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                         event_version, payload, metadata) ",
+                    );
+                    insert.push_values(chunk, |mut row, (aggregate_type, event)| {
+                        row.push_bind(*aggregate_type)
+                            .push_bind(event.aggregate_id.as_str())
+                            .push_bind(event.sequence as i64)
+                            .push_bind(event.event_type.as_str())
+                            .push_bind(event.event_version.as_str())
+                            .push_bind(event.payload.to_string())
+                            .push_unseparated(cast)
+                            .push_bind(event.metadata.to_string())
+                            .push_unseparated(cast);
+                    });
+                    insert.push(returning);
+                    for row in insert.build().fetch_all(&mut *tx).await? {
+                        appended.push(decode(&row)?);
+                    }
+                }
+                (false, appended)
             }
-        }
-        if appended.len() != rows.len() {
+        };
+        let inserted = started.elapsed();
+        if appended.len() != count {
             return Err(Failure::Storage(format!(
-                "{} events were inserted, {} returned",
-                rows.len(),
+                "{count} events were inserted, {} returned",
                 appended.len()
             )));
         }
         appended.sort_by_key(|e| e.position);
-        for job in &parts {
-            let Some((aggregate_id, payload, current_snapshot)) = &job.snapshot else {
-                continue;
-            };
-            let last_sequence = job.events.last().map_or(0, |e| e.sequence) as i64;
-            let written = if *current_snapshot == 1 {
-                // A first snapshot beside one this version could not read replaces it (see
-                // [`FORGET_SNAPSHOTS`]).
+        let due: Vec<Due> = batch
+            .iter()
+            .flat_map(|job| job.parts.iter())
+            .filter_map(|job| {
+                let (aggregate_id, payload, current) = job.snapshot.as_ref()?;
+                Some(Due {
+                    aggregate_type: job.aggregate_type.as_str(),
+                    aggregate_id: aggregate_id.as_str(),
+                    last_sequence: job.events.last().map_or(0, |e| e.sequence) as i64,
+                    current: *current as i64,
+                    payload,
+                })
+            })
+            .collect();
+        let together = tx.write_snapshots(&due).await?;
+        for snapshot in due.iter().filter(|_| !together) {
+            let written = if snapshot.current == 1 {
+                // A first snapshot beside one this version could not read replaces it.
                 sqlx::query(FORGET_SNAPSHOTS)
-                    .bind(job.aggregate_type.as_str())
-                    .bind(aggregate_id.as_str())
+                    .bind(snapshot.aggregate_type)
+                    .bind(snapshot.aggregate_id)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
                     "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
                      current_snapshot, payload) VALUES ($1, $2, $3, $4, $5)",
                 )
-                .bind(job.aggregate_type.as_str())
-                .bind(aggregate_id.as_str())
-                .bind(last_sequence)
-                .bind(*current_snapshot as i64)
-                .bind(payload)
+                .bind(snapshot.aggregate_type)
+                .bind(snapshot.aggregate_id)
+                .bind(snapshot.last_sequence)
+                .bind(snapshot.current)
+                .bind(snapshot.payload)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -450,12 +467,12 @@ async fn write(
                     "UPDATE snapshots SET last_sequence = $3, payload = $6, current_snapshot = $4 \
                      WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $5",
                 )
-                .bind(job.aggregate_type.as_str())
-                .bind(aggregate_id.as_str())
-                .bind(last_sequence)
-                .bind(*current_snapshot as i64)
-                .bind(*current_snapshot as i64 - 1)
-                .bind(payload)
+                .bind(snapshot.aggregate_type)
+                .bind(snapshot.aggregate_id)
+                .bind(snapshot.last_sequence)
+                .bind(snapshot.current)
+                .bind(snapshot.current - 1)
+                .bind(snapshot.payload)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -465,8 +482,7 @@ async fn write(
                 return Err(Failure::Conflict);
             }
         }
-        // The head is read after the inserts, under the appenders' lock (PostgreSQL) or the
-        // write lock (SQLite), so it is the last link any earlier commit wrote.
+        let snapshots = started.elapsed();
         let first = appended.first().map_or(0, |e| e.position);
         let known = known.filter(|(position, _)| {
             matches!(backend, Backend::Postgres(_)) && position + 1 == first && !bulk
@@ -489,9 +505,11 @@ async fn write(
             previous = link(&previous, event);
             event.hash = Some(previous.clone());
         }
+        let linked = started.elapsed();
         if bulk {
             tx.copy_links(&appended).await?;
         }
+        let sealed = started.elapsed();
         for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate().filter(|_| !bulk) {
             let mut seal = QueryBuilder::new("INSERT INTO event_chain (position, hash) ");
             // Linked to the head this appender remembers: the first links are written only
@@ -517,31 +535,103 @@ async fn write(
             }
         }
         tx.commit().await?;
+        if bulk {
+            // Where a large batch's time goes (PERFORMANCE.md, the bulk import).
+            tracing::debug!(
+                events = inserted.as_secs_f64(),
+                snapshots = (snapshots - inserted).as_secs_f64(),
+                links = (linked - snapshots).as_secs_f64(),
+                chain = (sealed - linked).as_secs_f64(),
+                commit = (started.elapsed() - sealed).as_secs_f64(),
+                "copied"
+            );
+        }
         Ok((previous_position, appended))
     })
+}
+
+/// The events of `batch`, copied into the log from position `first` on at `recorded_at`, as
+/// the log holds them (unsealed): the JSON is the values in memory, as the log gives them back
+/// (see [`copy`]). A batch of one job hands its events' JSON over instead of copying it:
+/// should the batch fail, that job is answered with the failure and never written again (a
+/// batch of several is retried job by job, see [`run`], and keeps its own).
+fn copied(batch: &mut [Job], first: i64, recorded_at: i64) -> Vec<LogEvent> {
+    let alone = batch.len() == 1;
+    batch
+        .iter_mut()
+        .flat_map(|job| job.parts.iter_mut())
+        .flat_map(|part| {
+            let aggregate_type = part.aggregate_type.as_str();
+            part.events
+                .iter_mut()
+                .map(move |event| (aggregate_type, event))
+        })
+        .zip(first..)
+        .map(|((aggregate_type, event), position)| {
+            let (payload, metadata) = if alone {
+                (
+                    std::mem::take(&mut event.payload),
+                    std::mem::take(&mut event.metadata),
+                )
+            } else {
+                (event.payload.clone(), event.metadata.clone())
+            };
+            LogEvent {
+                position,
+                recorded_at,
+                aggregate_type: aggregate_type.to_string(),
+                aggregate_id: event.aggregate_id.clone(),
+                sequence: event.sequence as i64,
+                event_type: event.event_type.clone(),
+                event_version: event.event_version.clone(),
+                payload,
+                metadata,
+                hash: None,
+            }
+        })
+        .collect()
+}
+
+/// A snapshot due with a batch: the aggregate's state after its last event in the batch.
+pub(super) struct Due<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub last_sequence: i64,
+    /// Its number: 1 for the first (see [`FORGET_SNAPSHOTS`]), else the one after the
+    /// stored one.
+    pub current: i64,
+    pub payload: &'a Value,
 }
 
 /// What a backend's transaction can do faster than [`write`]'s multi-row inserts.
 trait Bulk {
     /// The batch's events inserted another way, when the backend has one for them.
+    /// Returns the first position and the time recorded (see [`copy::copy_events`]).
     async fn copy_events(
         &mut self,
         rows: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<Vec<LogEvent>>, Failure>;
+    ) -> Result<Option<(i64, i64)>, Failure>;
     /// The links of events [`Bulk::copy_events`] inserted.
     async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure>;
+    /// The snapshots due, written together; `false` when left to [`write`]'s statement per
+    /// snapshot.
+    async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure>;
 }
 
 impl Bulk for sqlx::SqliteConnection {
     async fn copy_events(
         &mut self,
         _: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<Vec<LogEvent>>, Failure> {
+    ) -> Result<Option<(i64, i64)>, Failure> {
         Ok(None)
     }
 
     async fn copy_links(&mut self, _: &[LogEvent]) -> Result<(), Failure> {
         Err(Failure::Storage("SQLite has no bulk path here".into()))
+    }
+
+    async fn write_snapshots(&mut self, _: &[Due<'_>]) -> Result<bool, Failure> {
+        Ok(false)
     }
 }
 
@@ -549,7 +639,7 @@ impl Bulk for sqlx::PgConnection {
     async fn copy_events(
         &mut self,
         rows: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<Vec<LogEvent>>, Failure> {
+    ) -> Result<Option<(i64, i64)>, Failure> {
         if !copy::worth_copying(rows) {
             return Ok(None);
         }
@@ -558,6 +648,10 @@ impl Bulk for sqlx::PgConnection {
 
     async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure> {
         copy::copy_links(self, events).await
+    }
+
+    async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure> {
+        copy::write_snapshots(self, due).await
     }
 }
 

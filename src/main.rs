@@ -21,14 +21,19 @@ const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// deciding in `clear_page_rep` under `do_huge_pmd_anonymous_page` (0.69 s per 50,000 rows,
 /// against 0.34 s with small pages; the later sheets reuse memory and take 0.25–0.31 s either
 /// way). mimalloc read its options when the process started, before `main`, and may already
-/// have asked for huge pages on its first region: the process-wide switch covers that one.
+/// have asked for huge pages on its first region: the process-wide switch covers the part of
+/// it not yet touched.
 fn small_pages_only() {
-    // SAFETY: no other thread runs yet (the runtime is built after this), and 0 is a valid
-    // value of the option.
+    // SAFETY: in `main` no other thread runs yet (the runtime is built after this); in the
+    // unit test other threads may read the option while it is written, a plain integer whose
+    // either value is valid.
     unsafe { libmimalloc_sys::mi_option_set(ALLOW_THP, 0) };
     // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointer. It only fails on a
     // kernel without it, where there is nothing to switch off.
-    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0)
+    };
 }
 
 fn main() -> ExitCode {

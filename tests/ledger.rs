@@ -855,5 +855,19 @@ both_backends!(
             "no event of the batch is written"
         );
         assert_eq!(snapshots().await[1], ("p-b".to_string(), 4, 1, 4));
+        // One aggregate twice in a batch (two commands on it, or a unit of work): its
+        // snapshots are written in order, the second replacing the first.
+        appender
+            .append_all(vec![
+                part("p-e", 1, 1, 1),
+                part("p-e", 2, 3, 2),
+                part("p-a", 7, 7, 3),
+            ])
+            .await
+            .expect("two snapshots of one aggregate");
+        let now = snapshots().await;
+        assert_eq!(now[0], ("p-a".to_string(), 7, 3, 7));
+        assert_eq!(now[4], ("p-e".to_string(), 3, 2, 3));
+        assert_eq!(now.len(), 5);
     }
 );

@@ -9,14 +9,17 @@
 --
 -- Snapshots are disposable (deleting them only makes loading slower), and every reader takes
 -- their text whole. lz4 applies to values written from now on; the older ones stay readable
--- as they are. A server built without lz4 keeps pglz.
+-- as they are. A server without lz4 (built without it, or older than PostgreSQL 14) keeps
+-- pglz.
 ALTER TABLE snapshots
     ALTER COLUMN payload TYPE json USING payload::json;
 
 DO $$
 BEGIN
-    ALTER TABLE snapshots ALTER COLUMN payload SET COMPRESSION lz4;
-    ALTER TABLE projection_segments ALTER COLUMN bytes SET COMPRESSION lz4;
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'ALTER TABLE snapshots ALTER COLUMN payload SET COMPRESSION lz4';
+        EXECUTE 'ALTER TABLE projection_segments ALTER COLUMN bytes SET COMPRESSION lz4';
+    END IF;
 EXCEPTION WHEN feature_not_supported THEN
     RAISE NOTICE 'this server has no lz4: snapshots and checkpoints stay compressed with pglz';
 END;

@@ -281,6 +281,8 @@ async fn run(
                     );
                 }
             }
+            // A batch of one is never written again: its events' JSON may have been handed
+            // over to the events returned (see `copied` and `write_direct`).
             Err(failure) if batch.len() == 1 || matches!(failure, Failure::Unavailable(_)) => {
                 for job in batch {
                     let _ = job.reply.send(Err(failure.clone()));
@@ -384,17 +386,16 @@ async fn write(
     with_pool!(backend, pool => {
         let mut tx = pool.begin().await?;
         let started = std::time::Instant::now();
+        // The JSON goes as text: PostgreSQL's json columns keep it as sent (migrations 0010
+        // and 0011), where a jsonb parameter would be parsed and written out again.
+        let cast = match backend {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "::json",
+        };
         let (bulk, mut appended) = match tx.copy_events(&rows).await? {
             Some((first, recorded_at)) => (true, copied(batch, first, recorded_at)),
             None => {
                 let mut appended = Vec::with_capacity(count);
-                // The JSON goes as text: PostgreSQL's json column keeps it as sent
-                // (migration 0010), where a jsonb parameter would be parsed and written out
-                // again.
-                let cast = match backend {
-                    Backend::Sqlite(_) => "",
-                    Backend::Postgres(_) => "::json",
-                };
                 for chunk in rows.chunks(ROWS_PER_INSERT) {
                     let mut insert = QueryBuilder::new(
                         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
@@ -444,35 +445,35 @@ async fn write(
         let together = tx.write_snapshots(&due).await?;
         for snapshot in due.iter().filter(|_| !together) {
             let written = if snapshot.current == 1 {
-                // A first snapshot beside one this version could not read replaces it.
                 sqlx::query(FORGET_SNAPSHOTS)
                     .bind(snapshot.aggregate_type)
                     .bind(snapshot.aggregate_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
+                sqlx::query(&format!(
                     "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, \
-                     current_snapshot, payload) VALUES ($1, $2, $3, $4, $5)",
-                )
+                     current_snapshot, payload) VALUES ($1, $2, $3, $4, $5{cast})"
+                ))
                 .bind(snapshot.aggregate_type)
                 .bind(snapshot.aggregate_id)
                 .bind(snapshot.last_sequence)
                 .bind(snapshot.current)
-                .bind(snapshot.payload)
+                .bind(snapshot.payload.to_string())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
             } else {
-                sqlx::query(
-                    "UPDATE snapshots SET last_sequence = $3, payload = $6, current_snapshot = $4 \
-                     WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $5",
-                )
+                sqlx::query(&format!(
+                    "UPDATE snapshots SET last_sequence = $3, payload = $6{cast}, \
+                     current_snapshot = $4 \
+                     WHERE aggregate_type = $1 AND aggregate_id = $2 AND current_snapshot = $5"
+                ))
                 .bind(snapshot.aggregate_type)
                 .bind(snapshot.aggregate_id)
                 .bind(snapshot.last_sequence)
                 .bind(snapshot.current)
                 .bind(snapshot.current - 1)
-                .bind(snapshot.payload)
+                .bind(snapshot.payload.to_string())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -483,6 +484,8 @@ async fn write(
             }
         }
         let snapshots = started.elapsed();
+        // The head is read after the inserts, under the appenders' lock (PostgreSQL) or the
+        // write lock (SQLite), so it is the last link any earlier commit wrote.
         let first = appended.first().map_or(0, |e| e.position);
         let known = known.filter(|(position, _)| {
             matches!(backend, Backend::Postgres(_)) && position + 1 == first && !bulk
@@ -543,7 +546,7 @@ async fn write(
                 links = (linked - snapshots).as_secs_f64(),
                 chain = (sealed - linked).as_secs_f64(),
                 commit = (started.elapsed() - sealed).as_secs_f64(),
-                "copied"
+                "bulk batch written"
             );
         }
         Ok((previous_position, appended))

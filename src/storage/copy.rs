@@ -118,7 +118,7 @@ pub async fn copy_events(
         encoding = encoding.as_secs_f64(),
         sending = (sending - encoding).as_secs_f64(),
         finishing = (started.elapsed() - sending).as_secs_f64(),
-        "copied events"
+        "bulk events sent"
     );
     let sent = rows.len() as i64;
     let assigned = sqlx::query(
@@ -177,16 +177,16 @@ pub async fn copy_links(conn: &mut PgConnection, events: &[LogEvent]) -> Result<
 /// Writes the snapshots due with a batch in at most three statements, where a statement per
 /// snapshot cost a round trip each (an import of 50,000 rows over 500 sessions: 0.4 s), and
 /// sends their JSON as text for the json column (migration 0011) to keep as it is.
-/// `false` (nothing written) when one aggregate has two of them: those are written one by
-/// one, in order.
+/// `false` (nothing written) when one aggregate has two of them: the batch's snapshots are
+/// then all written one by one, in order.
 pub(super) async fn write_snapshots(
     conn: &mut PgConnection,
     due: &[Due<'_>],
 ) -> Result<bool, Failure> {
-    let mut seen = std::collections::HashSet::with_capacity(due.len());
     if due.is_empty() {
         return Ok(true);
     }
+    let mut seen = std::collections::HashSet::with_capacity(due.len());
     if !due
         .iter()
         .all(|d| seen.insert((d.aggregate_type, d.aggregate_id)))
@@ -195,7 +195,7 @@ pub(super) async fn write_snapshots(
     }
     let (first, later): (Vec<&Due>, Vec<&Due>) = due.iter().partition(|d| d.current == 1);
     if !first.is_empty() {
-        // A first snapshot beside one this version could not read replaces it.
+        // As `append::FORGET_SNAPSHOTS`, for every first snapshot at once.
         sqlx::query(
             "DELETE FROM snapshots s USING UNNEST($1::text[], $2::text[]) AS v (t, id) \
              WHERE s.aggregate_type = v.t AND s.aggregate_id = v.id",

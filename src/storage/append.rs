@@ -504,13 +504,13 @@ async fn write(
                 }
             }
         };
-        for event in &mut appended {
-            previous = link(&previous, event);
-            event.hash = Some(previous.clone());
-        }
-        let linked = started.elapsed();
         if bulk {
-            tx.copy_links(&appended).await?;
+            tx.copy_links(&mut appended, &previous).await?;
+        } else {
+            for event in &mut appended {
+                previous = link(&previous, event);
+                event.hash = Some(previous.clone());
+            }
         }
         let sealed = started.elapsed();
         for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate().filter(|_| !bulk) {
@@ -543,8 +543,7 @@ async fn write(
             tracing::debug!(
                 events = inserted.as_secs_f64(),
                 snapshots = (snapshots - inserted).as_secs_f64(),
-                links = (linked - snapshots).as_secs_f64(),
-                chain = (sealed - linked).as_secs_f64(),
+                chain = (sealed - snapshots).as_secs_f64(),
                 commit = (started.elapsed() - sealed).as_secs_f64(),
                 "bulk batch written"
             );
@@ -614,8 +613,9 @@ trait Bulk {
         &mut self,
         rows: &[(&str, &SerializedEvent)],
     ) -> Result<Option<(i64, i64)>, Failure>;
-    /// The links of events [`Bulk::copy_events`] inserted.
-    async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure>;
+    /// Seals the events [`Bulk::copy_events`] inserted, the first linked to `previous`, and
+    /// writes their links.
+    async fn copy_links(&mut self, events: &mut [LogEvent], previous: &str) -> Result<(), Failure>;
     /// The snapshots due, written together; `false` when left to [`write`]'s statement per
     /// snapshot.
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure>;
@@ -629,7 +629,7 @@ impl Bulk for sqlx::SqliteConnection {
         Ok(None)
     }
 
-    async fn copy_links(&mut self, _: &[LogEvent]) -> Result<(), Failure> {
+    async fn copy_links(&mut self, _: &mut [LogEvent], _: &str) -> Result<(), Failure> {
         Err(Failure::Storage("SQLite has no bulk path here".into()))
     }
 
@@ -649,8 +649,8 @@ impl Bulk for sqlx::PgConnection {
         copy::copy_events(self, rows).await.map(Some)
     }
 
-    async fn copy_links(&mut self, events: &[LogEvent]) -> Result<(), Failure> {
-        copy::copy_links(self, events).await
+    async fn copy_links(&mut self, events: &mut [LogEvent], previous: &str) -> Result<(), Failure> {
+        copy::copy_links(self, events, previous).await
     }
 
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure> {

@@ -16,6 +16,7 @@
 //!   stored).
 
 use super::append::{Due, Failure};
+use super::chain::link;
 use super::log::LogEvent;
 use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
@@ -145,25 +146,29 @@ pub async fn copy_events(
     Ok((last - sent + 1, recorded_at))
 }
 
-/// Copies the chain links of `events`, sealed, into the chain.
-pub async fn copy_links(conn: &mut PgConnection, events: &[LogEvent]) -> Result<(), Failure> {
-    let mut data = Vec::with_capacity(events.len() * 80);
-    for event in events {
-        let Some(hash) = &event.hash else {
-            return Err(Failure::Storage(format!(
-                "the event at position {} is not sealed",
-                event.position
-            )));
-        };
-        data.extend_from_slice(event.position.to_string().as_bytes());
-        data.push(b'\t');
-        push_field(&mut data, hash.as_bytes());
-        data.push(b'\n');
-    }
+/// Seals `events` (the first linked to `previous`) and copies their links into the chain, a
+/// piece at a time: the server inserts one piece while the next is linked here.
+pub async fn copy_links(
+    conn: &mut PgConnection,
+    events: &mut [LogEvent],
+    previous: &str,
+) -> Result<(), Failure> {
     let mut copy = conn
         .copy_in_raw("COPY event_chain (position, hash) FROM STDIN")
         .await?;
-    copy.send(data).await?;
+    let mut previous = previous.to_string();
+    for piece in events.chunks_mut(COPY_PIECE) {
+        let mut data = Vec::with_capacity(piece.len() * 80);
+        for event in piece {
+            previous = link(&previous, event);
+            data.extend_from_slice(event.position.to_string().as_bytes());
+            data.push(b'\t');
+            push_field(&mut data, previous.as_bytes());
+            data.push(b'\n');
+            event.hash = Some(previous.clone());
+        }
+        copy.send(data).await?;
+    }
     let copied = copy.finish().await?;
     if copied != events.len() as u64 {
         return Err(Failure::Storage(format!(

@@ -22,8 +22,12 @@ const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// against 0.34 s with small pages; the later sheets reuse memory and take 0.25–0.31 s either
 /// way). mimalloc read its options when the process started, before `main`, and may already
 /// have asked for huge pages on its first region: the process-wide switch covers the part of
-/// it not yet touched.
+/// it not yet touched. Setting `MIMALLOC_ALLOW_THP` in the environment leaves the choice to
+/// mimalloc (`MIMALLOC_ALLOW_THP=1`: huge pages as before).
 fn small_pages_only() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
     // SAFETY: in `main` no other thread runs yet (the runtime is built after this); in the
     // unit test other threads may read the option while it is written, a plain integer whose
     // either value is valid.
@@ -79,12 +83,16 @@ mod tests {
 
     #[test]
     fn huge_pages_are_switched_off_for_the_process() {
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            return; // the environment chose
+        }
         // v3's default for `mi_option_allow_thp` is 1 on Linux.
         // SAFETY: reads one of mimalloc's options.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 1);
         small_pages_only();
         // SAFETY: reads one of mimalloc's options; PR_GET_THP_DISABLE takes no pointer.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 0);
+        #[cfg(target_os = "linux")]
         assert_eq!(
             unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },
             1

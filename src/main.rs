@@ -83,15 +83,19 @@ mod tests {
 
     #[test]
     fn huge_pages_are_switched_off_for_the_process() {
+        // SAFETY (each read below): reads one of mimalloc's options.
+        let before = unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) };
         if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-            return; // the environment chose
+            // The environment chose: left as it is.
+            small_pages_only();
+            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, before);
+            return;
         }
-        // v3's default for `mi_option_allow_thp` is 1 on Linux.
-        // SAFETY: reads one of mimalloc's options.
-        assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 1);
+        // v3's default for `mi_option_allow_thp` is 1.
+        assert_eq!(before, 1);
         small_pages_only();
-        // SAFETY: reads one of mimalloc's options; PR_GET_THP_DISABLE takes no pointer.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(ALLOW_THP) }, 0);
+        // SAFETY: PR_GET_THP_DISABLE takes no pointer.
         #[cfg(target_os = "linux")]
         assert_eq!(
             unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) },

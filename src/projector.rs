@@ -135,9 +135,10 @@ impl State {
                     Pieces::restore(FACTS, stored)?,
                 ))
             })();
+            // A panic while decoding is a bug, as on this thread: it ends the start.
             let histories = histories
                 .join()
-                .unwrap_or_else(|_| Err(Unreadable("decoding the histories panicked".into())));
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (histories, rest)
         });
         let (plans, timeline, facts) = rest?;
@@ -354,13 +355,13 @@ impl Projector {
         };
         let read = started.elapsed();
         let state = pieces.map(|stored| State::restore(position, &stored));
-        tracing::debug!(
-            reading_s = read.as_secs_f64(),
-            decoding_s = (started.elapsed() - read).as_secs_f64(),
-            "checkpoint loaded"
-        );
         match (manifest, state) {
             (Some(manifest), Some(Ok(state))) => {
+                tracing::debug!(
+                    reading_s = read.as_secs_f64(),
+                    decoding_s = (started.elapsed() - read).as_secs_f64(),
+                    "checkpoint loaded"
+                );
                 *projector.state.write().map_err(poisoned)? = state;
                 *projector.manifest.lock().map_err(poisoned)? = Some(manifest);
                 projector.checkpointed.store(position, Ordering::SeqCst);

@@ -287,13 +287,30 @@ async fn run(
                 for job in batch {
                     let _ = job.reply.send(Err(failure.clone()));
                 }
+                if let Failure::Unavailable(_) = failure {
+                    // The commands queued meanwhile have already waited as long as this batch
+                    // waited for the database: they hear the same at once, rather than each
+                    // batch behind waiting out a wait of its own in turn (a 503 within one
+                    // wait, not several).
+                    while let Ok(job) = queue.try_recv() {
+                        let _ = job.reply.send(Err(failure.clone()));
+                    }
+                }
             }
             Err(_) => {
+                let mut out_of_reach: Option<Failure> = None;
                 for job in batch {
+                    if let Some(failure) = &out_of_reach {
+                        let _ = job.reply.send(Err(failure.clone()));
+                        continue;
+                    }
                     let (single, written) = store.write(vec![job]).await;
                     match written {
                         Ok((previous, events)) => settle(single, previous, events),
                         Err(failure) => {
+                            if let Failure::Unavailable(_) = failure {
+                                out_of_reach = Some(failure.clone());
+                            }
                             for job in single {
                                 let _ = job.reply.send(Err(failure.clone()));
                             }

@@ -11,14 +11,17 @@
 use crate::application::policy::Action;
 use crate::application::{Actor, AppError, Command, Service};
 use crate::ledger::{CommandError, Ledger};
+use crate::storage::aggregates::with_preloaded;
 use crate::storage::repository::holding_back;
 use crate::storage::StorageError;
+use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::Aggregate;
 use kiroku_domain::session::{Attendance, SessionCommand, TrainingSession};
 use kiroku_domain::staff::staff_id_of;
 use kiroku_domain::values::{Date, EmployeeNo, Understanding};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -139,8 +142,8 @@ pub struct PreviewRow {
 /// or every problem by line.
 pub async fn preview(ledger: &Ledger, text: &str) -> Result<Vec<PreviewRow>, ImportError> {
     ledger.projector.catch_up().await?;
-    Ok(validate(ledger, text)
-        .await?
+    let (rows, _) = validate(ledger, text).await?;
+    Ok(rows
         .into_iter()
         .map(|row| PreviewRow {
             line: row.line,
@@ -188,7 +191,12 @@ struct Row {
 /// Checks every row: its fields here, then against the session's own rules (the aggregate
 /// decides each row in file order, as the import would record them); returns the rows or
 /// every problem found, by line.
-async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> {
+/// The sessions of a sheet as its rows were checked against them, by id.
+type Sessions = HashMap<String, EventStoreAggregateContext<TrainingSession>>;
+
+/// Reads and checks every row of `text`; returns the rows, and the sessions they name as
+/// they were read for the checks (the import's commands decide on the same states).
+async fn validate(ledger: &Ledger, text: &str) -> Result<(Vec<Row>, Sessions), ImportError> {
     let text = unify_line_endings(text);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -316,13 +324,27 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> 
         });
     }
     // The session's own rules, row by row in file order (a second row for the same person
-    // meets a session where the first one is already recorded).
-    let mut decided: BTreeMap<Uuid, TrainingSession> = BTreeMap::new();
+    // meets a session where the first one is already recorded), on the sessions read together.
+    let ids: Vec<String> = rows
+        .iter()
+        .map(|row| row.session_id)
+        .collect::<BTreeSet<Uuid>>()
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    let sessions = ledger.load_many::<TrainingSession>(&ids).await?;
+    let mut decided: HashMap<Uuid, TrainingSession> = HashMap::with_capacity(sessions.len());
     for row in &rows {
         let session = match decided.entry(row.session_id) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(ledger.load(&row.session_id.to_string()).await?)
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let Some(loaded) = sessions.get(&row.session_id.to_string()) else {
+                    return Err(ImportError::Storage(StorageError::Corrupt(format!(
+                        "session {} was not read",
+                        row.session_id
+                    ))));
+                };
+                e.insert(loaded.aggregate.clone())
             }
         };
         let a = &row.attendance;
@@ -357,7 +379,7 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<Vec<Row>, ImportError> 
     if rows.is_empty() {
         return Err(rejected(2, "取り込む行がありません"));
     }
-    Ok(rows)
+    Ok((rows, sessions))
 }
 
 /// Imports an attendance sheet. `progress` is told how many rows are recorded so far.
@@ -372,7 +394,7 @@ pub async fn import_attendance(
     let _one_at_a_time = IMPORTING.lock().await;
     let started = std::time::Instant::now();
     ledger.projector.catch_up().await?;
-    let rows = validate(ledger, text).await?;
+    let (rows, sessions) = validate(ledger, text).await?;
     let validated = started.elapsed();
     let total = rows.len();
     let mut by_session: BTreeMap<Uuid, Vec<Row>> = BTreeMap::new();
@@ -390,7 +412,7 @@ pub async fn import_attendance(
     // transaction at the end, so the whole file is recorded or nothing is (another change to
     // one of its sessions in between refuses the whole import, which can then be retried).
     let mut done = 0;
-    let (decided, held) = holding_back(async {
+    let (decided, held) = holding_back(with_preloaded(sessions, async {
         for (session_id, rows) in by_session {
             let count = rows.len();
             let first_line = rows.first().map(|r| r.line).unwrap_or(0);
@@ -416,7 +438,7 @@ pub async fn import_attendance(
             progress(done, total);
         }
         Ok::<(), ImportError>(())
-    })
+    }))
     .await;
     decided?;
     let executed = started.elapsed();

@@ -4,14 +4,14 @@
 //! event, the appended events read back for the response).
 
 use crate::projector::{Projector, Stopped};
-use crate::storage::aggregates::{as_of, took_the_empty_state, CachedStore};
+use crate::storage::aggregates::{as_of, load_many, took_the_empty_state, CachedStore};
 use crate::storage::append::{Appender, Failure, Part};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
 use crate::storage::repository::{with_receipt, LedgerRepository};
 use crate::storage::tokens::Principal;
 use crate::storage::{Backend, StorageError};
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
 use kiroku_domain::incident::ComplianceIncident;
 use kiroku_domain::plan::PlanItem;
@@ -141,7 +141,7 @@ pub struct Ledger {
     locks: Vec<Mutex<()>>,
 }
 
-fn framework<A: Aggregate + Clone>(backend: &Backend, appender: &Appender) -> Cqrs<A>
+fn framework<A: Aggregate + Clone + 'static>(backend: &Backend, appender: &Appender) -> Cqrs<A>
 where
     A::Services: Default,
 {
@@ -210,21 +210,28 @@ impl Ledger {
         Ok(destroyed)
     }
 
-    /// Aggregate `id` as the next command would find it, for a dry run (the import checks
-    /// every row against the session's own rules before recording any).
-    pub async fn load<A>(&self, id: &str) -> Result<A, StorageError>
+    /// Aggregates `ids` as the next commands would find them, read together: what an import
+    /// checks every row against before recording any, and then decides on
+    /// ([`crate::storage::aggregates::with_preloaded`]).
+    pub async fn load_many<A>(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, EventStoreAggregateContext<A>>, StorageError>
     where
-        A: Aggregate + Clone,
+        A: Aggregate + Clone + 'static,
     {
-        use cqrs_es::{AggregateContext, EventStore};
         let repo = LedgerRepository::new(&self.backend, self.appender.clone());
-        let store: PersistedEventStore<LedgerRepository, A> =
-            PersistedEventStore::new_snapshot_store(repo, SNAPSHOT_EVERY);
-        let mut context = store
-            .load_aggregate(id)
+        load_many::<A>(repo, SNAPSHOT_EVERY, ids)
             .await
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        Ok(context.aggregate().clone())
+            .map_err(|error| match error {
+                AggregateError::DatabaseConnectionError(error)
+                | AggregateError::UnexpectedError(error)
+                    if crate::storage::is_unavailable_boxed(error.as_ref()) =>
+                {
+                    StorageError::Unavailable(error.to_string())
+                }
+                other => StorageError::Corrupt(other.to_string()),
+            })
     }
 
     fn stripe(&self, aggregate_type: &str, id: &str) -> &Mutex<()> {
@@ -243,7 +250,7 @@ impl Ledger {
         meta: &Meta,
     ) -> Result<Appended, CommandError>
     where
-        A: Aggregate + Clone,
+        A: Aggregate + Clone + 'static,
         A::Command: Clone,
         A::Error: DomainError,
     {
@@ -299,7 +306,7 @@ impl Ledger {
         meta: &Meta,
     ) -> Result<Vec<LogEvent>, CommandError>
     where
-        A: Aggregate + Clone,
+        A: Aggregate + Clone + 'static,
         A::Command: Clone,
         A::Error: DomainError,
     {
@@ -328,7 +335,7 @@ impl Ledger {
         metadata: HashMap<String, String>,
     ) -> Result<(), CommandError>
     where
-        A: Aggregate + Clone,
+        A: Aggregate + Clone + 'static,
         A::Command: Clone,
         A::Error: DomainError,
     {

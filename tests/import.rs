@@ -281,11 +281,12 @@ both_backends!(
 /// session, and the same rows commit whole once nothing is in the way.
 mod one_transaction {
     use super::*;
+    use cqrs_es::Aggregate;
     use kiroku::application::{Actor, Command, Service};
     use kiroku::ledger::CommandError;
     use kiroku::storage::repository::holding_back;
     use kiroku::storage::tokens::{Principal, Role};
-    use kiroku_domain::session::{Attendance, SessionCommand};
+    use kiroku_domain::session::{Attendance, SessionCommand, SessionEvent, TrainingSession};
     use kiroku_domain::values::{Date, Understanding};
     use uuid::Uuid;
 
@@ -542,6 +543,90 @@ mod one_transaction {
                 rebuilt && out.contains(fingerprint),
                 "live {fingerprint} vs {out}"
             );
+
+            // Read together as an import reads its sessions (its snapshot and the events
+            // after it), the session is what its every event folds to.
+            let id = session_id.to_string();
+            let read = app
+                .ledger
+                .load_many::<TrainingSession>(std::slice::from_ref(&id))
+                .await
+                .expect("read");
+            let everything = kiroku::storage::log::read_after(&app.ledger.backend, 0, 10_000)
+                .await
+                .expect("log");
+            let mut folded = TrainingSession::default();
+            let mut sequence = 0;
+            for event in everything.iter().filter(|e| e.aggregate_id == id) {
+                let event: SessionEvent =
+                    serde_json::from_value(event.payload.clone()).expect("session event");
+                folded.apply(event);
+                sequence += 1;
+            }
+            let loaded = &read[&id];
+            assert_eq!(loaded.current_sequence, sequence);
+            assert!(sequence > 2 * rows, "{sequence}");
+            assert!(loaded.current_snapshot.is_some(), "read from a snapshot");
+            assert_eq!(
+                serde_json::to_value(&loaded.aggregate).expect("json"),
+                serde_json::to_value(&folded).expect("json")
+            );
+        }
+    );
+
+    both_backends!(
+        a_sheet_decides_on_its_sessions_as_read_for_its_checks,
+        |app: TestApp| async move {
+            let first = session(&app, "2023-06-01").await;
+            let second = session(&app, "2023-07-03").await;
+            let staff = app.register("T001", "総務課", 2).await;
+            let other = app.register("T002", "総務課", 2).await;
+            let unknown = Uuid::new_v4().to_string();
+            let ids = vec![first.to_string(), second.to_string(), unknown.clone()];
+            let read = app
+                .ledger
+                .load_many::<TrainingSession>(&ids)
+                .await
+                .expect("read");
+            assert_eq!(read.len(), 3, "every session asked for");
+            assert_eq!(
+                read[&unknown].current_sequence, 0,
+                "one that does not exist"
+            );
+            assert!(read[&ids[0]].current_sequence > 0);
+            let before = app.event_count().await;
+
+            // Someone enrols another person in the second session after the sheet's
+            // sessions were read: the sheet's commands are decided on what was read, so the
+            // commit finds the session moved and records none of the sheet.
+            let enrolled = app
+                .post(
+                    &app.hr,
+                    &format!("/sessions/{second}/enrolments"),
+                    &json!({ "staff_id": other }),
+                )
+                .await;
+            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+            let commands = [(first, "2023-06-01"), (second, "2023-07-03")]
+                .into_iter()
+                .map(|(session_id, on)| Command::Session {
+                    session_id,
+                    command: SessionCommand::RecordAttendances(vec![Attendance {
+                        staff_id: staff,
+                        staff_registered: true,
+                        completed_on: on.parse::<Date>().expect("date"),
+                        understanding: None,
+                    }]),
+                })
+                .collect::<Vec<_>>();
+            let held =
+                kiroku::storage::aggregates::with_preloaded(read, hold(&app, commands)).await;
+            let refused = app.ledger.commit_held(held).await;
+            assert!(
+                matches!(refused, Err(CommandError::Contended)),
+                "{refused:?}"
+            );
+            assert_eq!(app.event_count().await, before + 1, "only the enrolment");
         }
     );
 }

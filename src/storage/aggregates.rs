@@ -28,13 +28,14 @@
 //! the serialized events are handed to the appender rather than copied.
 
 use super::append::OwnSpan;
-use super::repository::{is_holding_back, last_received, LedgerRepository};
+use super::repository::{is_holding_back, last_received, Latest, LedgerRepository};
 use cqrs_es::persist::{
     EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore, PersistenceError,
     SerializedEvent,
 };
 use cqrs_es::{Aggregate, AggregateError, DomainEvent, EventEnvelope, EventStore};
-use std::cell::Cell;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
@@ -85,6 +86,101 @@ pub fn took_the_empty_state() -> bool {
         .unwrap_or(false)
 }
 
+/// An aggregate's state from its snapshot and the events after it, applied as cqrs-es would;
+/// `None` for a snapshot this version cannot read (cqrs-es then replays every event instead).
+fn context_of<A: Aggregate>(
+    aggregate_id: &str,
+    (snapshot, events): Latest,
+) -> Result<Option<EventStoreAggregateContext<A>>, AggregateError<A::Error>> {
+    let mut context = match snapshot.map(EventStoreAggregateContext::<A>::try_from) {
+        None => EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_string(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        },
+        Some(Ok(context)) => context,
+        Some(Err(PersistenceError::DeserializationError(_))) => return Ok(None),
+        Some(Err(error)) => return Err(error.into()),
+    };
+    for event in events {
+        let envelope: EventEnvelope<A> = event.try_into()?;
+        context.current_sequence = envelope.sequence;
+        context.aggregate.apply(envelope.payload);
+    }
+    Ok(Some(context))
+}
+
+/// The current state of every aggregate in `aggregate_ids`, read together
+/// ([`LedgerRepository::latest_many`]): what an import checks its rows against, and then
+/// decides on ([`with_preloaded`]).
+pub async fn load_many<A: Aggregate>(
+    repo: LedgerRepository,
+    snapshot_every: usize,
+    aggregate_ids: &[String],
+) -> Result<HashMap<String, EventStoreAggregateContext<A>>, AggregateError<A::Error>> {
+    let mut found = repo.latest_many::<A>(aggregate_ids).await?;
+    let replay =
+        PersistedEventStore::<LedgerRepository, A>::new_snapshot_store(repo, snapshot_every);
+    let mut loaded = HashMap::with_capacity(aggregate_ids.len());
+    for id in aggregate_ids {
+        let latest = found.remove(id).unwrap_or_default();
+        let read = context_of::<A>(id, latest)?;
+        let context = match read {
+            Some(context) => context,
+            None => replay.load_aggregate(id).await?,
+        };
+        loaded.insert(id.clone(), context);
+    }
+    Ok(loaded)
+}
+
+tokio::task_local! {
+    static PRELOADED: RefCell<HashMap<(&'static str, String), Box<dyn Any + Send>>>;
+}
+
+/// Runs `work`, the commands of one unit held back and committed together
+/// ([`super::repository::holding_back`]), deciding each on the state in `preloaded` of its
+/// aggregate ([`load_many`]) instead of reading it again: an import's sheet reads its
+/// sessions once, in one query, for its checks and its commands alike. The state may have
+/// moved since it was read (another command on one of the sessions): the unit's commit then
+/// finds the sequence numbers taken and refuses the whole unit, as it would for a change made
+/// between a command's own read and the commit.
+pub async fn with_preloaded<A, F>(
+    preloaded: HashMap<String, EventStoreAggregateContext<A>>,
+    work: F,
+) -> F::Output
+where
+    A: Aggregate + 'static,
+    F: Future,
+{
+    let states = preloaded
+        .into_iter()
+        .map(|(id, context)| ((A::TYPE, id), Box::new(context) as Box<dyn Any + Send>))
+        .collect();
+    PRELOADED.scope(RefCell::new(states), work).await
+}
+
+/// The state of aggregate `aggregate_id` preloaded for the current unit, taken (a retry
+/// reads the database).
+fn preloaded<A: Aggregate + 'static>(aggregate_id: &str) -> Option<EventStoreAggregateContext<A>> {
+    if !is_holding_back() {
+        return None;
+    }
+    let state = PRELOADED
+        .try_with(|states| {
+            states
+                .borrow_mut()
+                .remove(&(A::TYPE, aggregate_id.to_string()))
+        })
+        .ok()
+        .flatten()?;
+    state
+        .downcast::<EventStoreAggregateContext<A>>()
+        .ok()
+        .map(|context| *context)
+}
+
 /// Aggregates kept in memory per type; beyond this the cache starts afresh.
 const CAPACITY: usize = 2048;
 
@@ -108,7 +204,7 @@ pub struct CachedStore<A: Aggregate> {
     loaded: Mutex<HashMap<String, A>>,
 }
 
-impl<A: Aggregate + Clone> CachedStore<A> {
+impl<A: Aggregate + Clone + 'static> CachedStore<A> {
     pub fn new(repo: LedgerRepository, reader: LedgerRepository, snapshot_every: usize) -> Self {
         CachedStore {
             inner: PersistedEventStore::new_snapshot_store(repo, snapshot_every),
@@ -184,26 +280,12 @@ impl<A: Aggregate + Clone> CachedStore<A> {
         &self,
         aggregate_id: &str,
     ) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
-        let (snapshot, events) = self.repo.latest::<A>(aggregate_id).await?;
-        let mut context = match snapshot.map(EventStoreAggregateContext::<A>::try_from) {
-            None => EventStoreAggregateContext {
-                aggregate_id: aggregate_id.to_string(),
-                aggregate: A::default(),
-                current_sequence: 0,
-                current_snapshot: None,
-            },
-            Some(Ok(context)) => context,
-            Some(Err(PersistenceError::DeserializationError(_))) => {
-                let context = self.inner.load_aggregate(aggregate_id).await?;
-                return Ok(self.loaded(context));
-            }
-            Some(Err(error)) => return Err(error.into()),
+        let latest = self.repo.latest::<A>(aggregate_id).await?;
+        let read = context_of::<A>(aggregate_id, latest)?;
+        let context = match read {
+            Some(context) => context,
+            None => self.inner.load_aggregate(aggregate_id).await?,
         };
-        for event in events {
-            let envelope: EventEnvelope<A> = event.try_into()?;
-            context.current_sequence = envelope.sequence;
-            context.aggregate.apply(envelope.payload);
-        }
         Ok(self.loaded(context))
     }
 
@@ -268,7 +350,7 @@ impl<A: Aggregate + Clone> CachedStore<A> {
     }
 }
 
-impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
+impl<A: Aggregate + Clone + 'static> EventStore<A> for CachedStore<A> {
     type AC = EventStoreAggregateContext<A>;
 
     async fn load_events(
@@ -288,6 +370,9 @@ impl<A: Aggregate + Clone> EventStore<A> for CachedStore<A> {
                 asked.creating.replace(false)
             })
             .unwrap_or(false);
+        if let Some(context) = preloaded::<A>(aggregate_id) {
+            return Ok(self.loaded(context));
+        }
         let Some((mut aggregate, mut sequence, snapshot, written_at)) = self.cached(aggregate_id)
         else {
             if creating {

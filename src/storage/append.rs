@@ -410,7 +410,11 @@ async fn write(
             Backend::Postgres(_) => "::json",
         };
         let (bulk, mut appended) = match tx.copy_events(&rows).await? {
-            Some((first, recorded_at)) => (true, copied(batch, first, recorded_at)),
+            Some(copy::Copied {
+                first,
+                recorded_at,
+                written,
+            }) => (Some(written), copied(batch, first, recorded_at)),
             None => {
                 let mut appended = Vec::with_capacity(count);
                 for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -434,7 +438,7 @@ async fn write(
                         appended.push(decode(&row)?);
                     }
                 }
-                (false, appended)
+                (None, appended)
             }
         };
         let inserted = started.elapsed();
@@ -505,7 +509,7 @@ async fn write(
         // write lock (SQLite), so it is the last link any earlier commit wrote.
         let first = appended.first().map_or(0, |e| e.position);
         let known = known.filter(|(position, _)| {
-            matches!(backend, Backend::Postgres(_)) && position + 1 == first && !bulk
+            matches!(backend, Backend::Postgres(_)) && position + 1 == first && bulk.is_none()
         });
         let (previous_position, mut previous) = match known.clone() {
             Some(head) => head,
@@ -521,8 +525,8 @@ async fn write(
                 }
             }
         };
-        if bulk {
-            tx.copy_links(&mut appended, &previous).await?;
+        if let Some(written) = &bulk {
+            tx.copy_links(&mut appended, written, &previous).await?;
         } else {
             for event in &mut appended {
                 previous = link(&previous, event);
@@ -530,7 +534,11 @@ async fn write(
             }
         }
         let sealed = started.elapsed();
-        for (i, chunk) in appended.chunks(ROWS_PER_INSERT).enumerate().filter(|_| !bulk) {
+        for (i, chunk) in appended
+            .chunks(ROWS_PER_INSERT)
+            .enumerate()
+            .filter(|_| bulk.is_none())
+        {
             let mut seal = QueryBuilder::new("INSERT INTO event_chain (position, hash) ");
             // Linked to the head this appender remembers: the first links are written only
             // if the database still holds it (it could have lost commits in a failover),
@@ -555,7 +563,7 @@ async fn write(
             }
         }
         tx.commit().await?;
-        if bulk {
+        if bulk.is_some() {
             // Where a large batch's time goes (PERFORMANCE.md, the bulk import).
             tracing::debug!(
                 events = inserted.as_secs_f64(),
@@ -625,14 +633,19 @@ pub(super) struct Due<'a> {
 /// What a backend's transaction can do faster than [`write`]'s multi-row inserts.
 trait Bulk {
     /// The batch's events inserted another way, when the backend has one for them.
-    /// Returns the first position and the time recorded (see [`copy::copy_events`]).
+    /// Returns where they went and their JSON as sent (see [`copy::copy_events`]).
     async fn copy_events(
         &mut self,
         rows: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<(i64, i64)>, Failure>;
-    /// Seals the events [`Bulk::copy_events`] inserted, the first linked to `previous`, and
-    /// writes their links.
-    async fn copy_links(&mut self, events: &mut [LogEvent], previous: &str) -> Result<(), Failure>;
+    ) -> Result<Option<copy::Copied>, Failure>;
+    /// Seals the events [`Bulk::copy_events`] inserted as `written`, the first linked to
+    /// `previous`, and writes their links.
+    async fn copy_links(
+        &mut self,
+        events: &mut [LogEvent],
+        written: &copy::Written,
+        previous: &str,
+    ) -> Result<(), Failure>;
     /// The snapshots due, written together; `false` when left to [`write`]'s statement per
     /// snapshot.
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure>;
@@ -642,11 +655,16 @@ impl Bulk for sqlx::SqliteConnection {
     async fn copy_events(
         &mut self,
         _: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<(i64, i64)>, Failure> {
+    ) -> Result<Option<copy::Copied>, Failure> {
         Ok(None)
     }
 
-    async fn copy_links(&mut self, _: &mut [LogEvent], _: &str) -> Result<(), Failure> {
+    async fn copy_links(
+        &mut self,
+        _: &mut [LogEvent],
+        _: &copy::Written,
+        _: &str,
+    ) -> Result<(), Failure> {
         Err(Failure::Storage("SQLite has no bulk path here".into()))
     }
 
@@ -659,15 +677,20 @@ impl Bulk for sqlx::PgConnection {
     async fn copy_events(
         &mut self,
         rows: &[(&str, &SerializedEvent)],
-    ) -> Result<Option<(i64, i64)>, Failure> {
+    ) -> Result<Option<copy::Copied>, Failure> {
         if !copy::worth_copying(rows) {
             return Ok(None);
         }
         copy::copy_events(self, rows).await.map(Some)
     }
 
-    async fn copy_links(&mut self, events: &mut [LogEvent], previous: &str) -> Result<(), Failure> {
-        copy::copy_links(self, events, previous).await
+    async fn copy_links(
+        &mut self,
+        events: &mut [LogEvent],
+        written: &copy::Written,
+        previous: &str,
+    ) -> Result<(), Failure> {
+        copy::copy_links(self, events, written, previous).await
     }
 
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure> {
@@ -807,7 +830,12 @@ fn write_direct(
                 previous = if floats {
                     link(&previous, &stored_event)
                 } else {
-                    chain::link_written(&previous, &stored_event, &payload, metadata)
+                    chain::link_written(
+                        &previous,
+                        &stored_event,
+                        payload.as_bytes(),
+                        metadata.as_bytes(),
+                    )
                 };
                 seal.execute(rusqlite::params![stored_event.position, previous])
                     .map_err(refused)?;

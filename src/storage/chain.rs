@@ -113,7 +113,7 @@ fn serde_json_sorts_keys() -> bool {
 /// `serde_json::to_string` (`payload`, `metadata`): that text is their canonical form, so it
 /// is hashed as it is instead of being written again. The values must be the event's own,
 /// as the log gives them back: not a float read back from text (see `copy::has_float`).
-pub fn link_written(previous: &str, event: &LogEvent, payload: &str, metadata: &str) -> String {
+pub fn link_written(previous: &str, event: &LogEvent, payload: &[u8], metadata: &[u8]) -> String {
     if !serde_json_sorts_keys() {
         return link(previous, event);
     }
@@ -123,9 +123,9 @@ pub fn link_written(previous: &str, event: &LogEvent, payload: &str, metadata: &
     let mut hasher = Sha256::new();
     hasher.update(previous.as_bytes());
     hasher.update(&fields);
-    hasher.update(payload.as_bytes());
+    hasher.update(payload);
     hasher.update(b",");
-    hasher.update(metadata.as_bytes());
+    hasher.update(metadata);
     hasher.update(b"]");
     hex::encode(hasher.finalize())
 }
@@ -332,10 +332,11 @@ mod tests {
         e.aggregate_id = "人\"事".into();
         e.metadata = json!({"actor": "人事課", "reason": "訂正\r\n", "n": u64::MAX, "m": i64::MIN});
         let (payload, metadata) = (e.payload.to_string(), e.metadata.to_string());
-        let written = link_written(GENESIS, &e, &payload, &metadata);
+        let (payload, metadata) = (payload.as_bytes(), metadata.as_bytes());
+        let written = link_written(GENESIS, &e, payload, metadata);
         assert_eq!(written, link(GENESIS, &e));
         assert_eq!(
-            link_written(&written, &e, &payload, &metadata),
+            link_written(&written, &e, payload, metadata),
             link(&written, &e)
         );
     }

@@ -16,7 +16,7 @@
 //!   stored).
 
 use super::append::{Due, Failure};
-use super::chain::link;
+use super::chain::{link, link_written};
 use super::log::LogEvent;
 use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
@@ -59,10 +59,34 @@ fn push_field(line: &mut Vec<u8>, field: &[u8]) {
     }
 }
 
-/// The rows in `COPY`'s text format.
-fn encode(rows: &[(&str, &SerializedEvent)]) -> Result<Vec<u8>, Failure> {
+/// The JSON of the events copied as it was sent, each event's payload and then its metadata,
+/// in the order of the rows: what the chain hashes ([`link_written`]) instead of writing the
+/// values out again. It is their canonical form: the bulk path copies no float.
+#[derive(Default)]
+pub struct Written {
+    json: Vec<u8>,
+    /// Per event, where its payload ends and where its metadata ends.
+    ends: Vec<(usize, usize)>,
+}
+
+impl Written {
+    /// The payload and the metadata of the `i`th event copied.
+    fn of(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        let start = match i.checked_sub(1) {
+            Some(before) => self.ends.get(before)?.1,
+            None => 0,
+        };
+        let (payload, metadata) = *self.ends.get(i)?;
+        Some((
+            self.json.get(start..payload)?,
+            self.json.get(payload..metadata)?,
+        ))
+    }
+}
+
+/// The rows in `COPY`'s text format; their JSON is kept in `written`.
+fn encode(rows: &[(&str, &SerializedEvent)], written: &mut Written) -> Result<Vec<u8>, Failure> {
     let mut data = Vec::with_capacity(rows.len() * 320);
-    let mut json = Vec::with_capacity(256);
     for (aggregate_type, event) in rows {
         push_field(&mut data, aggregate_type.as_bytes());
         data.push(b'\t');
@@ -73,24 +97,34 @@ fn encode(rows: &[(&str, &SerializedEvent)]) -> Result<Vec<u8>, Failure> {
         push_field(&mut data, event.event_type.as_bytes());
         data.push(b'\t');
         push_field(&mut data, event.event_version.as_bytes());
-        for value in [&event.payload, &event.metadata] {
-            json.clear();
-            serde_json::to_writer(&mut json, value)
+        let mut ends = [0; 2];
+        for (value, end) in [&event.payload, &event.metadata].into_iter().zip(&mut ends) {
+            let start = written.json.len();
+            serde_json::to_writer(&mut written.json, value)
                 .map_err(|e| Failure::Storage(format!("encoding an event: {e}")))?;
+            *end = written.json.len();
             data.push(b'\t');
-            push_field(&mut data, &json);
+            push_field(&mut data, &written.json[start..]);
         }
+        written.ends.push((ends[0], ends[1]));
         data.push(b'\n');
     }
     Ok(data)
 }
 
-/// Copies `rows` into the log, in this order, and returns the position of the first and the
-/// time recorded for them all.
+/// What [`copy_events`] wrote: the position of the first event, the time recorded for them
+/// all, and their JSON as sent.
+pub struct Copied {
+    pub first: i64,
+    pub recorded_at: i64,
+    pub written: Written,
+}
+
+/// Copies `rows` into the log, in this order.
 pub async fn copy_events(
     conn: &mut PgConnection,
     rows: &[(&str, &SerializedEvent)],
-) -> Result<(i64, i64), Failure> {
+) -> Result<Copied, Failure> {
     let mut copy = conn
         .copy_in_raw(
             "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
@@ -100,9 +134,13 @@ pub async fn copy_events(
     // Sent in pieces: the server inserts one while the next is encoded here.
     let started = std::time::Instant::now();
     let mut encoding = std::time::Duration::ZERO;
+    let mut written = Written {
+        json: Vec::with_capacity(rows.len() * 256),
+        ends: Vec::with_capacity(rows.len()),
+    };
     for piece in rows.chunks(COPY_PIECE) {
         let began = std::time::Instant::now();
-        let encoded = encode(piece);
+        let encoded = encode(piece, &mut written);
         encoding += began.elapsed();
         match encoded {
             Ok(data) => copy.send(data).await?,
@@ -143,24 +181,40 @@ pub async fn copy_events(
             last - sent + 1
         )));
     }
-    Ok((last - sent + 1, recorded_at))
+    Ok(Copied {
+        first: last - sent + 1,
+        recorded_at,
+        written,
+    })
 }
 
-/// Seals `events` (the first linked to `previous`) and copies their links into the chain, a
-/// piece at a time: the server inserts one piece while the next is linked here.
+/// Seals `events`, the ones [`copy_events`] copied as `written` (the first linked to
+/// `previous`), and copies their links into the chain, a piece at a time: the server inserts
+/// one piece while the next is linked here.
 pub async fn copy_links(
     conn: &mut PgConnection,
     events: &mut [LogEvent],
+    written: &Written,
     previous: &str,
 ) -> Result<(), Failure> {
+    if written.ends.len() != events.len() {
+        return Err(Failure::Storage(format!(
+            "{} events to seal, {} copied",
+            events.len(),
+            written.ends.len()
+        )));
+    }
     let mut copy = conn
         .copy_in_raw("COPY event_chain (position, hash) FROM STDIN")
         .await?;
     let mut previous = previous.to_string();
-    for piece in events.chunks_mut(COPY_PIECE) {
+    for (p, piece) in events.chunks_mut(COPY_PIECE).enumerate() {
         let mut data = Vec::with_capacity(piece.len() * 80);
-        for event in piece {
-            previous = link(&previous, event);
+        for (i, event) in (p * COPY_PIECE..).zip(piece) {
+            previous = match written.of(i) {
+                Some((payload, metadata)) => link_written(&previous, event, payload, metadata),
+                None => link(&previous, event),
+            };
             data.extend_from_slice(event.position.to_string().as_bytes());
             data.push(b'\t');
             push_field(&mut data, previous.as_bytes());

@@ -18,6 +18,7 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::Row;
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
@@ -213,6 +214,96 @@ impl LedgerRepository {
             read().map_err(persistence)?;
         }
         Ok((snapshot, events))
+    }
+}
+
+/// [`SELECT_LATEST_POSTGRES`] for many aggregates of one type at once (`$2`, an array of
+/// ids), each row naming its aggregate.
+const SELECT_LATEST_MANY_POSTGRES: &str = "WITH s AS (SELECT aggregate_id, last_sequence, \
+     current_snapshot, payload FROM snapshots \
+     WHERE aggregate_type = $1 AND aggregate_id = ANY($2)) \
+     SELECT 0 AS part, aggregate_id, last_sequence AS sequence, current_snapshot, \
+     '' AS event_type, '' AS event_version, payload::text AS payload, '' AS metadata FROM s \
+     UNION ALL \
+     SELECT 1, e.aggregate_id, e.sequence, 0, e.event_type, e.event_version, e.payload::text, \
+     e.metadata::text \
+     FROM events e LEFT JOIN s ON s.aggregate_id = e.aggregate_id \
+     WHERE e.aggregate_type = $1 AND e.aggregate_id = ANY($2) \
+     AND e.sequence > COALESCE(s.last_sequence, 0) \
+     ORDER BY part, aggregate_id, sequence";
+
+impl LedgerRepository {
+    /// [`latest`](Self::latest) of every aggregate in `aggregate_ids`, read together: one
+    /// statement on PostgreSQL, one trip to a reading thread on SQLite. Every id asked for
+    /// has an entry (no snapshot and no events for an aggregate that does not exist).
+    pub async fn latest_many<A: Aggregate>(
+        &self,
+        aggregate_ids: &[String],
+    ) -> Result<HashMap<String, Latest>, PersistenceError> {
+        let mut found: HashMap<String, Latest> = aggregate_ids
+            .iter()
+            .map(|id| (id.clone(), (None, Vec::new())))
+            .collect();
+        if let Some(path) = &self.file {
+            let aggregate_type = A::TYPE;
+            let ids = aggregate_ids.to_vec();
+            let read = direct::read_elsewhere(path.clone(), move |connection| {
+                ids.into_iter()
+                    .map(|id| {
+                        let snapshot = sqlite_snapshot(connection, aggregate_type, &id)?;
+                        let after = snapshot.as_ref().map(|s| s.current_sequence);
+                        let events = sqlite_events(connection, aggregate_type, &id, after)?;
+                        Ok((id, (snapshot, events)))
+                    })
+                    .collect::<Result<HashMap<_, _>, StorageError>>()
+            })
+            .await
+            .map_err(persistence)?;
+            found.extend(read);
+            return Ok(found);
+        }
+        let Backend::Postgres(pool) = &self.backend else {
+            for id in aggregate_ids {
+                found.insert(id.clone(), self.latest::<A>(id).await?);
+            }
+            return Ok(found);
+        };
+        let rows = sqlx::query(SELECT_LATEST_MANY_POSTGRES)
+            .bind(A::TYPE)
+            .bind(aggregate_ids)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| persistence(StorageError::from(e)))?;
+        for row in rows {
+            let mut read = || -> Result<(), StorageError> {
+                let part: i32 = row.try_get(0)?;
+                let aggregate_id: String = row.try_get(1)?;
+                let sequence = count(row.try_get(2)?)?;
+                let payload = json(&row.try_get::<String, _>(6)?)?;
+                let entry = found.entry(aggregate_id.clone()).or_default();
+                if part == 0 {
+                    entry.0 = Some(SerializedSnapshot {
+                        aggregate_id,
+                        aggregate: payload,
+                        current_sequence: sequence,
+                        current_snapshot: count(row.try_get(3)?)?,
+                    });
+                } else {
+                    entry.1.push(SerializedEvent::new(
+                        aggregate_id,
+                        sequence,
+                        A::TYPE.to_string(),
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        payload,
+                        json(&row.try_get::<String, _>(7)?)?,
+                    ));
+                }
+                Ok(())
+            };
+            read().map_err(persistence)?;
+        }
+        Ok(found)
     }
 }
 

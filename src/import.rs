@@ -310,19 +310,24 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<(Vec<Row>, Sessions), I
                 continue;
             }
         };
-        let registered = ledger.projector.read(|h| h.staff.contains_key(&staff_id))?;
         rows.push(Row {
             line,
             employee_no: employee_no.as_str().to_string(),
             session_id,
             attendance: Attendance {
                 staff_id,
-                staff_registered: registered,
+                // Filled in below, for every row under one read of the read models.
+                staff_registered: false,
                 completed_on,
                 understanding,
             },
         });
     }
+    ledger.projector.read(|h| {
+        for row in &mut rows {
+            row.attendance.staff_registered = h.staff.contains_key(&row.attendance.staff_id);
+        }
+    })?;
     // The session's own rules, row by row in file order (a second row for the same person
     // meets a session where the first one is already recorded), on the sessions read together.
     let ids: Vec<String> = rows

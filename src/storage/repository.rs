@@ -218,19 +218,28 @@ impl LedgerRepository {
 }
 
 /// [`SELECT_LATEST_POSTGRES`] for many aggregates of one type at once (`$2`, an array of
-/// ids), each row naming its aggregate.
-const SELECT_LATEST_MANY_POSTGRES: &str = "WITH s AS (SELECT aggregate_id, last_sequence, \
-     current_snapshot, payload FROM snapshots \
-     WHERE aggregate_type = $1 AND aggregate_id = ANY($2)) \
-     SELECT 0 AS part, aggregate_id, last_sequence AS sequence, current_snapshot, \
-     '' AS event_type, '' AS event_version, payload::text AS payload, '' AS metadata FROM s \
+/// ids), each row naming its aggregate. Each id is looked up on its own through the
+/// tables' keys (a `LATERAL` subquery with an `ORDER BY` is never flattened into a join):
+/// as one join with `= ANY($2)`, the planner read every event of the type and filtered them
+/// when its statistics lagged behind an import (0.1 s for a sheet of a 100,000-event log,
+/// 0.5 s at 1M).
+const SELECT_LATEST_MANY_POSTGRES: &str = "SELECT 0 AS part, ids.id AS aggregate_id, \
+     s.last_sequence AS sequence, s.current_snapshot, '' AS event_type, '' AS event_version, \
+     s.payload::text AS payload, '' AS metadata \
+     FROM UNNEST($2::text[]) AS ids (id) \
+     JOIN LATERAL (SELECT last_sequence, current_snapshot, payload FROM snapshots \
+     WHERE aggregate_type = $1 AND aggregate_id = ids.id ORDER BY last_sequence LIMIT 1) s \
+     ON true \
      UNION ALL \
-     SELECT 1, e.aggregate_id, e.sequence, 0, e.event_type, e.event_version, e.payload::text, \
+     SELECT 1, ids.id, e.sequence, 0, e.event_type, e.event_version, e.payload::text, \
      e.metadata::text \
-     FROM events e LEFT JOIN s ON s.aggregate_id = e.aggregate_id \
-     WHERE e.aggregate_type = $1 AND e.aggregate_id = ANY($2) \
-     AND e.sequence > COALESCE(s.last_sequence, 0) \
-     ORDER BY part, aggregate_id, sequence";
+     FROM UNNEST($2::text[]) AS ids (id) \
+     JOIN LATERAL (SELECT sequence, event_type, event_version, payload, metadata FROM events \
+     WHERE aggregate_type = $1 AND aggregate_id = ids.id \
+     AND sequence > COALESCE((SELECT last_sequence FROM snapshots \
+     WHERE aggregate_type = $1 AND aggregate_id = ids.id), 0) \
+     ORDER BY sequence) e ON true \
+     ORDER BY 1, 2, 3";
 
 impl LedgerRepository {
     /// [`latest`](Self::latest) of every aggregate in `aggregate_ids`, read together: one

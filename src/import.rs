@@ -188,14 +188,13 @@ struct Row {
     attendance: Attendance,
 }
 
-/// Checks every row: its fields here, then against the session's own rules (the aggregate
-/// decides each row in file order, as the import would record them); returns the rows or
-/// every problem found, by line.
 /// The sessions of a sheet as its rows were checked against them, by id.
 type Sessions = HashMap<String, EventStoreAggregateContext<TrainingSession>>;
 
-/// Reads and checks every row of `text`; returns the rows, and the sessions they name as
-/// they were read for the checks (the import's commands decide on the same states).
+/// Checks every row of `text`: its fields here, then against the session's own rules (the
+/// aggregate decides each row in file order, as the import would record them). Returns the
+/// rows, and the sessions they name as they were read for the checks (the import's commands
+/// decide on the same states), or every problem found, by line.
 async fn validate(ledger: &Ledger, text: &str) -> Result<(Vec<Row>, Sessions), ImportError> {
     let text = unify_line_endings(text);
     let mut reader = csv::ReaderBuilder::new()
@@ -220,8 +219,7 @@ async fn validate(ledger: &Ledger, text: &str) -> Result<(Vec<Row>, Sessions), I
         ));
     }
     // The sessions by (course code, first day), looked up once for the whole file.
-    let mut sessions_by_day: std::collections::HashMap<(String, Date), Vec<Uuid>> =
-        std::collections::HashMap::new();
+    let mut sessions_by_day: HashMap<(String, Date), Vec<Uuid>> = HashMap::new();
     ledger.projector.read(|h| {
         for s in h.sessions.values() {
             sessions_by_day

@@ -223,14 +223,9 @@ impl Ledger {
         let repo = LedgerRepository::new(&self.backend, self.appender.clone());
         load_many::<A>(repo, SNAPSHOT_EVERY, ids)
             .await
-            .map_err(|error| match error {
-                AggregateError::DatabaseConnectionError(error)
-                | AggregateError::UnexpectedError(error)
-                    if crate::storage::is_unavailable_boxed(error.as_ref()) =>
-                {
-                    StorageError::Unavailable(error.to_string())
-                }
-                other => StorageError::Corrupt(other.to_string()),
+            .map_err(|error| match out_of_reach(&error) {
+                Some(detail) => StorageError::Unavailable(detail),
+                None => StorageError::Corrupt(error.to_string()),
             })
     }
 
@@ -364,14 +359,26 @@ impl Ledger {
                     tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(CommandError::Contended),
-                Err(
-                    AggregateError::DatabaseConnectionError(error)
-                    | AggregateError::UnexpectedError(error),
-                ) if crate::storage::is_unavailable_boxed(error.as_ref()) => {
-                    return Err(CommandError::Unavailable(error.to_string()))
+                Err(other) => {
+                    return Err(match out_of_reach(&other) {
+                        Some(detail) => CommandError::Unavailable(detail),
+                        None => CommandError::Storage(other.to_string()),
+                    })
                 }
-                Err(other) => return Err(CommandError::Storage(other.to_string())),
             }
         }
+    }
+}
+
+/// What an aggregate's load or commit says when it failed because the database is out of
+/// reach (a 503), `None` for any other failure.
+fn out_of_reach<E: std::error::Error>(error: &AggregateError<E>) -> Option<String> {
+    match error {
+        AggregateError::DatabaseConnectionError(error) | AggregateError::UnexpectedError(error)
+            if crate::storage::is_unavailable_boxed(error.as_ref()) =>
+        {
+            Some(error.to_string())
+        }
+        _ => None,
     }
 }

@@ -546,12 +546,17 @@ mod one_transaction {
 
             // Read together as an import reads its sessions (its snapshot and the events
             // after it), the session is what its every event folds to.
+            // Asked with a session that has no snapshot yet, and twice for the same one.
             let id = session_id.to_string();
+            let fresh = session(&app, "2023-09-01").await.to_string();
             let read = app
                 .ledger
-                .load_many::<TrainingSession>(std::slice::from_ref(&id))
+                .load_many::<TrainingSession>(&[id.clone(), fresh.clone(), id.clone()])
                 .await
                 .expect("read");
+            assert_eq!(read.len(), 2, "one state per session");
+            assert!(read[&fresh].current_sequence > 0);
+            assert_eq!(read[&fresh].current_snapshot, None);
             let everything = kiroku::storage::log::read_after(&app.ledger.backend, 0, 10_000)
                 .await
                 .expect("log");

@@ -119,18 +119,17 @@ pub async fn load_many<A: Aggregate>(
     snapshot_every: usize,
     aggregate_ids: &[String],
 ) -> Result<HashMap<String, EventStoreAggregateContext<A>>, AggregateError<A::Error>> {
-    let mut found = repo.latest_many::<A>(aggregate_ids).await?;
+    let found = repo.latest_many::<A>(aggregate_ids).await?;
     let replay =
         PersistedEventStore::<LedgerRepository, A>::new_snapshot_store(repo, snapshot_every);
-    let mut loaded = HashMap::with_capacity(aggregate_ids.len());
-    for id in aggregate_ids {
-        let latest = found.remove(id).unwrap_or_default();
-        let read = context_of::<A>(id, latest)?;
+    let mut loaded = HashMap::with_capacity(found.len());
+    for (id, latest) in found {
+        let read = context_of::<A>(&id, latest)?;
         let context = match read {
             Some(context) => context,
-            None => replay.load_aggregate(id).await?,
+            None => replay.load_aggregate(&id).await?,
         };
-        loaded.insert(id.clone(), context);
+        loaded.insert(id, context);
     }
     Ok(loaded)
 }
@@ -145,7 +144,8 @@ tokio::task_local! {
 /// sessions once, in one query, for its checks and its commands alike. The state may have
 /// moved since it was read (another command on one of the sessions): the unit's commit then
 /// finds the sequence numbers taken and refuses the whole unit, as it would for a change made
-/// between a command's own read and the commit.
+/// between a command's own read and the commit. A scope inside another hides the outer one's
+/// states.
 pub async fn with_preloaded<A, F>(
     preloaded: HashMap<String, EventStoreAggregateContext<A>>,
     work: F,

@@ -18,7 +18,8 @@
 //! When a batch fails for a reason that may belong to one command (another writer changed an
 //! aggregate first, a constraint), its commands are retried one transaction each, so one
 //! command's refusal never refuses its neighbours. When the database is out of reach, every
-//! command of the batch gets that answer.
+//! command of the batch gets that answer, and so do the commands queued while the batch
+//! waited for it.
 
 use super::chain::{self, link};
 use super::copy::{self, has_float};
@@ -284,41 +285,57 @@ async fn run(
             // A batch of one is never written again: its events' JSON may have been handed
             // over to the events returned (see `copied` and `write_direct`).
             Err(failure) if batch.len() == 1 || matches!(failure, Failure::Unavailable(_)) => {
-                for job in batch {
-                    let _ = job.reply.send(Err(failure.clone()));
-                }
-                if let Failure::Unavailable(_) = failure {
-                    // The commands queued meanwhile have already waited as long as this batch
-                    // waited for the database: they hear the same at once, rather than each
-                    // batch behind waiting out a wait of its own in turn (a 503 within one
-                    // wait, not several).
-                    while let Ok(job) = queue.try_recv() {
-                        let _ = job.reply.send(Err(failure.clone()));
-                    }
+                refuse(batch, &failure);
+                if waited_out(&failure, started.elapsed()) {
+                    refuse_queued(&mut queue, &failure);
                 }
             }
             Err(_) => {
                 let mut out_of_reach: Option<Failure> = None;
                 for job in batch {
                     if let Some(failure) = &out_of_reach {
-                        let _ = job.reply.send(Err(failure.clone()));
+                        refuse([job], failure);
                         continue;
                     }
+                    let started = std::time::Instant::now();
                     let (single, written) = store.write(vec![job]).await;
                     match written {
                         Ok((previous, events)) => settle(single, previous, events),
                         Err(failure) => {
-                            if let Failure::Unavailable(_) = failure {
+                            if waited_out(&failure, started.elapsed()) {
                                 out_of_reach = Some(failure.clone());
                             }
-                            for job in single {
-                                let _ = job.reply.send(Err(failure.clone()));
-                            }
+                            refuse(single, &failure);
                         }
                     }
                 }
+                if let Some(failure) = &out_of_reach {
+                    refuse_queued(&mut queue, failure);
+                }
             }
         }
+    }
+}
+
+/// Answers each of `jobs` with `failure`.
+fn refuse(jobs: impl IntoIterator<Item = Job>, failure: &Failure) {
+    for job in jobs {
+        let _ = job.reply.send(Err(failure.clone()));
+    }
+}
+
+/// Whether a write that failed with `failure` after `took` waited for a database out of
+/// reach (rather than losing one connection at once, which leaves the next write its chance).
+fn waited_out(failure: &Failure, took: std::time::Duration) -> bool {
+    matches!(failure, Failure::Unavailable(_)) && took >= super::database_wait() / 4
+}
+
+/// Answers every command queued while a write [`waited_out`] the database: they have waited
+/// with it, and hear the same at once rather than each batch behind waiting out a wait of its
+/// own in turn (a 503 within about one wait, not one per batch queued).
+fn refuse_queued(queue: &mut mpsc::Receiver<Job>, failure: &Failure) {
+    while let Ok(job) = queue.try_recv() {
+        refuse([job], failure);
     }
 }
 

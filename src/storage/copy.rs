@@ -16,7 +16,7 @@
 //!   stored).
 
 use super::append::{Due, Failure};
-use super::chain::{link, link_written};
+use super::chain::link_written;
 use super::log::LogEvent;
 use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
@@ -197,7 +197,12 @@ pub async fn copy_links(
     written: &Written,
     previous: &str,
 ) -> Result<(), Failure> {
-    if written.ends.len() != events.len() {
+    // `written` holds the events in the order copied, which is the order of their positions.
+    let consecutive = match (events.first(), events.last()) {
+        (Some(first), Some(last)) => last.position - first.position + 1 == events.len() as i64,
+        _ => true,
+    };
+    if written.ends.len() != events.len() || !consecutive {
         return Err(Failure::Storage(format!(
             "{} events to seal, {} copied",
             events.len(),
@@ -211,10 +216,10 @@ pub async fn copy_links(
     for (p, piece) in events.chunks_mut(COPY_PIECE).enumerate() {
         let mut data = Vec::with_capacity(piece.len() * 80);
         for (i, event) in (p * COPY_PIECE..).zip(piece) {
-            previous = match written.of(i) {
-                Some((payload, metadata)) => link_written(&previous, event, payload, metadata),
-                None => link(&previous, event),
+            let Some((payload, metadata)) = written.of(i) else {
+                return Err(Failure::Storage(format!("no JSON copied for event {i}")));
             };
+            previous = link_written(&previous, event, payload, metadata);
             data.extend_from_slice(event.position.to_string().as_bytes());
             data.push(b'\t');
             push_field(&mut data, previous.as_bytes());

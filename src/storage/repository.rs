@@ -163,10 +163,7 @@ impl LedgerRepository {
             let aggregate_type = A::TYPE;
             let aggregate_id = aggregate_id.to_string();
             return direct::read_now(path, move |connection| {
-                let snapshot = sqlite_snapshot(connection, aggregate_type, &aggregate_id)?;
-                let after = snapshot.as_ref().map(|s| s.current_sequence);
-                let events = sqlite_events(connection, aggregate_type, &aggregate_id, after)?;
-                Ok((snapshot, events))
+                sqlite_latest(connection, aggregate_type, &aggregate_id)
             })
             .await
             .map_err(persistence);
@@ -184,37 +181,45 @@ impl LedgerRepository {
             .fetch_all(pool)
             .await
             .map_err(|e| persistence(StorageError::from(e)))?;
-        let mut snapshot = None;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut read = || -> Result<(), StorageError> {
-                let part: i32 = row.try_get(0)?;
-                let sequence = count(row.try_get(1)?)?;
-                let payload = json(&row.try_get::<String, _>(5)?)?;
-                if part == 0 {
-                    snapshot = Some(SerializedSnapshot {
-                        aggregate_id: aggregate_id.to_string(),
-                        aggregate: payload,
-                        current_sequence: sequence,
-                        current_snapshot: count(row.try_get(2)?)?,
-                    });
-                } else {
-                    events.push(SerializedEvent::new(
-                        aggregate_id.to_string(),
-                        sequence,
-                        A::TYPE.to_string(),
-                        row.try_get(3)?,
-                        row.try_get(4)?,
-                        payload,
-                        json(&row.try_get::<String, _>(6)?)?,
-                    ));
-                }
-                Ok(())
-            };
-            read().map_err(persistence)?;
+        let mut latest: Latest = (None, Vec::with_capacity(rows.len()));
+        for row in &rows {
+            read_latest_row::<A>(row, aggregate_id.to_string(), &mut latest)
+                .map_err(persistence)?;
         }
-        Ok((snapshot, events))
+        Ok(latest)
     }
+}
+
+/// One row of [`SELECT_LATEST_POSTGRES`] or [`SELECT_LATEST_MANY_POSTGRES`] (their first
+/// seven columns) added to `latest`, aggregate `aggregate_id`'s: part 0 is its snapshot,
+/// part 1 one of the events after it.
+fn read_latest_row<A: Aggregate>(
+    row: &sqlx::postgres::PgRow,
+    aggregate_id: String,
+    latest: &mut Latest,
+) -> Result<(), StorageError> {
+    let part: i32 = row.try_get(0)?;
+    let sequence = count(row.try_get(1)?)?;
+    let payload = json(&row.try_get::<String, _>(5)?)?;
+    if part == 0 {
+        latest.0 = Some(SerializedSnapshot {
+            aggregate_id,
+            aggregate: payload,
+            current_sequence: sequence,
+            current_snapshot: count(row.try_get(2)?)?,
+        });
+    } else {
+        latest.1.push(SerializedEvent::new(
+            aggregate_id,
+            sequence,
+            A::TYPE.to_string(),
+            row.try_get(3)?,
+            row.try_get(4)?,
+            payload,
+            json(&row.try_get::<String, _>(6)?)?,
+        ));
+    }
+    Ok(())
 }
 
 /// [`SELECT_LATEST_POSTGRES`] for many aggregates of one type at once (`$2`, an array of
@@ -223,23 +228,23 @@ impl LedgerRepository {
 /// as one join with `= ANY($2)`, the planner read every event of the type and filtered them
 /// when its statistics lagged behind an import (0.1 s for a sheet of a 100,000-event log,
 /// 0.5 s at 1M).
-const SELECT_LATEST_MANY_POSTGRES: &str = "SELECT 0 AS part, ids.id AS aggregate_id, \
-     s.last_sequence AS sequence, s.current_snapshot, '' AS event_type, '' AS event_version, \
-     s.payload::text AS payload, '' AS metadata \
+const SELECT_LATEST_MANY_POSTGRES: &str = "SELECT 0 AS part, s.last_sequence AS sequence, \
+     s.current_snapshot, '' AS event_type, '' AS event_version, s.payload::text AS payload, \
+     '' AS metadata, ids.id AS aggregate_id \
      FROM UNNEST($2::text[]) AS ids (id) \
      JOIN LATERAL (SELECT last_sequence, current_snapshot, payload FROM snapshots \
      WHERE aggregate_type = $1 AND aggregate_id = ids.id ORDER BY last_sequence LIMIT 1) s \
      ON true \
      UNION ALL \
-     SELECT 1, ids.id, e.sequence, 0, e.event_type, e.event_version, e.payload::text, \
-     e.metadata::text \
+     SELECT 1, e.sequence, 0, e.event_type, e.event_version, e.payload::text, \
+     e.metadata::text, ids.id \
      FROM UNNEST($2::text[]) AS ids (id) \
      JOIN LATERAL (SELECT sequence, event_type, event_version, payload, metadata FROM events \
      WHERE aggregate_type = $1 AND aggregate_id = ids.id \
      AND sequence > COALESCE((SELECT last_sequence FROM snapshots \
-     WHERE aggregate_type = $1 AND aggregate_id = ids.id), 0) \
+     WHERE aggregate_type = $1 AND aggregate_id = ids.id ORDER BY last_sequence LIMIT 1), 0) \
      ORDER BY sequence) e ON true \
-     ORDER BY 1, 2, 3";
+     ORDER BY 1, 8, 2";
 
 impl LedgerRepository {
     /// [`latest`](Self::latest) of every aggregate in `aggregate_ids`, read together: one
@@ -249,22 +254,22 @@ impl LedgerRepository {
         &self,
         aggregate_ids: &[String],
     ) -> Result<HashMap<String, Latest>, PersistenceError> {
-        let mut found: HashMap<String, Latest> = aggregate_ids
-            .iter()
-            .map(|id| (id.clone(), (None, Vec::new())))
-            .collect();
+        let mut found: HashMap<String, Latest> = HashMap::with_capacity(aggregate_ids.len());
+        let mut ids = Vec::with_capacity(aggregate_ids.len());
+        for id in aggregate_ids {
+            if found.insert(id.clone(), (None, Vec::new())).is_none() {
+                ids.push(id.clone());
+            }
+        }
         if let Some(path) = &self.file {
             let aggregate_type = A::TYPE;
-            let ids = aggregate_ids.to_vec();
             let read = direct::read_elsewhere(path.clone(), move |connection| {
                 ids.into_iter()
                     .map(|id| {
-                        let snapshot = sqlite_snapshot(connection, aggregate_type, &id)?;
-                        let after = snapshot.as_ref().map(|s| s.current_sequence);
-                        let events = sqlite_events(connection, aggregate_type, &id, after)?;
-                        Ok((id, (snapshot, events)))
+                        let latest = sqlite_latest(connection, aggregate_type, &id)?;
+                        Ok((id, latest))
                     })
-                    .collect::<Result<HashMap<_, _>, StorageError>>()
+                    .collect::<Result<Vec<_>, StorageError>>()
             })
             .await
             .map_err(persistence)?;
@@ -272,48 +277,41 @@ impl LedgerRepository {
             return Ok(found);
         }
         let Backend::Postgres(pool) = &self.backend else {
-            for id in aggregate_ids {
-                found.insert(id.clone(), self.latest::<A>(id).await?);
+            for id in ids {
+                let latest = self.latest::<A>(&id).await?;
+                found.insert(id, latest);
             }
             return Ok(found);
         };
         let rows = sqlx::query(SELECT_LATEST_MANY_POSTGRES)
             .bind(A::TYPE)
-            .bind(aggregate_ids)
+            .bind(&ids)
             .fetch_all(pool)
             .await
             .map_err(|e| persistence(StorageError::from(e)))?;
-        for row in rows {
+        for row in &rows {
             let mut read = || -> Result<(), StorageError> {
-                let part: i32 = row.try_get(0)?;
-                let aggregate_id: String = row.try_get(1)?;
-                let sequence = count(row.try_get(2)?)?;
-                let payload = json(&row.try_get::<String, _>(6)?)?;
-                let entry = found.entry(aggregate_id.clone()).or_default();
-                if part == 0 {
-                    entry.0 = Some(SerializedSnapshot {
-                        aggregate_id,
-                        aggregate: payload,
-                        current_sequence: sequence,
-                        current_snapshot: count(row.try_get(3)?)?,
-                    });
-                } else {
-                    entry.1.push(SerializedEvent::new(
-                        aggregate_id,
-                        sequence,
-                        A::TYPE.to_string(),
-                        row.try_get(4)?,
-                        row.try_get(5)?,
-                        payload,
-                        json(&row.try_get::<String, _>(7)?)?,
-                    ));
-                }
-                Ok(())
+                let aggregate_id: String = row.try_get(7)?;
+                let latest = found.entry(aggregate_id.clone()).or_default();
+                read_latest_row::<A>(row, aggregate_id, latest)
             };
             read().map_err(persistence)?;
         }
         Ok(found)
     }
+}
+
+/// Aggregate `(aggregate_type, aggregate_id)`'s snapshot and the events after it, read
+/// directly from a SQLite file.
+fn sqlite_latest(
+    connection: &rusqlite::Connection,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Latest, StorageError> {
+    let snapshot = sqlite_snapshot(connection, aggregate_type, aggregate_id)?;
+    let after = snapshot.as_ref().map(|s| s.current_sequence);
+    let events = sqlite_events(connection, aggregate_type, aggregate_id, after)?;
+    Ok((snapshot, events))
 }
 
 /// What sqlite-es reads of an aggregate's events, in sequence order.

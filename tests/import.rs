@@ -326,6 +326,18 @@ mod one_transaction {
         held
     }
 
+    /// Someone enrols `staff` in `session` through the API.
+    async fn enrol(app: &TestApp, session: Uuid, staff: Uuid) {
+        let enrolled = app
+            .post(
+                &app.hr,
+                &format!("/sessions/{session}/enrolments"),
+                &json!({ "staff_id": staff }),
+            )
+            .await;
+        assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+    }
+
     /// The commands of a sheet completing `staff` in both sessions, held back.
     async fn sheet(
         app: &TestApp,
@@ -365,14 +377,7 @@ mod one_transaction {
                 "nothing written while held"
             );
             // Someone enrols another person in the second session in the meantime.
-            let enrolled = app
-                .post(
-                    &app.hr,
-                    &format!("/sessions/{second}/enrolments"),
-                    &json!({ "staff_id": other }),
-                )
-                .await;
-            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+            enrol(&app, second, other).await;
             let refused = app.ledger.commit_held(held).await;
             assert!(
                 matches!(refused, Err(CommandError::Contended)),
@@ -464,14 +469,7 @@ mod one_transaction {
             };
             let held = hold(&app, vec![command]).await;
             let before = app.event_count().await;
-            let enrolled = app
-                .post(
-                    &app.hr,
-                    &format!("/sessions/{session_id}/enrolments"),
-                    &json!({ "staff_id": other }),
-                )
-                .await;
-            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
+            enrol(&app, session_id, other).await;
             let refused = app.ledger.commit_held(held).await;
             assert!(
                 matches!(refused, Err(CommandError::Contended)),
@@ -604,28 +602,11 @@ mod one_transaction {
             // Someone enrols another person in the second session after the sheet's
             // sessions were read: the sheet's commands are decided on what was read, so the
             // commit finds the session moved and records none of the sheet.
-            let enrolled = app
-                .post(
-                    &app.hr,
-                    &format!("/sessions/{second}/enrolments"),
-                    &json!({ "staff_id": other }),
-                )
-                .await;
-            assert_eq!(enrolled.status.as_u16(), 201, "{:?}", enrolled.body);
-            let commands = [(first, "2023-06-01"), (second, "2023-07-03")]
-                .into_iter()
-                .map(|(session_id, on)| Command::Session {
-                    session_id,
-                    command: SessionCommand::RecordAttendances(vec![Attendance {
-                        staff_id: staff,
-                        staff_registered: true,
-                        completed_on: on.parse::<Date>().expect("date"),
-                        understanding: None,
-                    }]),
-                })
-                .collect::<Vec<_>>();
+            enrol(&app, second, other).await;
+            let sessions = [(first, "2023-06-01"), (second, "2023-07-03")];
             let held =
-                kiroku::storage::aggregates::with_preloaded(read, hold(&app, commands)).await;
+                kiroku::storage::aggregates::with_preloaded(read, sheet(&app, sessions, staff))
+                    .await;
             let refused = app.ledger.commit_held(held).await;
             assert!(
                 matches!(refused, Err(CommandError::Contended)),

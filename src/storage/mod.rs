@@ -187,8 +187,13 @@ impl Backend {
     async fn connect_once(url: &str) -> Result<Backend, StorageError> {
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
+            // sqlx pings a connection when it goes back to the pool, and closes it if the ping
+            // fails; its second ping, before each acquire, cost every query a round trip more.
+            // A connection that dies while idle (the server restarted) fails its next query,
+            // which is answered 503 like any other, and is closed on its way back.
             let pool = PgPoolOptions::new()
                 .max_connections(16)
+                .test_before_acquire(false)
                 .acquire_timeout(database_wait())
                 .connect_with(options)
                 .await?;

@@ -62,7 +62,6 @@ fn push_field(line: &mut Vec<u8>, field: &[u8]) {
 /// The JSON of the events copied as it was sent, each event's payload and then its metadata,
 /// in the order of the rows: what the chain hashes ([`link_written`]) instead of writing the
 /// values out again. It is their canonical form: the bulk path copies no float.
-#[derive(Default)]
 pub struct Written {
     json: Vec<u8>,
     /// Per event, where its payload ends and where its metadata ends.
@@ -70,17 +69,12 @@ pub struct Written {
 }
 
 impl Written {
-    /// The payload and the metadata of the `i`th event copied.
-    fn of(&self, i: usize) -> Option<(&[u8], &[u8])> {
-        let start = match i.checked_sub(1) {
-            Some(before) => self.ends.get(before)?.1,
-            None => 0,
-        };
-        let (payload, metadata) = *self.ends.get(i)?;
-        Some((
-            self.json.get(start..payload)?,
-            self.json.get(payload..metadata)?,
-        ))
+    /// The payload and the metadata of each event copied, in order.
+    fn each(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|&(_, metadata)| metadata));
+        starts.zip(&self.ends).map(|(start, &(payload, metadata))| {
+            (&self.json[start..payload], &self.json[payload..metadata])
+        })
     }
 }
 
@@ -213,11 +207,12 @@ pub async fn copy_links(
         .copy_in_raw("COPY event_chain (position, hash) FROM STDIN")
         .await?;
     let mut previous = previous.to_string();
-    for (p, piece) in events.chunks_mut(COPY_PIECE).enumerate() {
+    let mut texts = written.each();
+    for piece in events.chunks_mut(COPY_PIECE) {
         let mut data = Vec::with_capacity(piece.len() * 80);
-        for (i, event) in (p * COPY_PIECE..).zip(piece) {
-            let Some((payload, metadata)) = written.of(i) else {
-                return Err(Failure::Storage(format!("no JSON copied for event {i}")));
+        for event in piece {
+            let Some((payload, metadata)) = texts.next() else {
+                return Err(Failure::Storage("an event to seal was not copied".into()));
             };
             previous = link_written(&previous, event, payload, metadata);
             data.extend_from_slice(event.position.to_string().as_bytes());

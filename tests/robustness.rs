@@ -109,16 +109,18 @@ both_backends!(
 );
 
 /// Rewrites the stored read models in place, as someone with database access could: the
-/// pieces that name the department.
+/// pieces that name the department (総務課 → 秘書課, byte for byte: the pieces are binary).
 fn tamper_checkpoint(db: Db) -> &'static str {
     match db {
         Db::Sqlite => {
-            "UPDATE projection_segments SET bytes = CAST(replace(CAST(bytes AS TEXT), '総務課', '秘書課') AS BLOB) \
-             WHERE CAST(bytes AS TEXT) LIKE '%総務課%'"
+            "UPDATE projection_segments SET bytes = CAST(substr(bytes, 1, instr(bytes, X'e7b78fe58b99e8aab2') - 1) \
+             || X'e7a798e69bb8e8aab2' || substr(bytes, instr(bytes, X'e7b78fe58b99e8aab2') + 9) AS BLOB) \
+             WHERE instr(bytes, X'e7b78fe58b99e8aab2') > 0"
         }
         Db::Postgres => {
-            "UPDATE projection_segments SET bytes = convert_to(replace(convert_from(bytes, 'UTF8'), '総務課', '秘書課'), 'UTF8') \
-             WHERE convert_from(bytes, 'UTF8') LIKE '%総務課%'"
+            "UPDATE projection_segments SET bytes = overlay(bytes PLACING '\\xe7a798e69bb8e8aab2'::bytea \
+             FROM position('\\xe7b78fe58b99e8aab2'::bytea IN bytes) FOR 9) \
+             WHERE position('\\xe7b78fe58b99e8aab2'::bytea IN bytes) > 0"
         }
     }
 }

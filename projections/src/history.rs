@@ -153,7 +153,7 @@ impl Pieces for Histories {
         self.sessions.keys(&format!("{prefix}.sessions"), all, out);
     }
 
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode(&self, prefix: &str, key: &str) -> pieces::Encoded {
         match pieces::part(prefix, key) {
             Some("staff") => self.staff.encode(&format!("{prefix}.staff"), key),
             Some("sessions") => self.sessions.encode(&format!("{prefix}.sessions"), key),

@@ -254,8 +254,12 @@ pub struct Facts {
 
 impl Facts {
     /// What grows with the plans, not with the log: one piece, written every time.
-    fn plan_piece(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(&(&self.last_position, &self.actuals, &self.targets))
+    fn plan_piece(&self) -> Result<Vec<u8>, pieces::Unencodable> {
+        Ok(serde_json::to_vec(&(
+            &self.last_position,
+            &self.actuals,
+            &self.targets,
+        ))?)
     }
 
     /// Each part kept in pieces, by name.
@@ -284,7 +288,7 @@ impl Pieces for Facts {
         }
     }
 
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode(&self, prefix: &str, key: &str) -> pieces::Encoded {
         if key == prefix {
             return self.plan_piece().map(Some);
         }

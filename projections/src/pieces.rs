@@ -13,6 +13,12 @@
 //! while folding (the marks are reached through `&mut`); taking them needs only a shared
 //! borrow, so a checkpoint works under the read lock. What is stored where (the projector's
 //! manifest, the database) is not this module's business: no IO lives here.
+//!
+//! The pieces that grow with the log are MessagePack ([`pack`]): structs as arrays, UUIDs as
+//! 16 bytes. JSON spelt every field name and every UUID in hex again in every item, which made
+//! a checkpoint of a 1M-event ledger 250 MB and a start spend most of its time parsing them.
+//! The few pieces that grow with the plans (the plan book, the indicators' plan facts) stay
+//! JSON ([`read_whole`]): their types skip absent fields, which an array cannot.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -24,7 +30,7 @@ use uuid::Uuid;
 /// Items in one segment of a [`Segmented`] vector.
 pub const SEGMENT: usize = 4096;
 
-/// A piece of the read models: its key and its JSON.
+/// A piece of the read models: its key and its bytes.
 pub type Piece = (String, Vec<u8>);
 
 /// Stored pieces by key, as a checkpoint is read back.
@@ -48,22 +54,65 @@ impl From<serde_json::Error> for Unreadable {
     }
 }
 
+impl From<rmp_serde::decode::Error> for Unreadable {
+    fn from(e: rmp_serde::decode::Error) -> Self {
+        Unreadable(e.to_string())
+    }
+}
+
+/// Why a piece could not be encoded (a bug: every read model can be).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unencodable(pub String);
+
+impl std::fmt::Display for Unencodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unencodable {}
+
+impl From<serde_json::Error> for Unencodable {
+    fn from(e: serde_json::Error) -> Self {
+        Unencodable(e.to_string())
+    }
+}
+
+impl From<rmp_serde::encode::Error> for Unencodable {
+    fn from(e: rmp_serde::encode::Error) -> Self {
+        Unencodable(e.to_string())
+    }
+}
+
+/// What [`Pieces::encode`] gives: the bytes of a piece, `None` for a key it does not have.
+pub type Encoded = Result<Option<Vec<u8>>, Unencodable>;
+
+/// The bytes of a piece that grows with the log: MessagePack, structs as arrays.
+pub fn pack<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Unencodable> {
+    Ok(rmp_serde::to_vec(value)?)
+}
+
+/// Reads back a piece written by [`pack`].
+pub fn unpack<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Unreadable> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
 /// A read model kept in pieces.
 pub trait Pieces: Sized {
     /// Appends the keys of its pieces under `prefix` to `out`: every piece when `all`,
     /// otherwise those changed since the last call. Clears the marks either way.
     fn keys(&self, prefix: &str, all: bool, out: &mut Vec<String>);
 
-    /// The JSON of the piece named `key` (a key under `prefix`); `None` for a key it does not
+    /// The bytes of the piece named `key` (a key under `prefix`); `None` for a key it does not
     /// have.
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>>;
+    fn encode(&self, prefix: &str, key: &str) -> Encoded;
 
     /// Reads it back from the pieces stored under `prefix`.
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable>;
 
     /// Its pieces, named and encoded: every one when `all`, otherwise those changed since the
     /// last call.
-    fn pieces(&self, prefix: &str, all: bool) -> serde_json::Result<Vec<Piece>> {
+    fn pieces(&self, prefix: &str, all: bool) -> Result<Vec<Piece>, Unencodable> {
         let mut keys = Vec::new();
         self.keys(prefix, all, &mut keys);
         let mut out = Vec::with_capacity(keys.len());
@@ -80,7 +129,7 @@ pub trait Pieces: Sized {
 /// together as `&dyn PiecesOf`.
 pub trait PiecesOf {
     fn keys_of(&self, prefix: &str, all: bool, out: &mut Vec<String>);
-    fn encode_of(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>>;
+    fn encode_of(&self, prefix: &str, key: &str) -> Encoded;
 }
 
 impl<P: Pieces> PiecesOf for P {
@@ -88,7 +137,7 @@ impl<P: Pieces> PiecesOf for P {
         self.keys(prefix, all, out)
     }
 
-    fn encode_of(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode_of(&self, prefix: &str, key: &str) -> Encoded {
         self.encode(prefix, key)
     }
 }
@@ -114,7 +163,7 @@ pub fn under<'a>(prefix: &str, stored: &'a Stored) -> impl Iterator<Item = (&'a 
         .map(move |(k, v)| (&k[start.len()..], v.as_slice()))
 }
 
-/// Reads back a piece written by [`whole`].
+/// Reads back a piece kept whole as JSON (one that grows with the plans, not with the log).
 pub fn read_whole<T: DeserializeOwned>(key: &str, stored: &Stored) -> Result<T, Unreadable> {
     let bytes = stored
         .get(key)
@@ -227,7 +276,7 @@ impl<T: Serialize + DeserializeOwned> Pieces for Segmented<T> {
         }
     }
 
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode(&self, prefix: &str, key: &str) -> Encoded {
         let Some(segment) = below(prefix, key).and_then(|s| s.parse::<usize>().ok()) else {
             return Ok(None);
         };
@@ -236,7 +285,7 @@ impl<T: Serialize + DeserializeOwned> Pieces for Segmented<T> {
         if start >= end {
             return Ok(None);
         }
-        serde_json::to_vec(&self.items[start..end]).map(Some)
+        pack(&self.items[start..end]).map(Some)
     }
 
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
@@ -245,7 +294,7 @@ impl<T: Serialize + DeserializeOwned> Pieces for Segmented<T> {
             if key != format!("{n:06}") || items.len() != n * SEGMENT {
                 return Err(Unreadable(format!("segment {prefix}/{key} out of place")));
             }
-            items.extend(serde_json::from_slice::<Vec<T>>(bytes)?);
+            items.extend(unpack::<Vec<T>>(bytes)?);
         }
         Ok(Segmented {
             items,
@@ -267,7 +316,7 @@ where
         }
     }
 
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode(&self, prefix: &str, key: &str) -> Encoded {
         let Some((year, _)) = below(prefix, key).and_then(|rest| rest.split_once('/')) else {
             return Ok(None);
         };
@@ -383,18 +432,18 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         );
     }
 
-    fn encode(&self, prefix: &str, key: &str) -> serde_json::Result<Option<Vec<u8>>> {
+    fn encode(&self, prefix: &str, key: &str) -> Encoded {
         let Some(shard) = below(prefix, key).and_then(|s| s.parse::<u8>().ok()) else {
             return Ok(None);
         };
         let records: Vec<(&Uuid, &V)> = self.shard(shard).collect();
-        serde_json::to_vec(&records).map(Some)
+        pack(&records).map(Some)
     }
 
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
         let mut map = BTreeMap::new();
         for (key, bytes) in under(prefix, stored) {
-            let records: Vec<(Uuid, V)> = serde_json::from_slice(bytes)?;
+            let records: Vec<(Uuid, V)> = unpack(bytes)?;
             if records
                 .iter()
                 .any(|(id, _)| format!("{:03}", shard_of(id)) != key)

@@ -292,7 +292,12 @@ impl<T: Serialize + DeserializeOwned> Pieces for Segmented<T> {
         let mut items = Vec::new();
         for (n, (key, bytes)) in under(prefix, stored).enumerate() {
             if key != format!("{n:06}") || items.len() != n * SEGMENT {
-                return Err(Unreadable(format!("segment {prefix}/{key} out of place")));
+                return Err(Unreadable(format!(
+                    "segment {prefix}/{key} out of place: found as segment {n}, after {} items \
+                     (expected {})",
+                    items.len(),
+                    n * SEGMENT
+                )));
             }
             items.extend(unpack::<Vec<T>>(bytes)?);
         }

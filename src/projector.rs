@@ -179,6 +179,36 @@ impl State {
     }
 }
 
+/// The keys whose marks a checkpoint has taken. Unless the checkpoint records them in a
+/// manifest, they go back to the projector's pending keys for the next one, whichever way it
+/// ends: an error, or its future dropped at a wait (the serving task is aborted at shutdown,
+/// a request whose client went away drops its catch-up). Put back only on errors, a dropped
+/// checkpoint lost them, and the next manifest named the earlier versions of those pieces:
+/// read models that a start took for whole (seen once as a short timeline segment at 5M).
+struct Taken<'a> {
+    keys: Vec<String>,
+    pending: &'a std::sync::Mutex<BTreeSet<String>>,
+    recorded: bool,
+}
+
+impl Taken<'_> {
+    fn recorded(mut self) {
+        self.recorded = true;
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        // A poisoned lock means a panic elsewhere: the process is going down anyway.
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.extend(self.keys.drain(..));
+        }
+    }
+}
+
 /// What the projector is doing when it asks whether a checkpoint is due.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -424,49 +454,43 @@ impl Projector {
             // folded between two read locks, so the pieces are encoded under the same lock
             // as the keys are taken; a quiet checkpoint (nothing folds) encodes them a few
             // at a time later, under read locks of their own.
-            let (position, keys, encoded) = {
+            let (position, taken, encoded) = {
                 let state = self.state.read().map_err(poisoned)?;
                 if base.as_ref().is_some_and(|m| m.position >= state.position) {
                     return Ok(state.position);
                 }
                 let mut keys: BTreeSet<String> = state.keys(base.is_none()).into_iter().collect();
-                // What a checkpoint that failed had taken the marks of is written again.
+                // What a checkpoint that did not finish had taken the marks of is written again.
                 keys.append(&mut *self.pending.lock().map_err(poisoned)?);
-                let keys: Vec<String> = keys.into_iter().collect();
+                let taken = Taken {
+                    keys: keys.into_iter().collect(),
+                    pending: &self.pending,
+                    recorded: false,
+                };
                 let encoded = match quiet {
                     true => None,
-                    false => match state.encode(&keys, usize::MAX) {
-                        Ok((_, pieces)) => Some(pieces),
-                        Err(error) => {
-                            self.pending.lock().map_err(poisoned)?.extend(keys);
-                            return Err(error);
-                        }
-                    },
+                    false => Some(state.encode(&taken.keys, usize::MAX)?.1),
                 };
-                (state.position, keys, encoded)
+                (state.position, taken, encoded)
             };
             let expected = base.as_ref().map(|m| m.sealed.clone());
             let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);
-            let written = self.write(manifest, expected, &keys, encoded, quiet).await;
-            let (moved, manifest, size) = match written {
-                Ok(written) => written,
-                Err(error) => {
-                    self.pending.lock().map_err(poisoned)?.extend(keys);
-                    return Err(error);
-                }
-            };
+            let written = self.write(manifest, expected, &taken.keys, encoded, quiet);
+            let (moved, manifest, size) = written.await?;
             tracing::debug!(
                 position,
-                pieces = keys.len(),
+                pieces = taken.keys.len(),
                 bytes = size,
                 moved,
                 "checkpoint"
             );
-            *self.written.lock().map_err(poisoned)? = (keys, size);
+            *self.written.lock().map_err(poisoned)? = (taken.keys.clone(), size);
             if moved || first {
                 *self.manifest.lock().map_err(poisoned)? = moved.then_some(manifest);
                 self.checkpointed.store(position, Ordering::SeqCst);
+                // The manifest names them now (or, not moved, the next checkpoint is whole).
+                taken.recorded();
                 store::collect_garbage(&self.backend, CHECKPOINT, FORMAT, self.pause(quiet))
                     .await?;
                 return Ok(position);

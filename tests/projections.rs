@@ -519,6 +519,50 @@ async fn pieces(app: &TestApp) -> i64 {
 }
 
 both_backends!(
+    a_checkpoint_dropped_midway_leaves_what_it_took_to_the_next,
+    |app: TestApp| async move {
+        large_log(&app, 20).await;
+        let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
+        projector.catch_up().await.expect("catch up");
+        projector.checkpoint().await.expect("first checkpoint");
+
+        // A registration, then a checkpoint whose future is dropped at its first wait on the
+        // database, as the server's ticking task is aborted at shutdown: it has taken the marks
+        // of the pieces that changed and written no manifest.
+        let dropped = app.register("Y0001", "総務課", 3).await;
+        projector.catch_up().await.expect("catch up");
+        {
+            let mut checkpoint = std::pin::pin!(projector.checkpoint());
+            let polled = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(
+                    std::future::Future::poll(checkpoint.as_mut(), cx).is_pending(),
+                )
+            })
+            .await;
+            assert!(polled, "the checkpoint waits on the database");
+        }
+
+        // The next checkpoint writes those pieces too: read back, the read models are whole.
+        let other = app.register("Y0002", "総務課", 3).await;
+        projector.catch_up().await.expect("catch up");
+        let position = projector.checkpoint().await.expect("checkpoint");
+        let (written, _) = projector.last_checkpoint();
+        for id in [dropped, other] {
+            let shard = format!("histories.staff/{:03}", id.as_bytes()[0]);
+            assert!(written.contains(&shard), "{shard} not in {written:?}");
+        }
+        let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(opened.position(), position, "read back from the checkpoint");
+        assert_eq!(
+            opened.fingerprint().expect("fingerprint"),
+            projector.fingerprint().expect("fingerprint")
+        );
+    }
+);
+
+both_backends!(
     a_checkpoint_writes_only_what_changed_and_reads_back_whole,
     |app: TestApp| async move {
         large_log(&app, 100).await;

@@ -243,7 +243,8 @@ pub struct Projector {
     /// The manifest this process last wrote or loaded, which the next checkpoint builds on;
     /// `None`: the next checkpoint writes every piece.
     manifest: std::sync::Mutex<Option<store::Manifest>>,
-    /// Pieces a failed checkpoint had taken the marks of: the next one writes them.
+    /// Pieces a checkpoint that did not end in a manifest (an error, or its future dropped)
+    /// had taken the marks of: the next one writes them.
     pending: std::sync::Mutex<BTreeSet<String>>,
     /// The keys of the pieces the last checkpoint wrote, and their bytes.
     written: std::sync::Mutex<(Vec<String>, usize)>,

@@ -519,6 +519,49 @@ async fn pieces(app: &TestApp) -> i64 {
 }
 
 both_backends!(
+    an_older_formats_pieces_at_the_same_position_are_replaced,
+    |app: TestApp| async move {
+        large_log(&app, 20).await;
+        let older = kiroku::projector::Projector::new(app.ledger.backend.clone());
+        older.catch_up().await.expect("catch up");
+        let position = older.checkpoint().await.expect("checkpoint");
+
+        // What an older version of Kiroku leaves when it stops at the head: its pieces, in
+        // its own encoding, under the same keys and position, named by a manifest of its
+        // format.
+        let other_bytes = match app.db {
+            Db::Sqlite => "UPDATE projection_segments SET bytes = X'c0'",
+            Db::Postgres => "UPDATE projection_segments SET bytes = '\\xc0'::bytea",
+        };
+        assert!(app.sql(other_bytes).await.expect("older pieces") > 1);
+        app.sql("UPDATE projection_checkpoints SET format = format - 1")
+            .await
+            .expect("older format");
+
+        // This version rebuilds to the same position and writes itself whole over them; the
+        // next start reads that checkpoint back instead of refusing it.
+        let rebuilt = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(rebuilt.position(), 0, "the older format is not read");
+        rebuilt.catch_up().await.expect("rebuild");
+        assert_eq!(rebuilt.checkpoint().await.expect("checkpoint"), position);
+        let reopened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(
+            reopened.position(),
+            position,
+            "read back from the checkpoint"
+        );
+        assert_eq!(
+            reopened.fingerprint().expect("fingerprint"),
+            older.fingerprint().expect("fingerprint")
+        );
+    }
+);
+
+both_backends!(
     a_checkpoint_dropped_midway_leaves_what_it_took_to_the_next,
     |app: TestApp| async move {
         large_log(&app, 20).await;

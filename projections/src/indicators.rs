@@ -23,8 +23,9 @@ use kiroku_domain::values::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
-/// The indexes derived when the pieces are read back: hashed with foldhash, randomly seeded.
-/// SipHash (std's default) made building them a sixth of a start at 5M events.
+/// The indexes from ids to facts, kept while folding and derived again when the pieces are
+/// read back: hashed with foldhash, randomly seeded. SipHash (std's default) made building
+/// them a sixth of a start at 5M events.
 type Index<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use uuid::Uuid;
 

@@ -77,8 +77,10 @@ pub(super) async fn read_manifest(
 }
 
 /// Writes `pieces` as version `position`, in transactions of about [`BATCH_BYTES`]. A row
-/// already there (the same piece of the same position, written by another process) is kept:
-/// it holds the same bytes.
+/// already there is replaced: written by another process of the same version at the same
+/// position it holds the same bytes, but one left by an older read-model format (a server
+/// stopped at the very position the new version rebuilds to) does not, and kept it made the
+/// new manifest name bytes whose digest it did not record.
 pub(super) async fn write_pieces(
     backend: &Backend,
     position: i64,
@@ -102,7 +104,7 @@ pub(super) async fn write_pieces(
             for (key, bytes) in batch {
                 sqlx::query(
                     "INSERT INTO projection_segments (key, version, bytes) VALUES ($1, $2, $3) \
-                     ON CONFLICT (key, version) DO NOTHING",
+                     ON CONFLICT (key, version) DO UPDATE SET bytes = excluded.bytes",
                 )
                 .bind(key)
                 .bind(position)

@@ -511,3 +511,32 @@ impl StaffRecord {
             .find(|e| e.evaluation_id == evaluation_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::*;
+
+    /// The histories' pieces are MessagePack with structs as arrays: a session record
+    /// flattens its schedule into a map, and a staff record holds sealed texts, dates and
+    /// optional fields. Every one of them reads back equal.
+    #[test]
+    fn histories_read_back_from_their_pieces_equal() {
+        let mut log = Log::default();
+        log.register(id(1), Gender::Female, "2015-04-01", 3);
+        log.register(id(2), Gender::Male, "2020-04-01", 1);
+        log.grade_change(id(1), 4, "2023-04-01");
+        log.interview(id(1), id(50), InterviewKind::Career, "2023-06-01");
+        log.schedule(id(100), TrainingCategory::Tiered, "庁内");
+        log.complete(id(100), id(1), "2023-07-01", Some(4));
+        log.complete(id(100), id(2), "2023-07-01", None);
+        log.separate(id(2), "2024-03-31");
+        assert_eq!(log.histories.staff.len(), 2);
+        assert_eq!(log.histories.sessions.len(), 1);
+
+        let pieces = log.histories.pieces("histories", true).expect("pieces");
+        let stored: Stored = pieces.into_iter().collect();
+        let back = Histories::restore("histories", &stored).expect("restore");
+        assert_eq!(back, log.histories);
+    }
+}

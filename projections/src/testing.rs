@@ -2,6 +2,7 @@
 //! appends events at positions 1, 2, 3… and folds them into the fact store and the plan book,
 //! and the small value helpers (`date`, `fy`, `text`, `grade`…) that build its events.
 
+use crate::history::Histories;
 use crate::indicators::Facts;
 use crate::plans::PlanBook;
 use crate::{LedgerEvent, Recorded};
@@ -53,10 +54,11 @@ pub fn id(n: u128) -> Uuid {
 }
 
 /// A hand-written log: every call appends one event at the next position (1, 2, 3…) and
-/// applies it to the fact store and the plan book.
+/// applies it to the fact store, the plan book and the histories.
 #[derive(Default)]
 pub struct Log {
     pub facts: Facts,
+    pub histories: Histories,
     pub book: PlanBook,
     pub position: i64,
 }
@@ -74,6 +76,7 @@ impl Log {
         };
         self.facts.apply(&recorded);
         self.book.apply(&recorded);
+        self.histories.apply(&recorded);
         self.position
     }
 

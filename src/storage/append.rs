@@ -407,6 +407,11 @@ async fn write(
              event_type, event_version, payload::text, metadata::text, NULL::text"
         }
     };
+    if let Backend::Postgres(pool) = backend {
+        if let Some(sealed) = write_sealed(pool, batch).await? {
+            return Ok(sealed);
+        }
+    }
     let rows: Vec<(&str, &SerializedEvent)> = batch
         .iter()
         .flat_map(|job| job.parts.iter())
@@ -431,7 +436,10 @@ async fn write(
                 first,
                 recorded_at,
                 written,
-            }) => (Some(written), copied(batch, first, recorded_at)),
+            }) => (
+                Some(written),
+                copied(batch, (first..).map(|position| (position, recorded_at))),
+            ),
             None => {
                 let mut appended = Vec::with_capacity(count);
                 for chunk in rows.chunks(ROWS_PER_INSERT) {
@@ -594,12 +602,126 @@ async fn write(
     })
 }
 
-/// The events of `batch`, copied into the log from position `first` on at `recorded_at`, as
+/// On PostgreSQL, writes `batch` (its events as `rows`) in one statement, which is its own
+/// transaction: `append_sealed` (migration 0012) inserts the events, links them under the
+/// appenders' lock and inserts the links, one round trip where [`write`]'s transaction takes
+/// four. `None` (nothing written) for a batch it does not take: one with a snapshot due, one
+/// large enough for `COPY`, or one with a float, whose JSON the log gives back as parsed
+/// from text, not as held here (see [`copy`]).
+async fn write_sealed(
+    pool: &sqlx::PgPool,
+    batch: &mut [Job],
+) -> Result<Option<(i64, Vec<LogEvent>)>, Failure> {
+    let parts = || batch.iter().flat_map(|job| job.parts.iter());
+    let rows: Vec<(&str, &SerializedEvent)> = parts()
+        .flat_map(|part| {
+            part.events
+                .iter()
+                .map(|e| (part.aggregate_type.as_str(), e))
+        })
+        .collect();
+    if parts().any(|part| part.snapshot.is_some())
+        || copy::worth_copying(&rows)
+        || rows
+            .iter()
+            .any(|(_, e)| has_float(&e.payload) || has_float(&e.metadata))
+    {
+        return Ok(None);
+    }
+    let count = rows.len();
+    let mut columns = SealedColumns::with_capacity(count);
+    for &(aggregate_type, event) in &rows {
+        let payload = event.payload.to_string();
+        let metadata = event.metadata.to_string();
+        let Some(tail) = chain::tail_written(aggregate_type, event, &payload, &metadata) else {
+            return Ok(None);
+        };
+        columns.types.push(aggregate_type);
+        columns.ids.push(&event.aggregate_id);
+        columns.sequences.push(event.sequence as i64);
+        columns.event_types.push(&event.event_type);
+        columns.versions.push(&event.event_version);
+        columns.payloads.push(payload);
+        columns.metadata.push(metadata);
+        columns.tails.push(tail);
+    }
+    let mut sealed = sqlx::query(
+        "SELECT ordinal, event_position, event_recorded_at, event_hash, chain_before \
+         FROM append_sealed($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&columns.types)
+    .bind(&columns.ids)
+    .bind(&columns.sequences)
+    .bind(&columns.event_types)
+    .bind(&columns.versions)
+    .bind(&columns.payloads)
+    .bind(&columns.metadata)
+    .bind(&columns.tails)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok::<_, sqlx::Error>((
+            row.try_get::<i64, _>(0)?,
+            row.try_get::<i64, _>(1)?,
+            row.try_get::<i64, _>(2)?,
+            row.try_get::<String, _>(3)?,
+            row.try_get::<i64, _>(4)?,
+        ))
+    })
+    .collect::<Result<Vec<_>, _>>()?;
+    drop((columns, rows));
+    // Committed: what follows only hands back what the function returned, in the order sent.
+    sealed.sort_by_key(|row| row.0);
+    let in_order = sealed.len() == count && sealed.iter().zip(1..).all(|(row, n)| row.0 == n);
+    if !in_order {
+        return Err(Failure::Storage(format!(
+            "{count} events were appended, {} returned",
+            sealed.len()
+        )));
+    }
+    let previous = sealed.first().map_or(0, |row| row.4);
+    let mut appended = copied(batch, sealed.iter().map(|row| (row.1, row.2)));
+    for (event, row) in appended.iter_mut().zip(&mut sealed) {
+        event.hash = Some(std::mem::take(&mut row.3));
+    }
+    appended.sort_by_key(|e| e.position);
+    Ok(Some((previous, appended)))
+}
+
+/// The columns of a batch as `append_sealed` takes them, one array each.
+struct SealedColumns<'a> {
+    types: Vec<&'a str>,
+    ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    event_types: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+    tails: Vec<String>,
+}
+
+impl SealedColumns<'_> {
+    fn with_capacity(count: usize) -> Self {
+        SealedColumns {
+            types: Vec::with_capacity(count),
+            ids: Vec::with_capacity(count),
+            sequences: Vec::with_capacity(count),
+            event_types: Vec::with_capacity(count),
+            versions: Vec::with_capacity(count),
+            payloads: Vec::with_capacity(count),
+            metadata: Vec::with_capacity(count),
+            tails: Vec::with_capacity(count),
+        }
+    }
+}
+
+/// The events of `batch`, in the order sent, at the positions and times the log gave them, as
 /// the log holds them (unsealed): the JSON is the values in memory, as the log gives them back
 /// (see [`copy`]). A batch of one job hands its events' JSON over instead of copying it:
 /// should the batch fail, that job is answered with the failure and never written again (a
 /// batch of several is retried job by job, see [`run`], and keeps its own).
-fn copied(batch: &mut [Job], first: i64, recorded_at: i64) -> Vec<LogEvent> {
+fn copied(batch: &mut [Job], placed: impl Iterator<Item = (i64, i64)>) -> Vec<LogEvent> {
     let alone = batch.len() == 1;
     batch
         .iter_mut()
@@ -610,8 +732,8 @@ fn copied(batch: &mut [Job], first: i64, recorded_at: i64) -> Vec<LogEvent> {
                 .iter_mut()
                 .map(move |event| (aggregate_type, event))
         })
-        .zip(first..)
-        .map(|((aggregate_type, event), position)| {
+        .zip(placed)
+        .map(|((aggregate_type, event), (position, recorded_at))| {
             let (payload, metadata) = if alone {
                 (
                     std::mem::take(&mut event.payload),

@@ -14,6 +14,7 @@
 use super::log::{read_after, LogEvent};
 use super::{Backend, StorageError};
 use crate::with_pool;
+use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -79,16 +80,58 @@ fn write_fields(event: &LogEvent, out: &mut Vec<u8>) {
     write_json(&event.position, out);
     out.push(b',');
     write_json(&event.recorded_at, out);
-    for text in [&event.aggregate_type, &event.aggregate_id] {
+    write_stored_fields(
+        [&event.aggregate_type, &event.aggregate_id],
+        event.sequence,
+        [&event.event_type, &event.event_version],
+        out,
+    );
+}
+
+/// The fields of the canonical form after the two the database assigns:
+/// `,aggregate_type,aggregate_id,sequence,event_type,event_version`.
+fn write_stored_fields(aggregate: [&str; 2], sequence: i64, kind: [&str; 2], out: &mut Vec<u8>) {
+    for text in aggregate {
         out.push(b',');
         write_json(text, out);
     }
     out.push(b',');
-    write_json(&event.sequence, out);
-    for text in [&event.event_type, &event.event_version] {
+    write_json(&sequence, out);
+    for text in kind {
         out.push(b',');
         write_json(text, out);
     }
+}
+
+/// The canonical form of an event after its position and its time, the two numbers the
+/// database assigns: `,aggregate_type,…,payload,metadata]`, with `payload` and `metadata` as
+/// the caller has just written them with `serde_json::to_string` (the conditions of
+/// [`link_written`] apply). PostgreSQL's `append_sealed` (migration 0012) links the event as
+/// `SHA-256(previous ‖ '[' ‖ position ‖ ',' ‖ recorded_at ‖ tail)`, which is [`link`]; `None`
+/// when this build's serde_json does not write the canonical form.
+pub fn tail_written(
+    aggregate_type: &str,
+    event: &SerializedEvent,
+    payload: &str,
+    metadata: &str,
+) -> Option<String> {
+    if !serde_json_sorts_keys() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(payload.len() + metadata.len() + 128);
+    write_stored_fields(
+        [aggregate_type, &event.aggregate_id],
+        event.sequence as i64,
+        [&event.event_type, &event.event_version],
+        &mut out,
+    );
+    out.push(b',');
+    out.extend_from_slice(payload.as_bytes());
+    out.push(b',');
+    out.extend_from_slice(metadata.as_bytes());
+    out.push(b']');
+    // Only JSON written by serde_json and the caller's UTF-8 went in.
+    String::from_utf8(out).ok()
 }
 
 pub fn link(previous: &str, event: &LogEvent) -> String {
@@ -238,6 +281,36 @@ mod tests {
             metadata: json!({"actor": "hr", "request_id": "r"}),
             hash: None,
         }
+    }
+
+    #[test]
+    fn the_two_assigned_numbers_and_the_tail_are_the_canonical_form() {
+        // What PostgreSQL's append_sealed (migration 0012) hashes, put together as it does.
+        let mut event = event(json!({"b": "東京\n\"x\"", "a": [1, -2, {"z": null, "y": true}]}));
+        event.position = 1_234_567;
+        event.recorded_at = 1_764_000_000_123;
+        let serialized = SerializedEvent {
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: event.sequence as usize,
+            aggregate_type: event.aggregate_type.clone(),
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload: event.payload.clone(),
+            metadata: event.metadata.clone(),
+        };
+        let tail = tail_written(
+            &event.aggregate_type,
+            &serialized,
+            &event.payload.to_string(),
+            &event.metadata.to_string(),
+        )
+        .expect("serde_json sorts keys");
+        let assembled = format!("[{},{}{tail}", event.position, event.recorded_at);
+        assert_eq!(assembled, canonical(&event));
+        let mut hasher = Sha256::new();
+        hasher.update(GENESIS.as_bytes());
+        hasher.update(assembled.as_bytes());
+        assert_eq!(hex::encode(hasher.finalize()), link(GENESIS, &event));
     }
 
     #[test]

@@ -23,6 +23,11 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a reader that saw the log's head move waits for the batch this process is
+/// committing to reach the read models ([`Ledger::reach_head`]). A batch of commands is
+/// written in a few milliseconds; past this, the reader reads the log itself.
+const SETTLING: Duration = Duration::from_millis(50);
 use tokio::sync::Mutex;
 
 pub type Cqrs<A> = CqrsFramework<A, CachedStore<A>>;
@@ -273,6 +278,18 @@ impl Ledger {
             self.read_models_reach(last.position).await;
         }
         Ok(events)
+    }
+
+    /// Brings the read models up to `head`, the log's head a reader has just seen, so that it
+    /// reads every write made before it asked, this process's and another's. When this
+    /// process is writing a batch, its commit may be what moved the head: the appender hands
+    /// it to the projector in a moment, which is waited for ([`SETTLING`] at most) rather than
+    /// reading the same events from the log.
+    pub async fn reach_head(&self, head: i64) -> Result<i64, StorageError> {
+        if self.projector.position() < head {
+            self.appender.settled(SETTLING).await;
+        }
+        self.projector.catch_up_to(head).await
     }
 
     /// Waits for the read models to reach a position this process has just committed, so

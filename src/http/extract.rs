@@ -164,7 +164,7 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(ApiError::unauthorized)?;
         // Read your writes, also those made through another process: fold in whatever the
         // log gained up to its head, read with the token (usually nothing).
-        state.ledger.projector.catch_up_to(head).await?;
+        state.ledger.reach_head(head).await?;
         // A token of a person no longer in service (a retired manager) stops working.
         if !Service::new(&state.ledger).in_service(&principal)? {
             return Err(ApiError::new(

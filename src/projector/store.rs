@@ -99,21 +99,44 @@ pub(super) async fn write_pieces(
             end += 1;
         }
         let batch = &pieces[start..end];
-        with_pool!(backend, pool => {
-            let mut tx = pool.begin().await?;
-            for (key, bytes) in batch {
+        match backend {
+            Backend::Postgres(pool) => {
+                // One statement, no transaction block: a checkpoint's future is dropped at
+                // shutdown, and one dropped during `BEGIN` left its pooled connection inside
+                // the block (sqlx 0.8.6, transact-rs/sqlx issue 4393; see clippy.toml), where
+                // the next borrowers' writes never committed.
+                let keys: Vec<&str> = batch.iter().map(|(key, _)| key.as_str()).collect();
+                let bytes: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
                 sqlx::query(
-                    "INSERT INTO projection_segments (key, version, bytes) VALUES ($1, $2, $3) \
+                    "INSERT INTO projection_segments (key, version, bytes) \
+                     SELECT p.key, $3, p.bytes \
+                     FROM unnest($1::text[], $2::bytea[]) AS p (key, bytes) \
                      ON CONFLICT (key, version) DO UPDATE SET bytes = excluded.bytes",
                 )
-                .bind(key)
+                .bind(&keys)
+                .bind(&bytes)
                 .bind(position)
-                .bind(bytes)
-                .execute(&mut *tx)
+                .execute(pool)
                 .await?;
             }
-            tx.commit().await?;
-        });
+            Backend::Sqlite(pool) => {
+                // sqlx rolls back a SQLite transaction dropped during BEGIN (its issue 2054).
+                #[allow(clippy::disallowed_methods)]
+                let mut tx = pool.begin().await?;
+                for (key, bytes) in batch {
+                    sqlx::query(
+                        "INSERT INTO projection_segments (key, version, bytes) VALUES ($1, $2, $3) \
+                         ON CONFLICT (key, version) DO UPDATE SET bytes = excluded.bytes",
+                    )
+                    .bind(key)
+                    .bind(position)
+                    .bind(bytes)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
         start = end;
     }
     Ok(())

@@ -156,7 +156,7 @@ impl FromRequestParts<AppState> for Viewer {
             }
             Err(error) => return Err(PageError::from(error).into_response()),
         };
-        if let Err(error) = state.ledger.projector.catch_up_to(head).await {
+        if let Err(error) = state.ledger.reach_head(head).await {
             return Err(PageError::from(error).into_response());
         }
         match Service::new(&state.ledger).in_service(&session.principal) {

@@ -23,11 +23,6 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How long a reader that saw the log's head move waits for the batch this process is
-/// committing to reach the read models ([`Ledger::reach_head`]). A batch of commands is
-/// written in a few milliseconds; past this, the reader reads the log itself.
-const SETTLING: Duration = Duration::from_millis(50);
 use tokio::sync::Mutex;
 
 pub type Cqrs<A> = CqrsFramework<A, CachedStore<A>>;
@@ -38,6 +33,10 @@ const SNAPSHOT_EVERY: usize = 100;
 /// How often a command is retried when another writer committed to the same aggregate first.
 const MAX_ATTEMPTS: u32 = 30;
 const LOCK_STRIPES: usize = 256;
+/// How long a reader that saw the log's head move waits for the batch this process is
+/// committing to reach the read models ([`Ledger::reach_head`]). A batch of commands is
+/// written in a few milliseconds; past this, the reader reads the log itself.
+const SETTLING: Duration = Duration::from_millis(50);
 
 /// Who asked for a command, and why: written into every event's metadata.
 #[derive(Debug, Clone)]
@@ -286,7 +285,8 @@ impl Ledger {
     /// it to the projector in a moment, which is waited for ([`SETTLING`] at most) rather than
     /// reading the same events from the log.
     pub async fn reach_head(&self, head: i64) -> Result<i64, StorageError> {
-        if self.projector.position() < head {
+        // A stopped projector folds nothing more: nothing to wait for.
+        if self.projector.position() < head && self.projector.stopped().is_none() {
             self.appender.settled(SETTLING).await;
         }
         self.projector.catch_up_to(head).await

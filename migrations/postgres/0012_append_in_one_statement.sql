@@ -39,7 +39,9 @@ BEGIN
                             payload, metadata)
         SELECT u.t, u.a, u.s, u.e, u.v, u.p::json, u.m::json
         FROM unnest(types, ids, sequences, event_types, versions, payloads, metadata)
-                 AS u (t, a, s, e, v, p, m)
+                 WITH ORDINALITY AS u (t, a, s, e, v, p, m, n)
+        -- The positions are drawn in the order sent: an aggregate's events in sequence.
+        ORDER BY u.n
         RETURNING events.position, events.recorded_at, events.aggregate_type,
                   events.aggregate_id, events.sequence)
     SELECT array_agg(i.position ORDER BY i.position),

@@ -138,15 +138,24 @@ impl Batches {
         }
     }
 
-    fn start(&self) {
+    /// Marks a batch begun; it is finished when the guard is dropped, whichever way the
+    /// batch ends (answered, refused, or a panic in the task).
+    fn start(&self) -> Writing<'_> {
         self.writing
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        Writing(self)
     }
+}
 
-    fn finish(&self) {
-        self.writing
+/// A batch being written (see [`Batches::start`]).
+struct Writing<'a>(&'a Batches);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0
+            .writing
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        self.finished.send_modify(|n| *n += 1);
+        self.0.finished.send_modify(|n| *n += 1);
     }
 }
 
@@ -315,7 +324,7 @@ async fn run(
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let started = std::time::Instant::now();
-        batches.start();
+        let _writing = batches.start();
         let (batch, written) = store.write(std::mem::take(&mut jobs)).await;
         match written {
             Ok((previous, events)) => {
@@ -363,7 +372,6 @@ async fn run(
                 }
             }
         }
-        batches.finish();
     }
 }
 

@@ -312,12 +312,22 @@ impl Browser {
 
     /// Waits for a downloaded file whose name ends with `suffix`.
     pub async fn wait_for_download(&self, suffix: &str) -> Vec<u8> {
+        // Chromium creates the file under its final name, empty, as the download starts,
+        // writes it as `….crdownload` and renames that over it at the end: the download is
+        // there when no `.crdownload` is left and the file is not empty (seen read empty once).
         for _ in 0..300 {
             if let Ok(entries) = std::fs::read_dir(&self.downloads) {
-                for entry in entries.flatten() {
-                    let name = entry.file_name().to_string_lossy().to_string();
-                    if name.ends_with(suffix) {
-                        return std::fs::read(entry.path()).expect("read the download");
+                let names: Vec<(String, std::path::PathBuf)> = entries
+                    .flatten()
+                    .map(|e| (e.file_name().to_string_lossy().to_string(), e.path()))
+                    .collect();
+                let writing = names.iter().any(|(name, _)| name.ends_with(".crdownload"));
+                for (name, path) in &names {
+                    if name.ends_with(suffix) && !writing {
+                        let bytes = std::fs::read(path).expect("read the download");
+                        if !bytes.is_empty() {
+                            return bytes;
+                        }
                     }
                 }
             }

@@ -470,15 +470,7 @@ async fn write(
             return Ok(sealed);
         }
     }
-    let rows: Vec<(&str, &SerializedEvent)> = batch
-        .iter()
-        .flat_map(|job| job.parts.iter())
-        .flat_map(|part| {
-            part.events
-                .iter()
-                .map(|e| (part.aggregate_type.as_str(), e))
-        })
-        .collect();
+    let rows = rows_of(batch);
     let count = rows.len();
     with_pool!(backend, pool => {
         // The appender's own task: nothing drops this future midway (see clippy.toml).
@@ -672,20 +664,12 @@ async fn write_sealed(
     pool: &sqlx::PgPool,
     batch: &mut [Job],
 ) -> Result<Option<(i64, Vec<LogEvent>)>, Failure> {
-    let parts = || batch.iter().flat_map(|job| job.parts.iter());
-    let rows: Vec<(&str, &SerializedEvent)> = parts()
-        .flat_map(|part| {
-            part.events
-                .iter()
-                .map(|e| (part.aggregate_type.as_str(), e))
-        })
-        .collect();
-    if parts().any(|part| part.snapshot.is_some())
-        || copy::worth_copying(&rows)
-        || rows
-            .iter()
-            .any(|(_, e)| has_float(&e.payload) || has_float(&e.metadata))
-    {
+    let snapshot_due = batch
+        .iter()
+        .flat_map(|job| job.parts.iter())
+        .any(|part| part.snapshot.is_some());
+    let rows = rows_of(batch);
+    if snapshot_due || copy::many(&rows) || copy::any_float(&rows) {
         return Ok(None);
     }
     let count = rows.len();
@@ -747,6 +731,19 @@ async fn write_sealed(
     }
     appended.sort_by_key(|e| e.position);
     Ok(Some((previous, appended)))
+}
+
+/// The events of `batch`, each with its aggregate's type, in the order they are written.
+fn rows_of(batch: &[Job]) -> Vec<(&str, &SerializedEvent)> {
+    batch
+        .iter()
+        .flat_map(|job| job.parts.iter())
+        .flat_map(|part| {
+            part.events
+                .iter()
+                .map(|e| (part.aggregate_type.as_str(), e))
+        })
+        .collect()
 }
 
 /// The columns of a batch as `append_sealed` takes them, one array each.

@@ -29,10 +29,18 @@ const COPY_PIECE: usize = 2_000;
 
 /// Whether `rows` go in by `COPY`: many of them, and none with a float.
 pub fn worth_copying(rows: &[(&str, &SerializedEvent)]) -> bool {
+    many(rows) && !any_float(rows)
+}
+
+/// Whether `rows` are enough for `COPY` to pay.
+pub fn many(rows: &[(&str, &SerializedEvent)]) -> bool {
     rows.len() >= COPY_FROM
-        && !rows
-            .iter()
-            .any(|(_, e)| has_float(&e.payload) || has_float(&e.metadata))
+}
+
+/// Whether any of `rows` holds a float in its payload or metadata.
+pub fn any_float(rows: &[(&str, &SerializedEvent)]) -> bool {
+    rows.iter()
+        .any(|(_, e)| has_float(&e.payload) || has_float(&e.metadata))
 }
 
 /// Whether `value` holds a number that is not an integer.

@@ -492,6 +492,17 @@ async fn measure(
         raw: Some(per_event(database_bytes(&raw.backend()).await, raw_events)),
     });
 
+    // One sheet printed by the CLI, which starts from the checkpoint the restarted server
+    // wrote: its peak memory is what a start holds (the histories stay encoded until asked).
+    let sheet_mb = sheet_alone(&options.program, kiroku_url).await;
+    figures.push(Figure {
+        backend,
+        name: "CLI sheet, peak memory".into(),
+        unit: "MB",
+        kiroku: value(sheet_mb.unwrap_or(0.0), sheet_mb.is_some()),
+        raw: None,
+    });
+
     // The rebuild's memory: `kiroku rebuild` on the same ledger, alone in a process of its
     // own, which reports its peak resident set (after the disk is measured: it rewrites
     // every checkpoint).
@@ -523,6 +534,36 @@ async fn rebuild_alone(program: &std::path::Path, database_url: &str) -> Option<
     }
     let said = String::from_utf8_lossy(&output.stdout);
     let after = said.split("peak memory ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+/// Runs `kiroku report sheet` for the benchmark's plan item on `database_url` in a process of
+/// its own and returns the peak memory it logs, in MB; `None` if it failed or did not say.
+async fn sheet_alone(program: &std::path::Path, database_url: &str) -> Option<f64> {
+    let output = tokio::process::Command::new(program)
+        .args([
+            "--database",
+            database_url,
+            "report",
+            "sheet",
+            "--item",
+            "B-1",
+        ])
+        .args(["--format", "json", "-o", "/dev/null"])
+        .env("RUST_LOG", "warn,kiroku::memory=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .ok()?;
+    if !output.status.success() {
+        tracing::warn!(
+            stderr = %String::from_utf8_lossy(&output.stderr),
+            "kiroku report sheet failed"
+        );
+        return None;
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    let after = said.split("peak_mb=").nth(1)?;
     after.split_whitespace().next()?.parse().ok()
 }
 

@@ -61,7 +61,14 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(kiroku::cli::run(cli)),
+        Ok(runtime) => {
+            let code = runtime.block_on(kiroku::cli::run(cli));
+            // What a command took at most (the benchmark reads it from `kiroku report sheet`).
+            if let Some(bytes) = kiroku::metrics::peak_memory_bytes() {
+                tracing::debug!(target: "kiroku::memory", peak_mb = bytes >> 20, "peak memory");
+            }
+            code
+        }
         Err(error) => {
             eprintln!("kiroku: 非同期ランタイムを起動できません: {error}");
             ExitCode::FAILURE

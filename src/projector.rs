@@ -126,31 +126,19 @@ impl State {
         }
     }
 
-    /// The read models at `position` from their pieces. The histories and the facts, the two
-    /// large ones, are decoded side by side (a start waits for this, on two cores).
-    fn restore(position: i64, stored: &Stored) -> Result<State, Unreadable> {
-        let (histories, rest) = std::thread::scope(|scope| {
-            let histories = scope.spawn(|| Pieces::restore(HISTORIES, stored));
-            let rest = (|| {
-                Ok::<_, Unreadable>((
-                    pieces::read_whole(PLANS, stored)?,
-                    Pieces::restore(TIMELINE, stored)?,
-                    Pieces::restore(FACTS, stored)?,
-                ))
-            })();
-            // A panic while decoding is a bug, as on this thread: it ends the start.
-            let histories = histories
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (histories, rest)
-        });
-        let (plans, timeline, facts) = rest?;
+    /// The read models at `position` from their pieces. The histories stay encoded (cold) and
+    /// are decoded shard by shard when asked for or changed ([`Sharded`]); the rest is decoded
+    /// here.
+    ///
+    /// [`Sharded`]: kiroku_projections::pieces::Sharded
+    fn restore(position: i64, mut stored: Stored) -> Result<State, Unreadable> {
+        let histories = Histories::take(HISTORIES, &mut stored)?;
         Ok(State {
             position,
-            plans,
-            timeline,
-            histories: histories?,
-            facts,
+            plans: pieces::read_whole(PLANS, &stored)?,
+            timeline: Pieces::restore(TIMELINE, &stored)?,
+            histories,
+            facts: Pieces::restore(FACTS, &stored)?,
         })
     }
 
@@ -219,6 +207,26 @@ enum Phase {
         since: std::time::Duration,
     },
     Serving,
+}
+
+/// How a checkpoint is taken.
+#[derive(Debug, Clone, Copy)]
+enum Taking {
+    /// While serving: events are folded between two read locks, so the pieces are encoded
+    /// under the lock their keys are taken under, all at once.
+    Serving,
+    /// While nothing else folds (the caller holds the catch-up lock: a rebuild's end, a
+    /// shutdown): the pieces are encoded a few at a time, under read locks of their own.
+    Quiet,
+    /// Inside a catch-up, quiet as well; the history shards it writes stay warm, since the
+    /// rest of the catch-up changes nearly all of them again.
+    CatchingUp,
+}
+
+impl Taking {
+    fn quiet(self) -> bool {
+        !matches!(self, Taking::Serving)
+    }
 }
 
 /// Where and why the projector stopped.
@@ -384,7 +392,7 @@ impl Projector {
             None => None,
         };
         let read = started.elapsed();
-        let state = pieces.map(|stored| State::restore(position, &stored));
+        let state = pieces.map(|stored| State::restore(position, stored));
         match (manifest, state) {
             (Some(manifest), Some(Ok(state))) => {
                 tracing::debug!(
@@ -418,7 +426,7 @@ impl Projector {
     /// (folding waits, reads do not), so that they are all of one position.
     pub async fn checkpoint(&self) -> Result<i64, StorageError> {
         let _one = self.checkpointing.lock().await;
-        self.checkpoint_locked(false).await
+        self.checkpoint_locked(Taking::Serving).await
     }
 
     /// A checkpoint taken while nothing else folds (a rebuild, a shutdown): the pieces are
@@ -427,12 +435,12 @@ impl Projector {
     pub async fn checkpoint_quiet(&self) -> Result<i64, StorageError> {
         let _no_folding = self.catching_up.lock().await;
         let _one = self.checkpointing.lock().await;
-        self.checkpoint_locked(true).await
+        self.checkpoint_locked(Taking::Quiet).await
     }
 
-    /// A checkpoint; `quiet` when the caller holds the catch-up lock (nothing folds, so the
-    /// read models stay at one position between the read locks of its batches).
-    async fn checkpoint_locked(&self, quiet: bool) -> Result<i64, StorageError> {
+    /// A checkpoint, taken as `taking` says.
+    async fn checkpoint_locked(&self, taking: Taking) -> Result<i64, StorageError> {
+        let quiet = taking.quiet();
         let mut base = self.manifest.lock().map_err(poisoned)?.clone();
         loop {
             // The keys and their pieces must be of one position. While serving, events are
@@ -461,7 +469,7 @@ impl Projector {
             let expected = base.as_ref().map(|m| m.sealed.clone());
             let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);
-            let written = self.write(manifest, expected, &taken.keys, encoded, quiet);
+            let written = self.write(manifest, expected, &taken.keys, encoded, taking);
             let (moved, manifest, size) = written.await?;
             tracing::debug!(
                 position,
@@ -491,22 +499,29 @@ impl Projector {
     }
 
     /// Encodes and writes the pieces named by `keys` (all at once, or 4 MiB at a time when
-    /// `quiet`), records them in `manifest` and swaps it for the manifest at `expected`:
-    /// whether it moved, the manifest, and the bytes written.
+    /// quiet), records them in `manifest` and swaps it for the manifest at `expected`:
+    /// whether it moved, the manifest, and the bytes written. The history shards written go
+    /// cold unless `taking` is a catch-up's (whose fold warms them all again at once).
     async fn write(
         &self,
         mut manifest: store::Manifest,
         expected: Option<String>,
         keys: &[String],
         encoded: Option<Vec<Piece>>,
-        quiet: bool,
+        taking: Taking,
     ) -> Result<(bool, store::Manifest, usize), StorageError> {
         let position = manifest.position;
         let mut size = 0;
+        let quiet = taking.quiet();
         let mut record = async |pieces: &[Piece]| {
             store::write_pieces(&self.backend, position, pieces, self.pause(quiet)).await?;
             manifest.record(position, pieces);
             size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
+            if !matches!(taking, Taking::CatchingUp) {
+                // A shard changed since it was encoded is marked again and stays warm.
+                let mut state = self.state.write().map_err(poisoned)?;
+                state.histories.freeze(HISTORIES, pieces);
+            }
             Ok::<(), StorageError>(())
         };
         match encoded {
@@ -622,6 +637,15 @@ impl Projector {
 
     pub fn position(&self) -> i64 {
         self.state.read().map(|s| s.position).unwrap_or(0)
+    }
+
+    /// How many history shards are held decoded (warm): (staff, sessions). The others are
+    /// kept as their checkpoint's bytes until asked for or changed.
+    pub fn warm_shards(&self) -> (usize, usize) {
+        self.state
+            .read()
+            .map(|s| s.histories.warm_shards())
+            .unwrap_or_default()
     }
 
     /// The event the projector stopped at, if it did.
@@ -746,7 +770,7 @@ impl Projector {
                     let checkpoint_started = std::time::Instant::now();
                     // This catch-up holds the catch-up lock: nothing else folds meanwhile.
                     let _one = self.checkpointing.lock().await;
-                    self.checkpoint_locked(true).await?;
+                    self.checkpoint_locked(Taking::CatchingUp).await?;
                     checkpointing += checkpoint_started.elapsed().as_secs_f64();
                     since = std::time::Instant::now();
                 }
@@ -813,7 +837,14 @@ impl Projector {
     /// Reads the histories under a shared lock.
     pub fn read<R>(&self, f: impl FnOnce(&Histories) -> R) -> Result<R, StorageError> {
         let state = self.state.read().map_err(poisoned)?;
-        Ok(f(&state.histories))
+        let read = f(&state.histories);
+        // A cold shard that could not be decoded read as empty: not an answer to give.
+        if let Some(damage) = state.histories.damage() {
+            return Err(StorageError::Corrupt(format!(
+                "reading the histories: {damage}"
+            )));
+        }
+        Ok(read)
     }
 }
 

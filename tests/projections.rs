@@ -602,6 +602,68 @@ both_backends!(
 );
 
 both_backends!(
+    histories_stay_encoded_until_changed_and_go_cold_once_written,
+    |app: TestApp| async move {
+        large_log(&app, 100).await;
+        let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
+        projector.catch_up().await.expect("catch up");
+        let (staff, sessions) = projector.warm_shards();
+        assert!(
+            staff > 50 && sessions > 0,
+            "folded: {staff} and {sessions} shards warm"
+        );
+        let fingerprint = projector.fingerprint().expect("fingerprint");
+
+        // Written by a checkpoint, every shard goes cold: the same read models.
+        projector.checkpoint().await.expect("checkpoint");
+        assert_eq!(projector.warm_shards(), (0, 0));
+        assert_eq!(projector.fingerprint().expect("fingerprint"), fingerprint);
+
+        // A start decodes no history; one registration warms one shard; reading a person
+        // decodes their shard for the reader without warming it for good.
+        let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(opened.warm_shards(), (0, 0));
+        assert_eq!(opened.fingerprint().expect("fingerprint"), fingerprint);
+        let people = opened
+            .read(|h| h.staff.values().map(|s| s.staff_id).collect::<Vec<_>>())
+            .expect("read");
+        let warm = projector.read(|h| h.staff.len()).expect("read");
+        assert!(
+            people.len() >= 100 && people.len() == warm,
+            "{} people",
+            people.len()
+        );
+        assert_eq!(opened.warm_shards(), (0, 0), "read, not warmed");
+        let id = app.register("C0001", "総務課", 3).await;
+        opened.catch_up().await.expect("catch up");
+        assert_eq!(opened.warm_shards(), (1, 0));
+        let found = opened
+            .read(|h| h.staff.get(&id).map(|s| s.employee_no.as_str().to_string()))
+            .expect("read");
+        assert_eq!(found.as_deref(), Some("C0001"));
+
+        // The next checkpoint writes that shard and lets it go cold; read back, all the same.
+        opened.checkpoint().await.expect("checkpoint");
+        assert_eq!(opened.warm_shards(), (0, 0));
+        let reopened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(
+            reopened.fingerprint().expect("fingerprint"),
+            opened.fingerprint().expect("fingerprint")
+        );
+        projector.catch_up().await.expect("catch up");
+        assert_eq!(
+            projector.fingerprint().expect("fingerprint"),
+            opened.fingerprint().expect("fingerprint"),
+            "the same as a projector that folded it warm"
+        );
+    }
+);
+
+both_backends!(
     a_checkpoint_writes_only_what_changed_and_reads_back_whole,
     |app: TestApp| async move {
         large_log(&app, 100).await;

@@ -149,8 +149,8 @@ pub struct Histories {
 
 impl Pieces for Histories {
     fn keys(&self, prefix: &str, all: bool, out: &mut Vec<String>) {
-        self.staff.keys(&format!("{prefix}.staff"), all, out);
-        self.sessions.keys(&format!("{prefix}.sessions"), all, out);
+        Pieces::keys(&self.staff, &format!("{prefix}.staff"), all, out);
+        Pieces::keys(&self.sessions, &format!("{prefix}.sessions"), all, out);
     }
 
     fn encode(&self, prefix: &str, key: &str) -> pieces::Encoded {
@@ -166,6 +166,50 @@ impl Pieces for Histories {
             staff: Pieces::restore(&format!("{prefix}.staff"), stored)?,
             sessions: Pieces::restore(&format!("{prefix}.sessions"), stored)?,
         })
+    }
+}
+
+impl Histories {
+    /// Reads them back from the pieces stored under `prefix`, taking their bytes out of
+    /// `stored`: every shard stays cold (see [`Sharded::take`]).
+    pub fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+        Ok(Histories {
+            staff: Sharded::take(&format!("{prefix}.staff"), stored)?,
+            sessions: Sharded::take(&format!("{prefix}.sessions"), stored)?,
+        })
+    }
+
+    /// Lets the shards among `pieces` (just written by a checkpoint, under `prefix`) go cold,
+    /// unless they changed since they were encoded, and forgets what readers had decoded of
+    /// cold shards (see [`Sharded::freeze`]). Returns how many shards went cold.
+    pub fn freeze(&mut self, prefix: &str, pieces: &[pieces::Piece]) -> usize {
+        let staff = format!("{prefix}.staff");
+        let sessions = format!("{prefix}.sessions");
+        self.staff.forget_decoded();
+        self.sessions.forget_decoded();
+        let mut frozen = 0;
+        for (key, bytes) in pieces {
+            let cold = match pieces::part(prefix, key) {
+                Some("staff") => self.staff.freeze(&staff, key, bytes),
+                Some("sessions") => self.sessions.freeze(&sessions, key, bytes),
+                _ => false,
+            };
+            frozen += usize::from(cold);
+        }
+        frozen
+    }
+
+    /// How many shards are warm: (staff, sessions).
+    pub fn warm_shards(&self) -> (usize, usize) {
+        (self.staff.warm_shards(), self.sessions.warm_shards())
+    }
+
+    /// Why a cold shard could not be read, if one could not.
+    pub fn damage(&self) -> Option<String> {
+        self.staff
+            .damage()
+            .or_else(|| self.sessions.damage())
+            .map(str::to_string)
     }
 }
 

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use uuid::Uuid;
 
 /// Items in one segment of a [`Segmented`] vector.
@@ -351,32 +351,79 @@ where
     }
 }
 
-/// A map by UUID kept in 256 shards (by the UUID's first byte). Reads see the map.
-#[derive(Debug, Clone)]
+/// Shards in a [`Sharded`] map (by the UUID's first byte).
+const SHARDS: usize = 256;
+
+/// A map by UUID kept in 256 shards (by the UUID's first byte).
+///
+/// A shard is either *warm* (its records decoded, as folding needs them) or *cold*: kept as
+/// the bytes a checkpoint wrote for it, and decoded only when someone asks for one of its
+/// records. A start keeps every shard cold (it reads the bytes and decodes nothing); folding
+/// into a cold shard warms it; a checkpoint that has just written a shard's bytes lets it go
+/// cold again ([`Sharded::freeze`]) unless something changed it since. So the memory the
+/// histories take while serving follows what was changed or asked since the last checkpoint,
+/// plus the encoded bytes of the rest (MessagePack, about a third of the decoded records).
 pub struct Sharded<V> {
-    map: BTreeMap<Uuid, V>,
+    shards: Vec<Shard<V>>,
     marks: Marks<u8>,
+    /// What a cold shard's bytes could not be decoded into (a bug or a damaged checkpoint
+    /// that still matched its SHA-256): the shard reads as empty and this says why.
+    damage: OnceLock<String>,
+}
+
+enum Shard<V> {
+    Warm(BTreeMap<Uuid, V>),
+    Cold(Cold<V>),
+}
+
+/// A shard kept encoded: its bytes, how many records they hold, and the records once asked
+/// for (until the next [`Sharded::freeze`] forgets them).
+struct Cold<V> {
+    bytes: Box<[u8]>,
+    len: usize,
+    decoded: OnceLock<BTreeMap<Uuid, V>>,
 }
 
 impl<V> Default for Sharded<V> {
     fn default() -> Self {
         Sharded {
-            map: BTreeMap::new(),
+            shards: (0..SHARDS).map(|_| Shard::Warm(BTreeMap::new())).collect(),
             marks: Marks::default(),
+            damage: OnceLock::new(),
         }
     }
 }
 
-impl<V: PartialEq> PartialEq for Sharded<V> {
-    fn eq(&self, other: &Self) -> bool {
-        self.map == other.map
+impl<V: Clone> Clone for Sharded<V> {
+    fn clone(&self) -> Self {
+        Sharded {
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| match shard {
+                    Shard::Warm(records) => Shard::Warm(records.clone()),
+                    Shard::Cold(cold) => Shard::Cold(Cold {
+                        bytes: cold.bytes.clone(),
+                        len: cold.len,
+                        decoded: OnceLock::new(),
+                    }),
+                })
+                .collect(),
+            marks: Marks::default(),
+            damage: self.damage.clone(),
+        }
     }
 }
 
-impl<V> Deref for Sharded<V> {
-    type Target = BTreeMap<Uuid, V>;
-    fn deref(&self) -> &BTreeMap<Uuid, V> {
-        &self.map
+impl<V: std::fmt::Debug + DeserializeOwned> std::fmt::Debug for Sharded<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V: PartialEq + DeserializeOwned> PartialEq for Sharded<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -384,40 +431,202 @@ fn shard_of(id: &Uuid) -> u8 {
     id.as_bytes()[0]
 }
 
-impl<V> Sharded<V> {
-    pub fn insert(&mut self, id: Uuid, value: V) -> Option<V> {
-        self.marks.mark(shard_of(&id));
-        self.map.insert(id, value)
+/// The records of a shard's bytes, each in its place.
+fn decode_shard<V: DeserializeOwned>(
+    shard: u8,
+    bytes: &[u8],
+) -> Result<BTreeMap<Uuid, V>, Unreadable> {
+    let records: Vec<(Uuid, V)> = unpack(bytes)?;
+    if records.iter().any(|(id, _)| shard_of(id) != shard) {
+        return Err(Unreadable(format!(
+            "shard {shard:03} holds a record of another shard"
+        )));
     }
+    Ok(records.into_iter().collect())
+}
 
-    pub fn get_mut(&mut self, id: &Uuid) -> Option<&mut V> {
-        let value = self.map.get_mut(id)?;
-        self.marks.mark(shard_of(id));
-        Some(value)
-    }
-
-    /// The records of one shard, in UUID order.
-    fn shard(&self, shard: u8) -> impl Iterator<Item = (&Uuid, &V)> {
-        let mut low = [0u8; 16];
-        low[0] = shard;
-        let mut high = [0xffu8; 16];
-        high[0] = shard;
-        self.map
-            .range(Uuid::from_bytes(low)..=Uuid::from_bytes(high))
+impl<V: DeserializeOwned> Cold<V> {
+    /// Its records, decoded on first ask; a shard that cannot be decoded reads as empty and
+    /// names the problem in `damage`.
+    fn records(&self, shard: u8, damage: &OnceLock<String>) -> &BTreeMap<Uuid, V> {
+        self.decoded.get_or_init(|| {
+            decode_shard(shard, &self.bytes).unwrap_or_else(|e| {
+                let _ = damage.set(format!("history shard {shard:03}: {e}"));
+                BTreeMap::new()
+            })
+        })
     }
 }
 
-impl<V: Serialize> Serialize for Sharded<V> {
+impl<V: DeserializeOwned> Sharded<V> {
+    /// The records of one shard, decoding a cold one.
+    fn records(&self, shard: u8) -> &BTreeMap<Uuid, V> {
+        match &self.shards[usize::from(shard)] {
+            Shard::Warm(records) => records,
+            Shard::Cold(cold) => cold.records(shard, &self.damage),
+        }
+    }
+
+    /// The shard of `id`, warmed for a change, and marked.
+    fn warm(&mut self, shard: u8) -> &mut BTreeMap<Uuid, V> {
+        self.marks.mark(shard);
+        let slot = &mut self.shards[usize::from(shard)];
+        if let Shard::Cold(cold) = slot {
+            let records = match cold.decoded.take() {
+                Some(records) => records,
+                None => decode_shard(shard, &cold.bytes).unwrap_or_else(|e| {
+                    let _ = self.damage.set(format!("history shard {shard:03}: {e}"));
+                    BTreeMap::new()
+                }),
+            };
+            *slot = Shard::Warm(records);
+        }
+        match slot {
+            Shard::Warm(records) => records,
+            // Made warm just above.
+            Shard::Cold(_) => unreachable!("a shard warmed above"),
+        }
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<&V> {
+        self.records(shard_of(id)).get(id)
+    }
+
+    pub fn contains_key(&self, id: &Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn insert(&mut self, id: Uuid, value: V) -> Option<V> {
+        self.warm(shard_of(&id)).insert(id, value)
+    }
+
+    pub fn get_mut(&mut self, id: &Uuid) -> Option<&mut V> {
+        let shard = shard_of(id);
+        // A lookup of a record that is not there changes nothing: no mark, no warming.
+        if !self.contains_key(id) {
+            return None;
+        }
+        self.warm(shard).get_mut(id)
+    }
+
+    /// Every record in UUID order (cold shards are decoded, and stay so until the next
+    /// [`freeze`](Self::freeze)).
+    pub fn iter(&self) -> impl Iterator<Item = (&Uuid, &V)> {
+        (0..=u8::MAX).flat_map(move |shard| self.records(shard).iter())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Uuid> {
+        self.iter().map(|(id, _)| id)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| match shard {
+                Shard::Warm(records) => records.len(),
+                Shard::Cold(cold) => cold.len,
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Why a cold shard could not be read, if one could not.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.get().map(String::as_str)
+    }
+
+    /// Lets the shard of piece `key` (under `prefix`) go cold, kept as `bytes`: the bytes a
+    /// checkpoint has just written for it. Nothing happens when the shard changed since those
+    /// bytes were encoded (it is marked again), or is cold already. Records of cold shards
+    /// decoded for readers are forgotten here too, so that what readers warmed does not stay.
+    /// Returns whether the shard went cold.
+    pub fn freeze(&mut self, prefix: &str, key: &str, bytes: &[u8]) -> bool {
+        let Some(shard) = below(prefix, key).and_then(|s| s.parse::<u8>().ok()) else {
+            return false;
+        };
+        let changed = self
+            .marks
+            .0
+            .get_mut()
+            .map_or(true, |marked| marked.contains(&shard));
+        let slot = &mut self.shards[usize::from(shard)];
+        match slot {
+            Shard::Warm(records) if !changed && !records.is_empty() => {
+                *slot = Shard::Cold(Cold {
+                    len: records.len(),
+                    bytes: bytes.into(),
+                    decoded: OnceLock::new(),
+                });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Forgets the records decoded for readers from cold shards.
+    pub fn forget_decoded(&mut self) {
+        for shard in &mut self.shards {
+            if let Shard::Cold(cold) = shard {
+                cold.decoded.take();
+            }
+        }
+    }
+
+    /// How many shards are warm (for the logs).
+    pub fn warm_shards(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| matches!(s, Shard::Warm(r) if !r.is_empty()))
+            .count()
+    }
+}
+
+impl<V: Serialize + DeserializeOwned> Serialize for Sharded<V> {
+    /// As the map of every record in UUID order. A cold shard not yet decoded is decoded for
+    /// the moment it is written and dropped after, so that a fingerprint does not warm the
+    /// whole history.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.map.serialize(serializer)
+        use serde::ser::{Error, SerializeMap};
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (n, shard) in self.shards.iter().enumerate() {
+            let decoded;
+            let records = match shard {
+                Shard::Warm(records) => records,
+                Shard::Cold(cold) => match cold.decoded.get() {
+                    Some(records) => records,
+                    None => {
+                        let n = u8::try_from(n).map_err(S::Error::custom)?;
+                        decoded = decode_shard::<V>(n, &cold.bytes).map_err(S::Error::custom)?;
+                        &decoded
+                    }
+                },
+            };
+            for (id, record) in records {
+                map.serialize_entry(id, record)?;
+            }
+        }
+        map.end()
     }
 }
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for Sharded<V> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let all = BTreeMap::<Uuid, V>::deserialize(deserializer)?;
+        let mut shards: Vec<BTreeMap<Uuid, V>> = (0..SHARDS).map(|_| BTreeMap::new()).collect();
+        for (id, record) in all {
+            shards[usize::from(shard_of(&id))].insert(id, record);
+        }
         Ok(Sharded {
-            map: BTreeMap::deserialize(deserializer)?,
+            shards: shards.into_iter().map(Shard::Warm).collect(),
             marks: Marks::default(),
+            damage: OnceLock::new(),
         })
     }
 }
@@ -426,7 +635,12 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
     fn keys(&self, prefix: &str, all: bool, out: &mut Vec<String>) {
         let marked = self.marks.take();
         let shards: BTreeSet<u8> = if all {
-            self.map.keys().map(shard_of).collect()
+            (0..=u8::MAX)
+                .filter(|s| match &self.shards[usize::from(*s)] {
+                    Shard::Warm(records) => !records.is_empty(),
+                    Shard::Cold(_) => true,
+                })
+                .collect()
         } else {
             marked
         };
@@ -441,26 +655,55 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         let Some(shard) = below(prefix, key).and_then(|s| s.parse::<u8>().ok()) else {
             return Ok(None);
         };
-        let records: Vec<(&Uuid, &V)> = self.shard(shard).collect();
-        pack(&records).map(Some)
+        match &self.shards[usize::from(shard)] {
+            // Its bytes are what a checkpoint wrote for it, and nothing changed it since.
+            Shard::Cold(cold) => Ok(Some(cold.bytes.to_vec())),
+            Shard::Warm(records) => {
+                let records: Vec<(&Uuid, &V)> = records.iter().collect();
+                pack(&records).map(Some)
+            }
+        }
     }
 
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        let mut map = BTreeMap::new();
-        for (key, bytes) in under(prefix, stored) {
-            let records: Vec<(Uuid, V)> = unpack(bytes)?;
-            if records
-                .iter()
-                .any(|(id, _)| format!("{:03}", shard_of(id)) != key)
-            {
-                return Err(Unreadable(format!("shard {prefix}/{key} out of place")));
-            }
-            map.extend(records);
+        let mut stored: Stored = under(prefix, stored)
+            .map(|(key, bytes)| (format!("{prefix}/{key}"), bytes.to_vec()))
+            .collect();
+        Sharded::take(prefix, &mut stored)
+    }
+}
+
+impl<V> Sharded<V> {
+    /// Reads it back from the pieces stored under `prefix`, taking them out of `stored` (no
+    /// copy of their bytes). Every shard stays cold: only the number of its records is read
+    /// (the array's header); the records are decoded when asked for or changed.
+    pub fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+        let start = format!("{prefix}/");
+        let end = format!("{prefix}0"); // '0' follows '/'
+        let keys: Vec<String> = stored
+            .range(start.clone()..end)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut sharded = Sharded::default();
+        for key in keys {
+            let Some(bytes) = stored.remove(&key) else {
+                continue;
+            };
+            let name = &key[start.len()..];
+            let shard = name
+                .parse::<u8>()
+                .ok()
+                .filter(|s| format!("{s:03}") == name)
+                .ok_or_else(|| Unreadable(format!("shard {key} out of place")))?;
+            let len = rmp::decode::read_array_len(&mut &bytes[..])
+                .map_err(|e| Unreadable(format!("shard {key}: {e}")))?;
+            sharded.shards[usize::from(shard)] = Shard::Cold(Cold {
+                bytes: bytes.into_boxed_slice(),
+                len: len as usize,
+                decoded: OnceLock::new(),
+            });
         }
-        Ok(Sharded {
-            map,
-            marks: Marks::default(),
-        })
+        Ok(sharded)
     }
 }
 
@@ -539,7 +782,80 @@ mod tests {
         store.extend(changed);
         let back = Sharded::<String>::restore("m", &store).expect("restore");
         assert_eq!(back, m);
-        assert!(back[&ids[42]].ends_with('!'));
+        assert!(back.get(&ids[42]).expect("record").ends_with('!'));
+    }
+
+    #[test]
+    fn a_restored_shard_stays_cold_until_asked_and_goes_cold_again_once_written() {
+        let mut m: Sharded<String> = Sharded::default();
+        let ids: Vec<Uuid> = (0..=255u8)
+            .flat_map(|b| {
+                (0..3u8).map(move |n| {
+                    let mut bytes = [n; 16];
+                    bytes[0] = b;
+                    Uuid::from_bytes(bytes)
+                })
+            })
+            .collect();
+        for id in &ids {
+            m.insert(*id, id.to_string());
+        }
+        let all = m.pieces("m", true).expect("pieces");
+        let mut back = Sharded::<String>::restore("m", &stored(all.clone())).expect("restore");
+
+        // Nothing decoded: every shard cold, counted from the bytes' header alone.
+        assert_eq!(back.warm_shards(), 0);
+        assert_eq!(back.len(), ids.len());
+        // A cold shard is written as the bytes it was read from.
+        assert_eq!(back.pieces("m", true).expect("pieces"), all);
+
+        // Reading decodes without warming; changing warms one shard and marks it.
+        assert_eq!(back.get(&ids[7]), Some(&ids[7].to_string()));
+        assert_eq!(back.warm_shards(), 0);
+        back.get_mut(&ids[7]).expect("record").push('!');
+        assert_eq!(back.warm_shards(), 1);
+        assert!(back.get_mut(&Uuid::from_bytes([9; 16])).is_none());
+        assert_eq!(
+            back.warm_shards(),
+            1,
+            "a lookup that finds nothing warms nothing"
+        );
+        let changed = back.pieces("m", false).expect("pieces");
+        assert_eq!(keys(&changed), ["m/002"]);
+
+        // Changed again after it was encoded: the written bytes are stale, it stays warm.
+        back.get_mut(&ids[8]).expect("record").push('?');
+        assert!(!back.freeze("m", &changed[0].0, &changed[0].1));
+        assert_eq!(back.warm_shards(), 1);
+        let again = back.pieces("m", false).expect("pieces");
+        assert!(back.freeze("m", &again[0].0, &again[0].1));
+        assert_eq!(back.warm_shards(), 0);
+
+        // Whatever is cold or warm, the map and its JSON are the same.
+        if let Some(v) = m.get_mut(&ids[7]) {
+            v.push('!');
+        }
+        if let Some(v) = m.get_mut(&ids[8]) {
+            v.push('?');
+        }
+        assert_eq!(back, m);
+        assert_eq!(
+            serde_json::to_string(&back).expect("json"),
+            serde_json::to_string(&m).expect("json")
+        );
+        assert_eq!(back.keys().count(), ids.len());
+        assert!(back.damage().is_none());
+    }
+
+    #[test]
+    fn a_cold_shard_that_cannot_be_decoded_says_so() {
+        let mut store = Stored::new();
+        // An array of one item that is not a (UUID, record) pair.
+        store.insert("m/004".into(), vec![0x91, 0x01]);
+        let back = Sharded::<String>::restore("m", &store).expect("restore");
+        assert_eq!(back.len(), 1);
+        assert!(back.get(&Uuid::from_bytes([4; 16])).is_none());
+        assert!(back.damage().is_some_and(|d| d.contains("004")));
     }
 
     #[test]

@@ -41,7 +41,7 @@ const PAGE: i64 = 5000;
 const CHECKPOINT: &str = "read_models";
 /// Bump when the shape or the encoding of a read model changes: older checkpoints are then
 /// rebuilt.
-const FORMAT: i32 = 3;
+const FORMAT: i32 = 4;
 /// During a long catch-up, the first checkpoint after this many events
 /// (`KIROKU_CHECKPOINT_EVERY`); see [`Projector::checkpoint_due`].
 const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
@@ -449,6 +449,12 @@ impl Projector {
             // at a time later, under read locks of their own.
             let (position, taken, encoded) = {
                 let state = self.state.read().map_err(poisoned)?;
+                // Never write a shard that read as empty because it could not be decoded.
+                if let Some(damage) = state.histories.damage() {
+                    return Err(StorageError::Corrupt(format!(
+                        "not checkpointing: {damage}"
+                    )));
+                }
                 if base.as_ref().is_some_and(|m| m.position >= state.position) {
                     return Ok(state.position);
                 }
@@ -513,19 +519,23 @@ impl Projector {
         let position = manifest.position;
         let mut size = 0;
         let quiet = taking.quiet();
-        let mut record = async |pieces: &[Piece]| {
-            store::write_pieces(&self.backend, position, pieces, self.pause(quiet)).await?;
-            manifest.record(position, pieces);
+        let mut record = async |pieces: Vec<Piece>| {
+            store::write_pieces(&self.backend, position, &pieces, self.pause(quiet)).await?;
+            manifest.record(position, &pieces);
             size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
             if !matches!(taking, Taking::CatchingUp) {
-                // A shard changed since it was encoded is marked again and stays warm.
-                let mut state = self.state.write().map_err(poisoned)?;
-                state.histories.freeze(HISTORIES, pieces);
+                // A shard changed since it was encoded is marked again and stays warm. What
+                // readers had decoded is freed after the lock is let go.
+                let forgotten = {
+                    let mut state = self.state.write().map_err(poisoned)?;
+                    state.histories.freeze(HISTORIES, pieces)
+                };
+                drop(forgotten);
             }
             Ok::<(), StorageError>(())
         };
         match encoded {
-            Some(pieces) => record(&pieces).await?,
+            Some(pieces) => record(pieces).await?,
             None => {
                 let mut done = 0;
                 while done < keys.len() {
@@ -534,7 +544,7 @@ impl Projector {
                         state.encode(&keys[done..], store::BATCH_BYTES)?
                     };
                     done += taken;
-                    record(&pieces).await?;
+                    record(pieces).await?;
                 }
             }
         }
@@ -624,6 +634,11 @@ impl Projector {
     /// projectors that folded the same log agree byte for byte.
     pub fn fingerprint(&self) -> Result<(i64, String), StorageError> {
         let state = self.state.read().map_err(poisoned)?;
+        if let Some(damage) = state.histories.damage() {
+            return Err(StorageError::Corrupt(format!(
+                "reading the histories: {damage}"
+            )));
+        }
         // Hashed as serde writes it, never from a copy of the JSON (a copy doubled a
         // rebuild's peak memory: 250 MB at 1M events, more than 1 GB at 5M).
         let mut digesting = std::io::BufWriter::with_capacity(1 << 16, Sha256::new());
@@ -786,11 +801,20 @@ impl Projector {
         events: Vec<Recorded>,
         stop: Option<Stopped>,
     ) -> Result<(i64, bool), StorageError> {
-        let position = {
+        let (position, damage) = {
             let mut state = self.state.write().map_err(poisoned)?;
             state.fold(&events);
-            state.position
+            (state.position, state.histories.damage())
         };
+        // A history shard that could not be decoded was folded into as empty: the read models
+        // are wrong from here, so the projector stops (and no checkpoint is written).
+        let stop = stop.or_else(|| {
+            damage.map(|problem| Stopped {
+                position,
+                event_type: "histories".into(),
+                problem,
+            })
+        });
         let Some(stop) = stop else {
             return Ok((position, false));
         };

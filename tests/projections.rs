@@ -680,7 +680,7 @@ both_backends!(
         assert!(first > 20, "{first} pieces");
 
         // One more registration: the second checkpoint writes the pieces it touched (the plan
-        // book and the facts' plan piece, which are always written; the last segment of the
+        // book, the facts' plan piece and the erased people, which are always written; the last segment of the
         // timeline and of three staff fact vectors; the person's history shard) and no more;
         // the first one's rows of those pieces are deleted.
         let staff = app.register("Z0001", "総務課", 3).await;
@@ -695,6 +695,7 @@ both_backends!(
                 "facts.service_events/000000",
                 "facts.staff/000000",
                 "facts.staff_uuids/000000",
+                "histories.erased",
                 shard.as_str(),
                 "plans",
                 "timeline/000000",

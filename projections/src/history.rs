@@ -11,7 +11,7 @@ use kiroku_domain::session::{Schedule, SessionEvent};
 use kiroku_domain::staff::{StaffEvent, STAFF_NAMESPACE};
 use kiroku_domain::values::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,18 +145,24 @@ pub struct SessionRecord {
 pub struct Histories {
     pub staff: Sharded<StaffRecord>,
     pub sessions: Sharded<SessionRecord>,
+    /// The people whose personal data was erased: the keys the server must have destroyed,
+    /// found without decoding every staff shard (kept as one small piece of its own).
+    pub erased: BTreeSet<Uuid>,
 }
 
 impl Pieces for Histories {
     fn keys(&self, prefix: &str, all: bool, out: &mut Vec<String>) {
         Pieces::keys(&self.staff, &format!("{prefix}.staff"), all, out);
         Pieces::keys(&self.sessions, &format!("{prefix}.sessions"), all, out);
+        // As small as the erasures are few: written every time, as the plan book is.
+        out.push(format!("{prefix}.erased"));
     }
 
     fn encode(&self, prefix: &str, key: &str) -> pieces::Encoded {
         match pieces::part(prefix, key) {
             Some("staff") => self.staff.encode(&format!("{prefix}.staff"), key),
             Some("sessions") => self.sessions.encode(&format!("{prefix}.sessions"), key),
+            Some("erased") => Ok(Some(serde_json::to_vec(&self.erased)?)),
             _ => Ok(None),
         }
     }
@@ -165,6 +171,7 @@ impl Pieces for Histories {
         Ok(Histories {
             staff: Pieces::restore(&format!("{prefix}.staff"), stored)?,
             sessions: Pieces::restore(&format!("{prefix}.sessions"), stored)?,
+            erased: pieces::read_whole(&format!("{prefix}.erased"), stored)?,
         })
     }
 }
@@ -176,27 +183,29 @@ impl Histories {
         Ok(Histories {
             staff: Sharded::take(&format!("{prefix}.staff"), stored)?,
             sessions: Sharded::take(&format!("{prefix}.sessions"), stored)?,
+            erased: pieces::read_whole(&format!("{prefix}.erased"), stored)?,
         })
     }
 
     /// Lets the shards among `pieces` (just written by a checkpoint, under `prefix`) go cold,
-    /// unless they changed since they were encoded, and forgets what readers had decoded of
-    /// cold shards (see [`Sharded::freeze`]). Returns how many shards went cold.
-    pub fn freeze(&mut self, prefix: &str, pieces: &[pieces::Piece]) -> usize {
+    /// keeping their bytes, unless they changed since they were encoded; and takes out what
+    /// readers had decoded of cold shards (see [`Sharded::freeze`]), for the caller to drop
+    /// once it no longer holds the lock.
+    pub fn freeze(&mut self, prefix: &str, pieces: Vec<pieces::Piece>) -> Forgotten {
         let staff = format!("{prefix}.staff");
         let sessions = format!("{prefix}.sessions");
-        self.staff.forget_decoded();
-        self.sessions.forget_decoded();
-        let mut frozen = 0;
+        let forgotten = Forgotten {
+            _staff: self.staff.forget_decoded(),
+            _sessions: self.sessions.forget_decoded(),
+        };
         for (key, bytes) in pieces {
-            let cold = match pieces::part(prefix, key) {
-                Some("staff") => self.staff.freeze(&staff, key, bytes),
-                Some("sessions") => self.sessions.freeze(&sessions, key, bytes),
+            match pieces::part(prefix, &key) {
+                Some("staff") => self.staff.freeze(&staff, &key, bytes),
+                Some("sessions") => self.sessions.freeze(&sessions, &key, bytes),
                 _ => false,
             };
-            frozen += usize::from(cold);
         }
-        frozen
+        forgotten
     }
 
     /// How many shards are warm: (staff, sessions).
@@ -211,6 +220,13 @@ impl Histories {
             .or_else(|| self.sessions.damage())
             .map(str::to_string)
     }
+}
+
+/// What readers had decoded of cold shards, taken out by [`Histories::freeze`]: dropping it
+/// frees them (outside the caller's lock).
+pub struct Forgotten {
+    _staff: Vec<BTreeMap<Uuid, StaffRecord>>,
+    _sessions: Vec<BTreeMap<Uuid, SessionRecord>>,
 }
 
 fn uuid_of(aggregate_id: &str) -> Uuid {
@@ -433,7 +449,10 @@ impl Histories {
                     e.dispute_outcome = Some(outcome.clone());
                 }
             }
-            StaffEvent::PersonalDataErased { .. } => staff.personal_data_erased = true,
+            StaffEvent::PersonalDataErased { .. } => {
+                staff.personal_data_erased = true;
+                self.erased.insert(id);
+            }
         }
     }
 

@@ -547,7 +547,7 @@ impl<V: DeserializeOwned> Sharded<V> {
     /// bytes were encoded (it is marked again), or is cold already. Records of cold shards
     /// decoded for readers are forgotten here too, so that what readers warmed does not stay.
     /// Returns whether the shard went cold.
-    pub fn freeze(&mut self, prefix: &str, key: &str, bytes: &[u8]) -> bool {
+    pub fn freeze(&mut self, prefix: &str, key: &str, bytes: Vec<u8>) -> bool {
         let Some(shard) = below(prefix, key).and_then(|s| s.parse::<u8>().ok()) else {
             return false;
         };
@@ -561,7 +561,7 @@ impl<V: DeserializeOwned> Sharded<V> {
             Shard::Warm(records) if !changed && !records.is_empty() => {
                 *slot = Shard::Cold(Cold {
                     len: records.len(),
-                    bytes: bytes.into(),
+                    bytes: bytes.into_boxed_slice(),
                     decoded: OnceLock::new(),
                 });
                 true
@@ -570,13 +570,15 @@ impl<V: DeserializeOwned> Sharded<V> {
         }
     }
 
-    /// Forgets the records decoded for readers from cold shards.
-    pub fn forget_decoded(&mut self) {
-        for shard in &mut self.shards {
-            if let Shard::Cold(cold) = shard {
-                cold.decoded.take();
-            }
-        }
+    /// Takes out the records decoded for readers from cold shards (dropping them frees them).
+    pub fn forget_decoded(&mut self) -> Vec<BTreeMap<Uuid, V>> {
+        self.shards
+            .iter_mut()
+            .filter_map(|shard| match shard {
+                Shard::Cold(cold) => cold.decoded.take(),
+                Shard::Warm(_) => None,
+            })
+            .collect()
     }
 
     /// How many shards are warm (for the logs).
@@ -825,10 +827,10 @@ mod tests {
 
         // Changed again after it was encoded: the written bytes are stale, it stays warm.
         back.get_mut(&ids[8]).expect("record").push('?');
-        assert!(!back.freeze("m", &changed[0].0, &changed[0].1));
+        assert!(!back.freeze("m", &changed[0].0, changed[0].1.clone()));
         assert_eq!(back.warm_shards(), 1);
         let again = back.pieces("m", false).expect("pieces");
-        assert!(back.freeze("m", &again[0].0, &again[0].1));
+        assert!(back.freeze("m", &again[0].0, again[0].1.clone()));
         assert_eq!(back.warm_shards(), 0);
 
         // Whatever is cold or warm, the map and its JSON are the same.

@@ -69,6 +69,15 @@ impl Application {
                     if let Err(error) = ledger.complete_erasures().await {
                         tracing::warn!(%error, "completing erasures failed");
                     }
+                    // Histories nobody read or changed lately are kept encoded again (CPU
+                    // work under the state's locks, off the async workers).
+                    let cooling = ledger.clone();
+                    match tokio::task::spawn_blocking(move || cooling.projector.cool()).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(shards)) => tracing::debug!(shards, "history shards kept encoded"),
+                        Ok(Err(error)) => tracing::warn!(%error, "encoding idle histories failed"),
+                        Err(error) => tracing::warn!(%error, "encoding idle histories failed"),
+                    }
                 }
                 if let Err(error) = ledger.projector.catch_up().await {
                     tracing::error!(%error, "projector stopped on an unreadable event");

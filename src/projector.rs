@@ -49,6 +49,11 @@ const DEFAULT_CHECKPOINT_EVERY: i64 = 50_000;
 /// or last checkpointed: doing that again after a crash costs less than writing (unless
 /// `KIROKU_CHECKPOINT_EVERY` is set, which counts events alone).
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How many calls of [`Projector::cool`] in a row (one per 30 s tick while serving) must find
+/// a history shard unread and unchanged before it is kept encoded again: two minutes.
+pub const IDLE_SWEEPS: u8 = 4;
+/// History shards encoded under one read lock by [`Projector::cool`].
+const COOL_BATCH: usize = 16;
 /// Pages of the log read and parsed ahead of the fold during a catch-up.
 const READ_AHEAD: usize = 3;
 
@@ -209,26 +214,6 @@ enum Phase {
     Serving,
 }
 
-/// How a checkpoint is taken.
-#[derive(Debug, Clone, Copy)]
-enum Taking {
-    /// While serving: events are folded between two read locks, so the pieces are encoded
-    /// under the lock their keys are taken under, all at once.
-    Serving,
-    /// While nothing else folds (the caller holds the catch-up lock: a rebuild's end, a
-    /// shutdown): the pieces are encoded a few at a time, under read locks of their own.
-    Quiet,
-    /// Inside a catch-up, quiet as well; the history shards it writes stay warm, since the
-    /// rest of the catch-up changes nearly all of them again.
-    CatchingUp,
-}
-
-impl Taking {
-    fn quiet(self) -> bool {
-        !matches!(self, Taking::Serving)
-    }
-}
-
 /// Where and why the projector stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopped {
@@ -258,6 +243,8 @@ pub struct Projector {
     written: std::sync::Mutex<(Vec<String>, usize)>,
     /// When a catch-up last failed because the database was out of reach (ms, 0 = never).
     failed_at: AtomicI64,
+    /// One [`Projector::cool`] at a time.
+    cooling: std::sync::Mutex<()>,
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -367,6 +354,7 @@ impl Projector {
             pending: std::sync::Mutex::new(BTreeSet::new()),
             written: std::sync::Mutex::new((Vec::new(), 0)),
             failed_at: AtomicI64::new(0),
+            cooling: std::sync::Mutex::new(()),
         }
     }
 
@@ -426,7 +414,7 @@ impl Projector {
     /// (folding waits, reads do not), so that they are all of one position.
     pub async fn checkpoint(&self) -> Result<i64, StorageError> {
         let _one = self.checkpointing.lock().await;
-        self.checkpoint_locked(Taking::Serving).await
+        self.checkpoint_locked(false).await
     }
 
     /// A checkpoint taken while nothing else folds (a rebuild, a shutdown): the pieces are
@@ -435,12 +423,12 @@ impl Projector {
     pub async fn checkpoint_quiet(&self) -> Result<i64, StorageError> {
         let _no_folding = self.catching_up.lock().await;
         let _one = self.checkpointing.lock().await;
-        self.checkpoint_locked(Taking::Quiet).await
+        self.checkpoint_locked(true).await
     }
 
-    /// A checkpoint, taken as `taking` says.
-    async fn checkpoint_locked(&self, taking: Taking) -> Result<i64, StorageError> {
-        let quiet = taking.quiet();
+    /// A checkpoint; `quiet` when the caller holds the catch-up lock (nothing folds, so the
+    /// read models stay at one position between the read locks of its batches).
+    async fn checkpoint_locked(&self, quiet: bool) -> Result<i64, StorageError> {
         let mut base = self.manifest.lock().map_err(poisoned)?.clone();
         loop {
             // The keys and their pieces must be of one position. While serving, events are
@@ -475,7 +463,7 @@ impl Projector {
             let expected = base.as_ref().map(|m| m.sealed.clone());
             let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);
-            let written = self.write(manifest, expected, &taken.keys, encoded, taking);
+            let written = self.write(manifest, expected, &taken.keys, encoded, quiet);
             let (moved, manifest, size) = written.await?;
             tracing::debug!(
                 position,
@@ -505,37 +493,26 @@ impl Projector {
     }
 
     /// Encodes and writes the pieces named by `keys` (all at once, or 4 MiB at a time when
-    /// quiet), records them in `manifest` and swaps it for the manifest at `expected`:
-    /// whether it moved, the manifest, and the bytes written. The history shards written go
-    /// cold unless `taking` is a catch-up's (whose fold warms them all again at once).
+    /// `quiet`), records them in `manifest` and swaps it for the manifest at `expected`:
+    /// whether it moved, the manifest, and the bytes written.
     async fn write(
         &self,
         mut manifest: store::Manifest,
         expected: Option<String>,
         keys: &[String],
         encoded: Option<Vec<Piece>>,
-        taking: Taking,
+        quiet: bool,
     ) -> Result<(bool, store::Manifest, usize), StorageError> {
         let position = manifest.position;
         let mut size = 0;
-        let quiet = taking.quiet();
-        let mut record = async |pieces: Vec<Piece>| {
-            store::write_pieces(&self.backend, position, &pieces, self.pause(quiet)).await?;
-            manifest.record(position, &pieces);
+        let mut record = async |pieces: &[Piece]| {
+            store::write_pieces(&self.backend, position, pieces, self.pause(quiet)).await?;
+            manifest.record(position, pieces);
             size += pieces.iter().map(|(_, b)| b.len()).sum::<usize>();
-            if !matches!(taking, Taking::CatchingUp) {
-                // A shard changed since it was encoded is marked again and stays warm. What
-                // readers had decoded is freed after the lock is let go.
-                let forgotten = {
-                    let mut state = self.state.write().map_err(poisoned)?;
-                    state.histories.freeze(HISTORIES, pieces)
-                };
-                drop(forgotten);
-            }
             Ok::<(), StorageError>(())
         };
         match encoded {
-            Some(pieces) => record(pieces).await?,
+            Some(pieces) => record(&pieces).await?,
             None => {
                 let mut done = 0;
                 while done < keys.len() {
@@ -544,7 +521,7 @@ impl Projector {
                         state.encode(&keys[done..], store::BATCH_BYTES)?
                     };
                     done += taken;
-                    record(pieces).await?;
+                    record(&pieces).await?;
                 }
             }
         }
@@ -652,6 +629,48 @@ impl Projector {
 
     pub fn position(&self) -> i64 {
         self.state.read().map(|s| s.position).unwrap_or(0)
+    }
+
+    /// Lets the history shards nobody read or changed in the last [`IDLE_SWEEPS`] calls go
+    /// cold: each is encoded under a read lock (16 at a time; folding waits, reads do not)
+    /// and swapped for its bytes under the write lock, unless it was touched in between. What
+    /// readers had decoded of idle cold shards is forgotten too. Returns how many shards went
+    /// cold. Called on the server's 30 s tick.
+    pub fn cool(&self) -> Result<usize, StorageError> {
+        let _one = self.cooling.lock().map_err(poisoned)?;
+        let idle = self
+            .state
+            .read()
+            .map_err(poisoned)?
+            .histories
+            .idle(IDLE_SWEEPS);
+        let mut cooled = 0;
+        for batch in idle.warm.chunks(COOL_BATCH) {
+            let encoded = {
+                let state = self.state.read().map_err(poisoned)?;
+                batch
+                    .iter()
+                    .filter_map(|&shard| {
+                        let bytes = state.histories.encode_shard(shard)?;
+                        Some(bytes.map(|bytes| (shard, bytes)))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| StorageError::Corrupt(format!("encoding the histories: {e}")))?
+            };
+            let mut state = self.state.write().map_err(poisoned)?;
+            for (shard, bytes) in encoded {
+                cooled += usize::from(state.histories.freeze(shard, bytes));
+            }
+        }
+        // Dropped after the write lock is let go.
+        let forgotten = self
+            .state
+            .write()
+            .map_err(poisoned)?
+            .histories
+            .forget(&idle.decoded);
+        drop(forgotten);
+        Ok(cooled)
     }
 
     /// How many history shards are held decoded (warm): (staff, sessions). The others are
@@ -785,7 +804,7 @@ impl Projector {
                     let checkpoint_started = std::time::Instant::now();
                     // This catch-up holds the catch-up lock: nothing else folds meanwhile.
                     let _one = self.checkpointing.lock().await;
-                    self.checkpoint_locked(Taking::CatchingUp).await?;
+                    self.checkpoint_locked(true).await?;
                     checkpointing += checkpoint_started.elapsed().as_secs_f64();
                     since = std::time::Instant::now();
                 }

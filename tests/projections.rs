@@ -602,8 +602,9 @@ both_backends!(
 );
 
 both_backends!(
-    histories_stay_encoded_until_changed_and_go_cold_once_written,
+    histories_stay_encoded_until_changed_and_go_cold_once_idle,
     |app: TestApp| async move {
+        use kiroku::projector::IDLE_SWEEPS;
         large_log(&app, 100).await;
         let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
         projector.catch_up().await.expect("catch up");
@@ -614,13 +615,18 @@ both_backends!(
         );
         let fingerprint = projector.fingerprint().expect("fingerprint");
 
-        // Written by a checkpoint, every shard goes cold: the same read models.
-        projector.checkpoint().await.expect("checkpoint");
+        // Unread and unchanged for IDLE_SWEEPS ticks, every shard goes cold: the same read
+        // models.
+        for _ in 0..IDLE_SWEEPS {
+            assert_eq!(projector.cool().expect("cool"), 0);
+        }
+        assert_eq!(projector.cool().expect("cool"), staff + sessions);
         assert_eq!(projector.warm_shards(), (0, 0));
         assert_eq!(projector.fingerprint().expect("fingerprint"), fingerprint);
+        projector.checkpoint().await.expect("checkpoint");
 
-        // A start decodes no history; one registration warms one shard; reading a person
-        // decodes their shard for the reader without warming it for good.
+        // A start decodes no history; reading everyone decodes for the reader without
+        // warming; one registration warms one shard.
         let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
             .await
             .expect("open");
@@ -644,8 +650,12 @@ both_backends!(
             .expect("read");
         assert_eq!(found.as_deref(), Some("C0001"));
 
-        // The next checkpoint writes that shard and lets it go cold; read back, all the same.
+        // Checkpointed and idle again: cold, and read back the same as a projector that
+        // folded everything warm.
         opened.checkpoint().await.expect("checkpoint");
+        for _ in 0..=IDLE_SWEEPS {
+            opened.cool().expect("cool");
+        }
         assert_eq!(opened.warm_shards(), (0, 0));
         let reopened = kiroku::projector::Projector::open(app.ledger.backend.clone())
             .await

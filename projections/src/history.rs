@@ -187,23 +187,49 @@ impl Histories {
         })
     }
 
-    /// Lets the shards among `pieces` (just written by a checkpoint, under `prefix`) go cold,
-    /// keeping their bytes, unless they changed since they were encoded; and takes out what
-    /// readers had decoded of cold shards (see [`Sharded::freeze`]), for the caller to drop
-    /// once it no longer holds the lock.
-    pub fn freeze(&mut self, prefix: &str, pieces: Vec<pieces::Piece>) -> Forgotten {
-        let staff = format!("{prefix}.staff");
-        let sessions = format!("{prefix}.sessions");
-        let forgotten = Forgotten {
-            _staff: self.staff.forget_decoded(),
-            _sessions: self.sessions.forget_decoded(),
-        };
-        for (key, bytes) in pieces {
-            match pieces::part(prefix, &key) {
-                Some("staff") => self.staff.freeze(&staff, &key, bytes),
-                Some("sessions") => self.sessions.freeze(&sessions, &key, bytes),
-                _ => false,
-            };
+    /// The shards nobody read or changed for `after` calls in a row (see [`Sharded::idle`]).
+    pub fn idle(&self, after: u8) -> Idle {
+        let (staff_warm, staff_decoded) = self.staff.idle(after);
+        let (sessions_warm, sessions_decoded) = self.sessions.idle(after);
+        let tag = |part: Part, shards: Vec<u8>| shards.into_iter().map(move |s| (part, s));
+        Idle {
+            warm: tag(Part::Staff, staff_warm)
+                .chain(tag(Part::Sessions, sessions_warm))
+                .collect(),
+            decoded: tag(Part::Staff, staff_decoded)
+                .chain(tag(Part::Sessions, sessions_decoded))
+                .collect(),
+        }
+    }
+
+    /// The bytes of a warm shard (`None` when cold).
+    pub fn encode_shard(
+        &self,
+        (part, shard): (Part, u8),
+    ) -> Option<Result<Vec<u8>, pieces::Unencodable>> {
+        match part {
+            Part::Staff => self.staff.encode_shard(shard),
+            Part::Sessions => self.sessions.encode_shard(shard),
+        }
+    }
+
+    /// Lets a warm shard go cold (see [`Sharded::freeze`]).
+    pub fn freeze(&mut self, (part, shard): (Part, u8), bytes: Vec<u8>) -> bool {
+        match part {
+            Part::Staff => self.staff.freeze(shard, bytes),
+            Part::Sessions => self.sessions.freeze(shard, bytes),
+        }
+    }
+
+    /// Takes out what readers had decoded of these cold shards, for the caller to drop once
+    /// it no longer holds the lock (see [`Sharded::forget`]).
+    pub fn forget(&mut self, shards: &[(Part, u8)]) -> Forgotten {
+        let mut forgotten = Forgotten::default();
+        for (part, shard) in shards {
+            match part {
+                Part::Staff => forgotten._staff.extend(self.staff.forget(*shard)),
+                Part::Sessions => forgotten._sessions.extend(self.sessions.forget(*shard)),
+            }
         }
         forgotten
     }
@@ -222,8 +248,24 @@ impl Histories {
     }
 }
 
-/// What readers had decoded of cold shards, taken out by [`Histories::freeze`]: dropping it
+/// The two sharded histories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Staff,
+    Sessions,
+}
+
+/// What [`Histories::idle`] found: warm shards to encode and freeze, cold shards whose
+/// decoded records to forget.
+#[derive(Debug, Default)]
+pub struct Idle {
+    pub warm: Vec<(Part, u8)>,
+    pub decoded: Vec<(Part, u8)>,
+}
+
+/// What readers had decoded of cold shards, taken out by [`Histories::forget`]: dropping it
 /// frees them (outside the caller's lock).
+#[derive(Default)]
 pub struct Forgotten {
     _staff: Vec<BTreeMap<Uuid, StaffRecord>>,
     _sessions: Vec<BTreeMap<Uuid, SessionRecord>>,

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 use uuid::Uuid;
 
@@ -357,15 +358,19 @@ const SHARDS: usize = 256;
 /// A map by UUID kept in 256 shards (by the UUID's first byte).
 ///
 /// A shard is either *warm* (its records decoded, as folding needs them) or *cold*: kept as
-/// the bytes a checkpoint wrote for it, and decoded only when someone asks for one of its
-/// records. A start keeps every shard cold (it reads the bytes and decodes nothing); folding
-/// into a cold shard warms it; a checkpoint that has just written a shard's bytes lets it go
-/// cold again ([`Sharded::freeze`]) unless something changed it since. So the memory the
-/// histories take while serving follows what was changed or asked since the last checkpoint,
-/// plus the encoded bytes of the rest (MessagePack, about a third of the decoded records).
+/// its encoded bytes (MessagePack, as a checkpoint writes it), and decoded only when someone
+/// asks for one of its records. A start keeps every shard cold (it reads the bytes and decodes
+/// nothing); folding into a cold shard warms it; a shard nobody changed or read for a while
+/// goes cold again ([`Sharded::idle`], [`Sharded::freeze`]). So the memory the histories
+/// take while serving follows what was changed or asked lately, plus the encoded bytes of the
+/// rest (about a third of the decoded records).
 pub struct Sharded<V> {
     shards: Vec<Shard<V>>,
     marks: Marks<u8>,
+    /// Per shard: read or changed since the last [`Sharded::idle`].
+    touched: Vec<AtomicBool>,
+    /// Per shard: how many [`Sharded::idle`] calls in a row found it untouched.
+    idle: Vec<AtomicU8>,
     /// What a cold shard's bytes could not be decoded into (a bug or a damaged checkpoint
     /// that still matched its SHA-256): the shard reads as empty and this says why.
     damage: OnceLock<String>,
@@ -377,7 +382,7 @@ enum Shard<V> {
 }
 
 /// A shard kept encoded: its bytes, how many records they hold, and the records once asked
-/// for (until the next [`Sharded::freeze`] forgets them).
+/// for (until [`Sharded::forget`] forgets them).
 struct Cold<V> {
     bytes: Box<[u8]>,
     len: usize,
@@ -389,6 +394,8 @@ impl<V> Default for Sharded<V> {
         Sharded {
             shards: (0..SHARDS).map(|_| Shard::Warm(BTreeMap::new())).collect(),
             marks: Marks::default(),
+            touched: (0..SHARDS).map(|_| AtomicBool::new(false)).collect(),
+            idle: (0..SHARDS).map(|_| AtomicU8::new(0)).collect(),
             damage: OnceLock::new(),
         }
     }
@@ -409,8 +416,7 @@ impl<V: Clone> Clone for Sharded<V> {
                     }),
                 })
                 .collect(),
-            marks: Marks::default(),
-            damage: self.damage.clone(),
+            ..Sharded::default()
         }
     }
 }
@@ -461,6 +467,7 @@ impl<V: DeserializeOwned> Cold<V> {
 impl<V: DeserializeOwned> Sharded<V> {
     /// The records of one shard, decoding a cold one.
     fn records(&self, shard: u8) -> &BTreeMap<Uuid, V> {
+        self.touched[usize::from(shard)].store(true, Ordering::Relaxed);
         match &self.shards[usize::from(shard)] {
             Shard::Warm(records) => records,
             Shard::Cold(cold) => cold.records(shard, &self.damage),
@@ -470,6 +477,7 @@ impl<V: DeserializeOwned> Sharded<V> {
     /// The shard of `id`, warmed for a change, and marked.
     fn warm(&mut self, shard: u8) -> &mut BTreeMap<Uuid, V> {
         self.marks.mark(shard);
+        *self.touched[usize::from(shard)].get_mut() = true;
         let slot = &mut self.shards[usize::from(shard)];
         if let Shard::Cold(cold) = slot {
             let records = match cold.decoded.take() {
@@ -542,23 +550,43 @@ impl<V: DeserializeOwned> Sharded<V> {
         self.damage.get().map(String::as_str)
     }
 
-    /// Lets the shard of piece `key` (under `prefix`) go cold, kept as `bytes`: the bytes a
-    /// checkpoint has just written for it. Nothing happens when the shard changed since those
-    /// bytes were encoded (it is marked again), or is cold already. Records of cold shards
-    /// decoded for readers are forgotten here too, so that what readers warmed does not stay.
-    /// Returns whether the shard went cold.
-    pub fn freeze(&mut self, prefix: &str, key: &str, bytes: Vec<u8>) -> bool {
-        let Some(shard) = below(prefix, key).and_then(|s| s.parse::<u8>().ok()) else {
+    /// Counts the shards read or changed since the last call, and names those untouched for
+    /// `after` calls in a row: the warm ones, to encode and [`freeze`](Self::freeze), and the
+    /// cold ones that readers had decoded, to [`forget`](Self::forget).
+    pub fn idle(&self, after: u8) -> (Vec<u8>, Vec<u8>) {
+        let (mut warm, mut decoded) = (Vec::new(), Vec::new());
+        for shard in 0..=u8::MAX {
+            let n = usize::from(shard);
+            let idle = if self.touched[n].swap(false, Ordering::Relaxed) {
+                0
+            } else {
+                self.idle[n].load(Ordering::Relaxed).saturating_add(1)
+            };
+            self.idle[n].store(idle, Ordering::Relaxed);
+            if idle < after {
+                continue;
+            }
+            match &self.shards[n] {
+                Shard::Warm(records) if !records.is_empty() => warm.push(shard),
+                Shard::Cold(cold) if cold.decoded.get().is_some() => decoded.push(shard),
+                _ => {}
+            }
+        }
+        (warm, decoded)
+    }
+
+    /// Lets a warm shard go cold, kept as `bytes` (encoded by
+    /// [`encode_shard`](Self::encode_shard) since the last [`idle`](Self::idle)). Nothing
+    /// happens when it was read or changed since then: `bytes` may be stale and it is not idle.
+    /// Returns whether it went cold.
+    pub fn freeze(&mut self, shard: u8, bytes: Vec<u8>) -> bool {
+        let n = usize::from(shard);
+        if *self.touched[n].get_mut() {
             return false;
-        };
-        let changed = self
-            .marks
-            .0
-            .get_mut()
-            .map_or(true, |marked| marked.contains(&shard));
-        let slot = &mut self.shards[usize::from(shard)];
+        }
+        let slot = &mut self.shards[n];
         match slot {
-            Shard::Warm(records) if !changed && !records.is_empty() => {
+            Shard::Warm(records) if !records.is_empty() => {
                 *slot = Shard::Cold(Cold {
                     len: records.len(),
                     bytes: bytes.into_boxed_slice(),
@@ -570,15 +598,17 @@ impl<V: DeserializeOwned> Sharded<V> {
         }
     }
 
-    /// Takes out the records decoded for readers from cold shards (dropping them frees them).
-    pub fn forget_decoded(&mut self) -> Vec<BTreeMap<Uuid, V>> {
-        self.shards
-            .iter_mut()
-            .filter_map(|shard| match shard {
-                Shard::Cold(cold) => cold.decoded.take(),
-                Shard::Warm(_) => None,
-            })
-            .collect()
+    /// Takes out what readers had decoded of a cold shard, unless it was read since the last
+    /// [`idle`](Self::idle) (dropping it frees it).
+    pub fn forget(&mut self, shard: u8) -> Option<BTreeMap<Uuid, V>> {
+        let n = usize::from(shard);
+        if *self.touched[n].get_mut() {
+            return None;
+        }
+        match &mut self.shards[n] {
+            Shard::Cold(cold) => cold.decoded.take(),
+            Shard::Warm(_) => None,
+        }
     }
 
     /// How many shards are warm (for the logs).
@@ -587,6 +617,16 @@ impl<V: DeserializeOwned> Sharded<V> {
             .iter()
             .filter(|s| matches!(s, Shard::Warm(r) if !r.is_empty()))
             .count()
+    }
+}
+
+impl<V: Serialize + DeserializeOwned> Sharded<V> {
+    /// The bytes of a warm shard, as a checkpoint would write them (`None` when cold).
+    pub fn encode_shard(&self, shard: u8) -> Option<Result<Vec<u8>, Unencodable>> {
+        match &self.shards[usize::from(shard)] {
+            Shard::Warm(records) => Some(pack(&records.iter().collect::<Vec<_>>())),
+            Shard::Cold(_) => None,
+        }
     }
 }
 
@@ -627,8 +667,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Sharded<V> {
         }
         Ok(Sharded {
             shards: shards.into_iter().map(Shard::Warm).collect(),
-            marks: Marks::default(),
-            damage: OnceLock::new(),
+            ..Sharded::default()
         })
     }
 }
@@ -787,8 +826,24 @@ mod tests {
         assert!(back.get(&ids[42]).expect("record").ends_with('!'));
     }
 
+    /// Calls `idle` as the projector does and freezes what it names; returns how many went cold.
+    fn cool(m: &mut Sharded<String>, after: u8) -> usize {
+        let (warm, decoded) = m.idle(after);
+        let encoded: Vec<(u8, Vec<u8>)> = warm
+            .iter()
+            .filter_map(|s| Some((*s, m.encode_shard(*s)?.expect("encode"))))
+            .collect();
+        for shard in decoded {
+            m.forget(shard);
+        }
+        encoded
+            .into_iter()
+            .filter(|(s, bytes)| m.freeze(*s, bytes.clone()))
+            .count()
+    }
+
     #[test]
-    fn a_restored_shard_stays_cold_until_asked_and_goes_cold_again_once_written() {
+    fn a_restored_shard_stays_cold_until_asked_and_goes_cold_again_once_idle() {
         let mut m: Sharded<String> = Sharded::default();
         let ids: Vec<Uuid> = (0..=255u8)
             .flat_map(|b| {
@@ -825,20 +880,30 @@ mod tests {
         let changed = back.pieces("m", false).expect("pieces");
         assert_eq!(keys(&changed), ["m/002"]);
 
-        // Changed again after it was encoded: the written bytes are stale, it stays warm.
-        back.get_mut(&ids[8]).expect("record").push('?');
-        assert!(!back.freeze("m", &changed[0].0, changed[0].1.clone()));
-        assert_eq!(back.warm_shards(), 1);
-        let again = back.pieces("m", false).expect("pieces");
-        assert!(back.freeze("m", &again[0].0, again[0].1.clone()));
+        // It goes cold only after `after` calls in a row found it untouched.
+        assert_eq!(cool(&mut back, 2), 0, "touched since the last call");
+        assert_eq!(cool(&mut back, 2), 0, "idle once");
+        back.get(&ids[8]);
+        assert_eq!(cool(&mut back, 2), 0, "read in between");
+        assert_eq!(cool(&mut back, 2), 0, "idle once");
+        assert_eq!(cool(&mut back, 2), 1, "idle twice");
         assert_eq!(back.warm_shards(), 0);
 
-        // Whatever is cold or warm, the map and its JSON are the same.
-        if let Some(v) = m.get_mut(&ids[7]) {
-            v.push('!');
+        // Encoded, then changed before the swap: the bytes are stale, it stays warm.
+        back.get_mut(&ids[8]).expect("record").push('?');
+        for _ in 0..3 {
+            back.idle(2);
         }
-        if let Some(v) = m.get_mut(&ids[8]) {
-            v.push('?');
+        let bytes = back.encode_shard(2).expect("warm").expect("encode");
+        back.get_mut(&ids[8]).expect("record").push('?');
+        assert!(!back.freeze(2, bytes));
+        assert_eq!(back.warm_shards(), 1);
+
+        // Whatever is cold or warm, the map and its JSON are the same.
+        for (id, tail) in [(7, "!"), (8, "??")] {
+            if let Some(v) = m.get_mut(&ids[id]) {
+                v.push_str(tail);
+            }
         }
         assert_eq!(back, m);
         assert_eq!(

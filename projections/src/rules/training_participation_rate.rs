@@ -13,7 +13,7 @@ pub fn compute(facts: &Facts, params: &RuleParams, fy: FiscalYear, at: i64) -> O
     };
     for c in facts.completions_in(fy, at) {
         if facts.session_matches(c.session, &only_categories) {
-            trained[c.staff] = true;
+            trained[c.staff as usize] = true;
         }
     }
     let (mut num, mut den) = (0, 0);

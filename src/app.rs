@@ -72,9 +72,14 @@ impl Application {
                     // Histories nobody read or changed lately are kept encoded again (CPU
                     // work under the state's locks, off the async workers).
                     let cooling = ledger.clone();
+                    let started = std::time::Instant::now();
                     match tokio::task::spawn_blocking(move || cooling.projector.cool()).await {
                         Ok(Ok(0)) => {}
-                        Ok(Ok(shards)) => tracing::debug!(shards, "history shards kept encoded"),
+                        Ok(Ok(shards)) => tracing::debug!(
+                            shards,
+                            took_s = started.elapsed().as_secs_f64(),
+                            "history shards kept encoded"
+                        ),
                         Ok(Err(error)) => tracing::warn!(%error, "encoding idle histories failed"),
                         Err(error) => tracing::warn!(%error, "encoding idle histories failed"),
                     }

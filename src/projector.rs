@@ -52,8 +52,10 @@ const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_secs(10)
 /// How many calls of [`Projector::cool`] in a row (one per 30 s tick while serving) must find
 /// a history shard unread and unchanged before it is kept encoded again: two minutes.
 pub const IDLE_SWEEPS: u8 = 4;
-/// History shards encoded under one read lock by [`Projector::cool`].
-const COOL_BATCH: usize = 16;
+/// History shards encoded under one read lock by [`Projector::cool`]: one, so that a fold
+/// waits at most one shard's encoding (about 2 ms at 5M events) while a whole idle history is
+/// encoded shard by shard.
+const COOL_BATCH: usize = 1;
 /// Pages of the log read and parsed ahead of the fold during a catch-up.
 const READ_AHEAD: usize = 3;
 
@@ -644,7 +646,7 @@ impl Projector {
     }
 
     /// Lets the history shards nobody read or changed in the last [`IDLE_SWEEPS`] calls go
-    /// cold: each is encoded under a read lock (16 at a time; folding waits, reads do not)
+    /// cold: each is encoded under a read lock of its own (folding waits, reads do not)
     /// and swapped for its bytes under the write lock, unless it was touched in between. What
     /// readers had decoded of idle cold shards is forgotten too. Returns how many shards went
     /// cold. Called on the server's 30 s tick.

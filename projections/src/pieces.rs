@@ -363,7 +363,8 @@ const SHARDS: usize = 256;
 /// nothing); folding into a cold shard warms it; a shard nobody changed or read for a while
 /// goes cold again ([`Sharded::idle`], [`Sharded::freeze`]). So the memory the histories
 /// take while serving follows what was changed or asked lately, plus the encoded bytes of the
-/// rest (about a third of the decoded records).
+/// rest (about as large as the decoded records: what a cold shard saves today is a start's
+/// decoding, not memory; docs/decisions.md → Projections).
 pub struct Sharded<V> {
     shards: Vec<Shard<V>>,
     marks: Marks<u8>,

@@ -198,9 +198,7 @@ impl Ledger {
     /// erasure recorded just before a crash, or by another process whose cached keys this
     /// process must forget). Returns how many keys it destroyed.
     pub async fn complete_erasures(&self) -> Result<usize, StorageError> {
-        let erased: Vec<uuid::Uuid> = self
-            .projector
-            .read(|h| h.erased.iter().copied().collect())?;
+        let erased = self.projector.erased()?;
         let mut destroyed = 0;
         for staff_id in erased {
             if self.keys.destroy(staff_id).await? {

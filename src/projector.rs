@@ -131,12 +131,13 @@ impl State {
             self.histories.apply(event);
             self.facts.apply(event);
             self.plans.apply(event);
-            let same_run = self
-                .timeline
-                .last()
-                .is_some_and(|&(_, at)| at == event.recorded_at);
-            if !same_run {
-                self.timeline.push((event.position, event.recorded_at));
+            // Never back in time (SQLite's clock may step back; PostgreSQL's trigger keeps
+            // `recorded_at` from decreasing): the timeline stays sorted, and an `as_of` gives
+            // the longest stretch of the log recorded at or before it.
+            let last = self.timeline.last().map(|&(_, at)| at);
+            let at = last.map_or(event.recorded_at, |last| event.recorded_at.max(last));
+            if last != Some(at) {
+                self.timeline.push((event.position, at));
             } else if let Some(run) = self.timeline.last_mut() {
                 run.0 = event.position;
             }
@@ -584,6 +585,21 @@ impl Projector {
     }
 
     pub async fn checkpoint_if_due(&self) -> Result<(), StorageError> {
+        let damage = self.state.read().map_err(poisoned)?.histories.damage();
+        if let Some(damage) = damage {
+            // The checkpoint holds a shard that cannot be read back: deleted, so that the next
+            // start rebuilds the read models from the log instead of loading it again.
+            if self.checkpointed.swap(0, Ordering::SeqCst) > 0 {
+                store::drop_all(&self.backend).await?;
+                *self.manifest.lock().map_err(poisoned)? = None;
+                tracing::error!(
+                    %damage,
+                    "a history shard of the checkpoint cannot be read: checkpoints deleted, \
+                     the next start rebuilds the read models from the log"
+                );
+            }
+            return Ok(());
+        }
         if self.checkpoint_due(Phase::Serving) {
             self.checkpoint().await?;
         }
@@ -685,6 +701,12 @@ impl Projector {
             .forget(&idle.decoded);
         drop(forgotten);
         Ok(cooled)
+    }
+
+    /// The people whose personal data was erased (read without decoding any history shard).
+    pub fn erased(&self) -> Result<Vec<uuid::Uuid>, StorageError> {
+        let state = self.state.read().map_err(poisoned)?;
+        Ok(state.histories.erased.iter().copied().collect())
     }
 
     /// How many history shards are held decoded (warm): (staff, sessions). The others are
@@ -855,8 +877,8 @@ impl Projector {
             position = stop.position,
             event_type = %stop.event_type,
             problem = %stop.problem,
-            "the projector stopped at an event this version cannot read; reads are served \
-             as of the event before it and commands are refused"
+            "the projector stopped (at an event this version cannot read, or at a history \
+             shard that cannot be read back); commands are refused until it is resolved"
         );
         *self.stopped.write().map_err(poisoned)? = Some(stop);
         Ok((position, true))

@@ -673,6 +673,88 @@ both_backends!(
     }
 );
 
+/// Raw SQL literal of `bytes` for the test's backend.
+fn bytes_literal(db: &Db, bytes: &[u8]) -> String {
+    match db {
+        Db::Sqlite => format!("X'{}'", hex::encode(bytes)),
+        Db::Postgres => format!("'\\x{}'::bytea", hex::encode(bytes)),
+    }
+}
+
+both_backends!(
+    a_history_shard_that_cannot_be_read_back_stops_and_the_next_start_rebuilds,
+    |app: TestApp| async move {
+        use sha2::{Digest, Sha256};
+        large_log(&app, 20).await;
+        let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
+        projector.catch_up().await.expect("catch up");
+        let position = projector.checkpoint().await.expect("checkpoint");
+        let (_, fingerprint) = projector.fingerprint().expect("fingerprint");
+
+        // One staff shard's bytes replaced by bytes that are not a shard, and the manifest
+        // and its seal made to match them: only decoding the shard can tell.
+        let (key, manifest): (String, Vec<u8>) = kiroku::with_pool!(&app.ledger.backend, pool => {
+            let key: String = sqlx::query_scalar(
+                "SELECT key FROM projection_segments WHERE key LIKE 'histories.staff/%' \
+                 ORDER BY key LIMIT 1",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("a staff shard");
+            let manifest: Vec<u8> =
+                sqlx::query_scalar("SELECT state FROM projection_checkpoints")
+                    .fetch_one(pool)
+                    .await
+                    .expect("the manifest");
+            (key, manifest)
+        });
+        let damaged = [0x91u8, 0x01];
+        let mut manifest: Value = serde_json::from_slice(&manifest).expect("manifest");
+        manifest["pieces"][&key][1] = json!(hex::encode(Sha256::digest(damaged)));
+        let manifest = serde_json::to_vec(&manifest).expect("manifest");
+        let head = kiroku::storage::chain::hash_at(&app.ledger.backend, position)
+            .await
+            .expect("chain")
+            .expect("a hash at the position");
+        let mut seal = Sha256::new();
+        seal.update(head.as_bytes());
+        seal.update(&manifest);
+        let seal = hex::encode(seal.finalize());
+        let db = &app.db;
+        app.sql(&format!(
+            "UPDATE projection_segments SET bytes = {} WHERE key = '{key}'",
+            bytes_literal(db, &damaged)
+        ))
+        .await
+        .expect("damage the shard");
+        app.sql(&format!(
+            "UPDATE projection_checkpoints SET state = {}, fingerprint = '{seal}'",
+            bytes_literal(db, &manifest)
+        ))
+        .await
+        .expect("seal the manifest");
+
+        // The start takes the checkpoint (it decodes no shard); reading everyone meets the
+        // damaged shard and answers an error, not a list without those people.
+        let opened = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(opened.position(), position, "the checkpoint was taken");
+        let everyone = opened.read(|h| h.staff.values().count());
+        assert!(everyone.is_err(), "{everyone:?}");
+        assert!(opened.fingerprint().is_err());
+
+        // The serving tick deletes the checkpoint; the next start rebuilds from the log.
+        opened.checkpoint_if_due().await.expect("tick");
+        let next = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(next.position(), 0, "nothing to load: rebuilt from the log");
+        next.catch_up().await.expect("rebuild");
+        assert_eq!(next.fingerprint().expect("fingerprint").1, fingerprint);
+    }
+);
+
 both_backends!(
     a_checkpoint_writes_only_what_changed_and_reads_back_whole,
     |app: TestApp| async move {

@@ -304,6 +304,7 @@ impl Histories {
     fn apply_staff(&mut self, id: Uuid, recorded: &Recorded, event: &StaffEvent) {
         let position = recorded.position;
         if let StaffEvent::StaffRegistered(r) = event {
+            self.erased.remove(&id);
             self.staff.insert(
                 id,
                 StaffRecord {

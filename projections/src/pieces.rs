@@ -554,6 +554,10 @@ impl<V: DeserializeOwned> Sharded<V> {
     /// Counts the shards read or changed since the last call, and names those untouched for
     /// `after` calls in a row: the warm ones, to encode and [`freeze`](Self::freeze), and the
     /// cold ones that readers had decoded, to [`forget`](Self::forget).
+    ///
+    /// It clears the marks of touch that `freeze` and `forget` rely on to refuse stale bytes:
+    /// one caller at a time, and `freeze` only with bytes encoded after the call
+    /// (`Projector::cool` holds a lock of its own for the three steps).
     pub fn idle(&self, after: u8) -> (Vec<u8>, Vec<u8>) {
         let (mut warm, mut decoded) = (Vec::new(), Vec::new());
         for shard in 0..=u8::MAX {

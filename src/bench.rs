@@ -520,27 +520,17 @@ async fn measure(
 /// Runs `kiroku rebuild` on `database_url` in a process of its own and returns the peak
 /// memory it reports, in MB; `None` if it failed or did not say.
 async fn rebuild_alone(program: &std::path::Path, database_url: &str) -> Option<f64> {
-    let output = tokio::process::Command::new(program)
-        .args(["--database", database_url, "rebuild"])
-        .output()
-        .await
-        .ok()?;
-    if !output.status.success() {
-        tracing::warn!(
-            stderr = %String::from_utf8_lossy(&output.stderr),
-            "kiroku rebuild failed"
-        );
-        return None;
-    }
-    let said = String::from_utf8_lossy(&output.stdout);
-    let after = said.split("peak memory ").nth(1)?;
-    after.split_whitespace().next()?.parse().ok()
+    let mut command = tokio::process::Command::new(program);
+    command.args(["--database", database_url, "rebuild"]);
+    let said = run_alone(command, "kiroku rebuild").await?;
+    figure_after(&String::from_utf8_lossy(&said.stdout), "peak memory ")
 }
 
 /// Runs `kiroku report sheet` for the benchmark's plan item on `database_url` in a process of
 /// its own and returns the peak memory it logs, in MB; `None` if it failed or did not say.
 async fn sheet_alone(program: &std::path::Path, database_url: &str) -> Option<f64> {
-    let output = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    command
         .args([
             "--database",
             database_url,
@@ -551,19 +541,30 @@ async fn sheet_alone(program: &std::path::Path, database_url: &str) -> Option<f6
         ])
         .args(["--format", "json", "-o", "/dev/null"])
         .env("RUST_LOG", "warn,kiroku::memory=debug")
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .ok()?;
+        .env("NO_COLOR", "1");
+    let said = run_alone(command, "kiroku report sheet").await?;
+    figure_after(&String::from_utf8_lossy(&said.stderr), "peak_mb=")
+}
+
+/// Runs `command` to its end; `None` (and a warning naming `what`) if it failed.
+async fn run_alone(
+    mut command: tokio::process::Command,
+    what: &str,
+) -> Option<std::process::Output> {
+    let output = command.output().await.ok()?;
     if !output.status.success() {
         tracing::warn!(
             stderr = %String::from_utf8_lossy(&output.stderr),
-            "kiroku report sheet failed"
+            "{what} failed"
         );
         return None;
     }
-    let said = String::from_utf8_lossy(&output.stderr);
-    let after = said.split("peak_mb=").nth(1)?;
+    Some(output)
+}
+
+/// The number that follows `marker` in `said`.
+fn figure_after(said: &str, marker: &str) -> Option<f64> {
+    let after = said.split(marker).nth(1)?;
     after.split_whitespace().next()?.parse().ok()
 }
 

@@ -807,13 +807,7 @@ mod tests {
     #[test]
     fn a_sharded_map_writes_only_the_shards_it_changed() {
         let mut m: Sharded<String> = Sharded::default();
-        let ids: Vec<Uuid> = (0..=255u8)
-            .map(|b| {
-                let mut bytes = [7u8; 16];
-                bytes[0] = b;
-                Uuid::from_bytes(bytes)
-            })
-            .collect();
+        let ids = ids_in_every_shard(1);
         for id in &ids {
             m.insert(*id, id.to_string());
         }
@@ -829,6 +823,19 @@ mod tests {
         let back = Sharded::<String>::restore("m", &store).expect("restore");
         assert_eq!(back, m);
         assert!(back.get(&ids[42]).expect("record").ends_with('!'));
+    }
+
+    /// `per_shard` UUIDs in each of the 256 shards, in shard order.
+    fn ids_in_every_shard(per_shard: u8) -> Vec<Uuid> {
+        (0..=255u8)
+            .flat_map(|b| {
+                (0..per_shard).map(move |n| {
+                    let mut bytes = [n; 16];
+                    bytes[0] = b;
+                    Uuid::from_bytes(bytes)
+                })
+            })
+            .collect()
     }
 
     /// Calls `idle` as the projector does and freezes what it names; returns how many went cold.
@@ -850,15 +857,7 @@ mod tests {
     #[test]
     fn a_restored_shard_stays_cold_until_asked_and_goes_cold_again_once_idle() {
         let mut m: Sharded<String> = Sharded::default();
-        let ids: Vec<Uuid> = (0..=255u8)
-            .flat_map(|b| {
-                (0..3u8).map(move |n| {
-                    let mut bytes = [n; 16];
-                    bytes[0] = b;
-                    Uuid::from_bytes(bytes)
-                })
-            })
-            .collect();
+        let ids = ids_in_every_shard(3);
         for id in &ids {
             m.insert(*id, id.to_string());
         }

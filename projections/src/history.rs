@@ -167,12 +167,9 @@ impl Pieces for Histories {
         }
     }
 
+    /// As [`Histories::take`], on a copy of the pieces (a start takes them instead).
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        Ok(Histories {
-            staff: Pieces::restore(&format!("{prefix}.staff"), stored)?,
-            sessions: Pieces::restore(&format!("{prefix}.sessions"), stored)?,
-            erased: pieces::read_whole(&format!("{prefix}.erased"), stored)?,
-        })
+        Histories::take(prefix, &mut stored.clone())
     }
 }
 

@@ -452,16 +452,24 @@ fn decode_shard<V: DeserializeOwned>(
     Ok(records.into_iter().collect())
 }
 
+/// The records of a cold shard's bytes; a shard that cannot be decoded reads as empty and
+/// names the problem in `damage`.
+fn decode_or_damage<V: DeserializeOwned>(
+    shard: u8,
+    bytes: &[u8],
+    damage: &OnceLock<String>,
+) -> BTreeMap<Uuid, V> {
+    decode_shard(shard, bytes).unwrap_or_else(|e| {
+        let _ = damage.set(format!("history shard {shard:03}: {e}"));
+        BTreeMap::new()
+    })
+}
+
 impl<V: DeserializeOwned> Cold<V> {
-    /// Its records, decoded on first ask; a shard that cannot be decoded reads as empty and
-    /// names the problem in `damage`.
+    /// Its records, decoded on first ask (see [`decode_or_damage`]).
     fn records(&self, shard: u8, damage: &OnceLock<String>) -> &BTreeMap<Uuid, V> {
-        self.decoded.get_or_init(|| {
-            decode_shard(shard, &self.bytes).unwrap_or_else(|e| {
-                let _ = damage.set(format!("history shard {shard:03}: {e}"));
-                BTreeMap::new()
-            })
-        })
+        self.decoded
+            .get_or_init(|| decode_or_damage(shard, &self.bytes, damage))
     }
 }
 
@@ -483,10 +491,7 @@ impl<V: DeserializeOwned> Sharded<V> {
         if let Shard::Cold(cold) = slot {
             let records = match cold.decoded.take() {
                 Some(records) => records,
-                None => decode_shard(shard, &cold.bytes).unwrap_or_else(|e| {
-                    let _ = self.damage.set(format!("history shard {shard:03}: {e}"));
-                    BTreeMap::new()
-                }),
+                None => decode_or_damage(shard, &cold.bytes, &self.damage),
             };
             *slot = Shard::Warm(records);
         }
@@ -704,10 +709,7 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         match &self.shards[usize::from(shard)] {
             // Its bytes are what a checkpoint wrote for it, and nothing changed it since.
             Shard::Cold(cold) => Ok(Some(cold.bytes.to_vec())),
-            Shard::Warm(records) => {
-                let records: Vec<(&Uuid, &V)> = records.iter().collect();
-                pack(&records).map(Some)
-            }
+            Shard::Warm(_) => self.encode_shard(shard).transpose(),
         }
     }
 

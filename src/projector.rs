@@ -16,6 +16,7 @@
 //! `/healthz` says `degraded` and names the event, and commands are refused until a version
 //! that reads it is running. Nothing is skipped.
 
+mod cold;
 mod store;
 
 use crate::storage::log::{read_raw_between, LogEvent, RawEvent};
@@ -25,7 +26,9 @@ use kiroku_domain::values::{Code, FiscalYear};
 use kiroku_projections::audit::{self, Trail};
 use kiroku_projections::history::Histories;
 use kiroku_projections::indicators::Facts;
-use kiroku_projections::pieces::{self, Piece, Pieces, Segmented, Stored, Unreadable};
+use kiroku_projections::pieces::{
+    self, ColdBytes, ColdPiece, ColdStored, Piece, Pieces, Segmented, Stored, Unreadable,
+};
 use kiroku_projections::plans::PlanBook;
 use kiroku_projections::rfc3339_ms;
 use kiroku_projections::sheet::{self, Sheet};
@@ -150,8 +153,12 @@ impl State {
     /// here.
     ///
     /// [`Sharded`]: kiroku_projections::pieces::Sharded
-    fn restore(position: i64, mut stored: Stored) -> Result<State, Unreadable> {
-        let histories = Histories::take(HISTORIES, &mut stored)?;
+    fn restore(
+        position: i64,
+        mut stored: Stored,
+        mut cold: ColdStored,
+    ) -> Result<State, Unreadable> {
+        let histories = Histories::take(HISTORIES, &mut stored, &mut cold)?;
         Ok(State {
             position,
             plans: pieces::read_whole(PLANS, &stored)?,
@@ -260,6 +267,9 @@ pub struct Projector {
     failed_at: AtomicI64,
     /// One [`Projector::cool`] at a time.
     cooling: std::sync::Mutex<()>,
+    /// Where cold history shards are put away, made when first needed (`None`: it could not
+    /// be made, and they are held in memory).
+    spill: std::sync::OnceLock<Option<cold::Spill>>,
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -370,6 +380,27 @@ impl Projector {
             written: std::sync::Mutex::new((Vec::new(), 0)),
             failed_at: AtomicI64::new(0),
             cooling: std::sync::Mutex::new(()),
+            spill: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A cold history shard's bytes, put away in a file of their own ([`cold`]); held in
+    /// memory when that cannot be done (the directory could not be made, the disk is full).
+    fn keep_cold(&self, bytes: Vec<u8>) -> ColdBytes {
+        let spill = self.spill.get_or_init(|| {
+            cold::Spill::new()
+                .inspect_err(|error| {
+                    tracing::warn!(%error, "cold history shards are held in memory: no directory for them")
+                })
+                .ok()
+        });
+        match spill.as_ref().map(|spill| spill.put(&bytes)) {
+            Some(Ok(away)) => away,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "a cold history shard is held in memory: it could not be put away");
+                ColdBytes::from(bytes)
+            }
+            None => ColdBytes::from(bytes),
         }
     }
 
@@ -390,12 +421,32 @@ impl Projector {
                 sealed: stored.clone(),
                 ..m
             });
-        let pieces = match &manifest {
-            Some(manifest) => store::read_pieces(&projector.backend, manifest).await?,
-            None => None,
+        // The history shards are put away as they arrive; the rest is held to be decoded.
+        let (mut stored, mut cold) = (Stored::new(), ColdStored::new());
+        let whole = match &manifest {
+            Some(manifest) => {
+                store::read_pieces(&projector.backend, manifest, |key, bytes| {
+                    match Histories::is_shard(HISTORIES, &key)
+                        .then(|| pieces::records_in(&key, &bytes).ok())
+                        .flatten()
+                    {
+                        Some(len) => {
+                            let bytes = projector.keep_cold(bytes);
+                            cold.insert(key, ColdPiece { bytes, len });
+                        }
+                        // One that does not even say its length is left to `restore` to refuse.
+                        None => {
+                            stored.insert(key, bytes);
+                        }
+                    }
+                    Ok(())
+                })
+                .await?
+            }
+            None => false,
         };
         let read = started.elapsed();
-        let state = pieces.map(|stored| State::restore(position, stored));
+        let state = whole.then(|| State::restore(position, stored, cold));
         match (manifest, state) {
             (Some(manifest), Some(Ok(state))) => {
                 tracing::debug!(
@@ -687,8 +738,13 @@ impl Projector {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| StorageError::Corrupt(format!("encoding the histories: {e}")))?
             };
+            // Put away before the write lock is taken.
+            let kept: Vec<_> = encoded
+                .into_iter()
+                .map(|(shard, bytes)| (shard, self.keep_cold(bytes)))
+                .collect();
             let mut state = self.state.write().map_err(poisoned)?;
-            for (shard, bytes) in encoded {
+            for (shard, bytes) in kept {
                 cooled += usize::from(state.histories.freeze(shard, bytes));
             }
         }
@@ -715,6 +771,15 @@ impl Projector {
         self.state
             .read()
             .map(|s| s.histories.warm_shards())
+            .unwrap_or_default()
+    }
+
+    /// How many history shards are cold with their bytes put away in a file ([`cold`]), not
+    /// held in memory: (staff, sessions).
+    pub fn shards_away(&self) -> (usize, usize) {
+        self.state
+            .read()
+            .map(|s| s.histories.shards_away())
             .unwrap_or_default()
     }
 

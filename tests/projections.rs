@@ -622,6 +622,11 @@ both_backends!(
         }
         assert_eq!(projector.cool().expect("cool"), staff + sessions);
         assert_eq!(projector.warm_shards(), (0, 0));
+        assert_eq!(
+            projector.shards_away(),
+            (staff, sessions),
+            "cold shards are put away in files, not held in memory"
+        );
         assert_eq!(projector.fingerprint().expect("fingerprint"), fingerprint);
         projector.checkpoint().await.expect("checkpoint");
 
@@ -631,6 +636,11 @@ both_backends!(
             .await
             .expect("open");
         assert_eq!(opened.warm_shards(), (0, 0));
+        assert_eq!(
+            opened.shards_away(),
+            (staff, sessions),
+            "a start puts them away"
+        );
         assert_eq!(opened.fingerprint().expect("fingerprint"), fingerprint);
         let people = opened
             .read(|h| h.staff.values().map(|s| s.staff_id).collect::<Vec<_>>())
@@ -645,6 +655,7 @@ both_backends!(
         let id = app.register("C0001", "総務課", 3).await;
         opened.catch_up().await.expect("catch up");
         assert_eq!(opened.warm_shards(), (1, 0));
+        assert_eq!(opened.shards_away(), (staff - 1, sessions));
         let found = opened
             .read(|h| h.staff.get(&id).map(|s| s.employee_no.as_str().to_string()))
             .expect("read");
@@ -657,6 +668,7 @@ both_backends!(
             opened.cool().expect("cool");
         }
         assert_eq!(opened.warm_shards(), (0, 0));
+        assert_eq!(opened.shards_away(), (staff, sessions));
         let reopened = kiroku::projector::Projector::open(app.ledger.backend.clone())
             .await
             .expect("open");

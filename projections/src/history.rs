@@ -2,7 +2,7 @@
 //! trainings, interviews and evaluations; who holds which place in a session.
 //! Personal text stays sealed here; the application opens it for readers who may see it.
 
-use crate::pieces::{self, Pieces, Sharded, Stored, Unreadable};
+use crate::pieces::{self, ColdBytes, ColdStored, Pieces, Sharded, Stored, Unreadable};
 use crate::{LedgerEvent, Recorded};
 use kiroku_domain::dates;
 use kiroku_domain::incident::IncidentEvent;
@@ -169,19 +169,30 @@ impl Pieces for Histories {
 
     /// As [`Histories::take`], on a copy of the pieces (a start takes them instead).
     fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        Histories::take(prefix, &mut stored.clone())
+        Histories::take(prefix, &mut stored.clone(), &mut ColdStored::new())
     }
 }
 
 impl Histories {
     /// Reads them back from the pieces stored under `prefix`, taking their bytes out of
-    /// `stored`: every shard stays cold (see [`Sharded::take`]).
-    pub fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+    /// `stored` and `cold` (the shards as the projector kept them): every shard stays cold
+    /// (see [`Sharded::take`]).
+    pub fn take(
+        prefix: &str,
+        stored: &mut Stored,
+        cold: &mut ColdStored,
+    ) -> Result<Self, Unreadable> {
         Ok(Histories {
-            staff: Sharded::take(&format!("{prefix}.staff"), stored)?,
-            sessions: Sharded::take(&format!("{prefix}.sessions"), stored)?,
+            staff: Sharded::take(&format!("{prefix}.staff"), stored, cold)?,
+            sessions: Sharded::take(&format!("{prefix}.sessions"), stored, cold)?,
             erased: pieces::read_whole(&format!("{prefix}.erased"), stored)?,
         })
+    }
+
+    /// Whether the piece `key` (under `prefix`) is a history shard, which a start may keep
+    /// away from memory (a [`ColdStored`] piece) rather than in [`Stored`].
+    pub fn is_shard(prefix: &str, key: &str) -> bool {
+        matches!(pieces::part(prefix, key), Some("staff" | "sessions")) && key.contains('/')
     }
 
     /// The shards nobody read or changed for `after` calls in a row (see [`Sharded::idle`]).
@@ -211,7 +222,7 @@ impl Histories {
     }
 
     /// Lets a warm shard go cold (see [`Sharded::freeze`]).
-    pub fn freeze(&mut self, (part, shard): (Part, u8), bytes: Vec<u8>) -> bool {
+    pub fn freeze(&mut self, (part, shard): (Part, u8), bytes: ColdBytes) -> bool {
         match part {
             Part::Staff => self.staff.freeze(shard, bytes),
             Part::Sessions => self.sessions.freeze(shard, bytes),
@@ -234,6 +245,11 @@ impl Histories {
     /// How many shards are warm: (staff, sessions).
     pub fn warm_shards(&self) -> (usize, usize) {
         (self.staff.warm_shards(), self.sessions.warm_shards())
+    }
+
+    /// How many shards are cold with their bytes put away: (staff, sessions).
+    pub fn shards_away(&self) -> (usize, usize) {
+        (self.staff.shards_away(), self.sessions.shards_away())
     }
 
     /// Why a cold shard could not be read, if one could not.

@@ -22,10 +22,11 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use uuid::Uuid;
 
 /// Items in one segment of a [`Segmented`] vector.
@@ -36,6 +37,54 @@ pub type Piece = (String, Vec<u8>);
 
 /// Stored pieces by key, as a checkpoint is read back.
 pub type Stored = BTreeMap<String, Vec<u8>>;
+
+/// Reads back the bytes of a cold shard that the projector put away (a file of its own). The
+/// IO is the projector's; this module only asks for the bytes when a record is wanted.
+pub trait Fetch: Send + Sync {
+    fn fetch(&self) -> Result<Vec<u8>, Unreadable>;
+}
+
+/// Where the bytes of a cold shard are.
+#[derive(Clone)]
+pub enum ColdBytes {
+    /// In memory.
+    Held(Arc<[u8]>),
+    /// Put away by the projector, read back when asked for.
+    Away(Arc<dyn Fetch>),
+}
+
+impl ColdBytes {
+    /// The bytes, read back if they were put away.
+    fn read(&self) -> Result<Cow<'_, [u8]>, Unreadable> {
+        match self {
+            ColdBytes::Held(bytes) => Ok(Cow::Borrowed(bytes)),
+            ColdBytes::Away(away) => away.fetch().map(Cow::Owned),
+        }
+    }
+}
+
+impl From<Vec<u8>> for ColdBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        ColdBytes::Held(bytes.into())
+    }
+}
+
+/// A stored history shard as a start keeps it: where its bytes are and how many records they
+/// hold (see [`records_in`]).
+pub struct ColdPiece {
+    pub bytes: ColdBytes,
+    pub len: usize,
+}
+
+/// Stored history shards by key, kept encoded.
+pub type ColdStored = BTreeMap<String, ColdPiece>;
+
+/// How many records the piece `key` of a [`Sharded`] map holds: its array's header alone.
+pub fn records_in(key: &str, bytes: &[u8]) -> Result<usize, Unreadable> {
+    let len = rmp::decode::read_array_len(&mut &bytes[..])
+        .map_err(|e| Unreadable(format!("shard {key}: {e}")))?;
+    Ok(len as usize)
+}
 
 /// Why stored pieces could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,10 +431,10 @@ enum Shard<V> {
     Cold(Cold<V>),
 }
 
-/// A shard kept encoded: its bytes, how many records they hold, and the records once asked
-/// for (until [`Sharded::forget`] forgets them).
+/// A shard kept encoded: its bytes (in memory or put away), how many records they hold, and
+/// the records once asked for (until [`Sharded::forget`] forgets them).
 struct Cold<V> {
-    bytes: Box<[u8]>,
+    bytes: ColdBytes,
     len: usize,
     decoded: OnceLock<BTreeMap<Uuid, V>>,
 }
@@ -452,14 +501,15 @@ fn decode_shard<V: DeserializeOwned>(
     Ok(records.into_iter().collect())
 }
 
-/// The records of a cold shard's bytes; a shard that cannot be decoded reads as empty and
-/// names the problem in `damage`.
+/// The records of a cold shard's bytes; a shard that cannot be read back or decoded reads as
+/// empty and names the problem in `damage`.
 fn decode_or_damage<V: DeserializeOwned>(
     shard: u8,
-    bytes: &[u8],
+    bytes: &ColdBytes,
     damage: &OnceLock<String>,
 ) -> BTreeMap<Uuid, V> {
-    decode_shard(shard, bytes).unwrap_or_else(|e| {
+    let records = bytes.read().and_then(|bytes| decode_shard(shard, &bytes));
+    records.unwrap_or_else(|e| {
         let _ = damage.set(format!("history shard {shard:03}: {e}"));
         BTreeMap::new()
     })
@@ -586,10 +636,10 @@ impl<V: DeserializeOwned> Sharded<V> {
     }
 
     /// Lets a warm shard go cold, kept as `bytes` (encoded by
-    /// [`encode_shard`](Self::encode_shard) since the last [`idle`](Self::idle)). Nothing
-    /// happens when it was read or changed since then: `bytes` may be stale and it is not idle.
-    /// Returns whether it went cold.
-    pub fn freeze(&mut self, shard: u8, bytes: Vec<u8>) -> bool {
+    /// [`encode_shard`](Self::encode_shard) since the last [`idle`](Self::idle), and held or
+    /// put away). Nothing happens when it was read or changed since then: `bytes` may be stale
+    /// and it is not idle. Returns whether it went cold.
+    pub fn freeze(&mut self, shard: u8, bytes: ColdBytes) -> bool {
         let n = usize::from(shard);
         if *self.touched[n].get_mut() {
             return false;
@@ -599,7 +649,7 @@ impl<V: DeserializeOwned> Sharded<V> {
             Shard::Warm(records) if !records.is_empty() => {
                 *slot = Shard::Cold(Cold {
                     len: records.len(),
-                    bytes: bytes.into_boxed_slice(),
+                    bytes,
                     decoded: OnceLock::new(),
                 });
                 true
@@ -626,6 +676,22 @@ impl<V: DeserializeOwned> Sharded<V> {
         self.shards
             .iter()
             .filter(|s| matches!(s, Shard::Warm(r) if !r.is_empty()))
+            .count()
+    }
+
+    /// How many shards are cold with their bytes put away, not held in memory.
+    pub fn shards_away(&self) -> usize {
+        self.shards
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Shard::Cold(Cold {
+                        bytes: ColdBytes::Away(_),
+                        ..
+                    })
+                )
+            })
             .count()
     }
 }
@@ -655,7 +721,8 @@ impl<V: Serialize + DeserializeOwned> Serialize for Sharded<V> {
                     Some(records) => records,
                     None => {
                         let n = u8::try_from(n).map_err(S::Error::custom)?;
-                        decoded = decode_shard::<V>(n, &cold.bytes).map_err(S::Error::custom)?;
+                        let bytes = cold.bytes.read().map_err(S::Error::custom)?;
+                        decoded = decode_shard::<V>(n, &bytes).map_err(S::Error::custom)?;
                         &decoded
                     }
                 },
@@ -708,7 +775,10 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         };
         match &self.shards[usize::from(shard)] {
             // Its bytes are what a checkpoint wrote for it, and nothing changed it since.
-            Shard::Cold(cold) => Ok(Some(cold.bytes.to_vec())),
+            Shard::Cold(cold) => match cold.bytes.read() {
+                Ok(bytes) => Ok(Some(bytes.into_owned())),
+                Err(e) => Err(Unencodable(format!("shard {key}: {e}"))),
+            },
             Shard::Warm(_) => self.encode_shard(shard).transpose(),
         }
     }
@@ -717,24 +787,40 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         let mut stored: Stored = under(prefix, stored)
             .map(|(key, bytes)| (format!("{prefix}/{key}"), bytes.to_vec()))
             .collect();
-        Sharded::take(prefix, &mut stored)
+        Sharded::take(prefix, &mut stored, &mut ColdStored::new())
     }
 }
 
 impl<V> Sharded<V> {
-    /// Reads it back from the pieces stored under `prefix`, taking them out of `stored` (no
-    /// copy of their bytes). Every shard stays cold: only the number of its records is read
-    /// (the array's header); the records are decoded when asked for or changed.
-    pub fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+    /// Reads it back from the pieces under `prefix`, taking them out of `stored` (held in
+    /// memory, no copy of their bytes) and out of `cold` (as the projector kept them). Every
+    /// shard stays cold: only the number of its records is read (the array's header); the
+    /// records are decoded when asked for or changed.
+    pub fn take(
+        prefix: &str,
+        stored: &mut Stored,
+        cold: &mut ColdStored,
+    ) -> Result<Self, Unreadable> {
         let start = format!("{prefix}/");
         let end = format!("{prefix}0"); // '0' follows '/'
-        let keys: Vec<String> = stored
+        let held: Vec<String> = stored
+            .range(start.clone()..end.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in held {
+            if let Some(bytes) = stored.remove(&key) {
+                let len = records_in(&key, &bytes)?;
+                let bytes = ColdBytes::from(bytes);
+                cold.insert(key, ColdPiece { bytes, len });
+            }
+        }
+        let keys: Vec<String> = cold
             .range(start.clone()..end)
             .map(|(k, _)| k.clone())
             .collect();
         let mut sharded = Sharded::default();
         for key in keys {
-            let Some(bytes) = stored.remove(&key) else {
+            let Some(piece) = cold.remove(&key) else {
                 continue;
             };
             let name = &key[start.len()..];
@@ -743,11 +829,9 @@ impl<V> Sharded<V> {
                 .ok()
                 .filter(|s| format!("{s:03}") == name)
                 .ok_or_else(|| Unreadable(format!("shard {key} out of place")))?;
-            let len = rmp::decode::read_array_len(&mut &bytes[..])
-                .map_err(|e| Unreadable(format!("shard {key}: {e}")))?;
             sharded.shards[usize::from(shard)] = Shard::Cold(Cold {
-                bytes: bytes.into_boxed_slice(),
-                len: len as usize,
+                bytes: piece.bytes,
+                len: piece.len,
                 decoded: OnceLock::new(),
             });
         }
@@ -852,7 +936,7 @@ mod tests {
         }
         encoded
             .into_iter()
-            .filter(|(s, bytes)| m.freeze(*s, bytes.clone()))
+            .filter(|(s, bytes)| m.freeze(*s, bytes.clone().into()))
             .count()
     }
 
@@ -902,7 +986,7 @@ mod tests {
         }
         let bytes = back.encode_shard(2).expect("warm").expect("encode");
         back.get_mut(&ids[8]).expect("record").push('?');
-        assert!(!back.freeze(2, bytes));
+        assert!(!back.freeze(2, bytes.into()));
         assert_eq!(back.warm_shards(), 1);
 
         // Whatever is cold or warm, the map and its JSON are the same.

@@ -14,7 +14,7 @@
 use crate::storage::{Backend, StorageError};
 use crate::with_pool;
 use futures::TryStreamExt;
-use kiroku_projections::pieces::{Piece, Stored};
+use kiroku_projections::pieces::Piece;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -243,13 +243,15 @@ pub(super) async fn collect_garbage(
     Ok(stale.len())
 }
 
-/// The pieces `manifest` names, read back and checked against their SHA-256; `None` when one
-/// is missing or altered.
+/// Reads back the pieces `manifest` names, checks each against its SHA-256 and hands it to
+/// `keep` as it arrives (so that a start need not hold every piece's bytes at once). Whether
+/// every piece was found unaltered; `keep`'s error ends the reading.
 pub(super) async fn read_pieces(
     backend: &Backend,
     manifest: &Manifest,
-) -> Result<Option<Stored>, StorageError> {
-    let mut stored = Stored::new();
+    mut keep: impl FnMut(String, Vec<u8>) -> Result<(), StorageError>,
+) -> Result<bool, StorageError> {
+    let mut kept = 0;
     let mut altered = false;
     with_pool!(backend, pool => {
         let mut rows = sqlx::query(
@@ -269,14 +271,13 @@ pub(super) async fn read_pieces(
             let bytes: Vec<u8> = row.try_get(2)?;
             if digest(&bytes) != *sha {
                 altered = true;
+                continue;
             }
-            stored.insert(key, bytes);
+            kept += 1;
+            keep(key, bytes)?;
         }
     });
-    if altered || stored.len() != manifest.pieces.len() {
-        return Ok(None);
-    }
-    Ok(Some(stored))
+    Ok(!altered && kept == manifest.pieces.len())
 }
 
 /// Deletes every checkpoint and piece.

@@ -158,13 +158,13 @@ impl State {
         mut stored: Stored,
         mut cold: ColdStored,
     ) -> Result<State, Unreadable> {
-        let histories = Histories::take(HISTORIES, &mut stored, &mut cold)?;
+        let histories = Histories::take_with(HISTORIES, &mut stored, &mut cold)?;
         Ok(State {
             position,
             plans: pieces::read_whole(PLANS, &stored)?,
-            timeline: Pieces::restore(TIMELINE, &stored)?,
+            timeline: Pieces::take(TIMELINE, &mut stored)?,
             histories,
-            facts: Pieces::restore(FACTS, &stored)?,
+            facts: Pieces::take(FACTS, &mut stored)?,
         })
     }
 

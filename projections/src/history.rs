@@ -167,24 +167,23 @@ impl Pieces for Histories {
         }
     }
 
-    /// As [`Histories::take`], on a copy of the pieces (a start takes them instead).
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        Histories::take(prefix, &mut stored.clone(), &mut ColdStored::new())
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+        Histories::take_with(prefix, stored, &mut ColdStored::new())
     }
 }
 
 impl Histories {
     /// Reads them back from the pieces stored under `prefix`, taking their bytes out of
     /// `stored` and `cold` (the shards as the projector kept them): every shard stays cold
-    /// (see [`Sharded::take`]).
-    pub fn take(
+    /// (see [`Sharded::take_with`]).
+    pub fn take_with(
         prefix: &str,
         stored: &mut Stored,
         cold: &mut ColdStored,
     ) -> Result<Self, Unreadable> {
         Ok(Histories {
-            staff: Sharded::take(&format!("{prefix}.staff"), stored, cold)?,
-            sessions: Sharded::take(&format!("{prefix}.sessions"), stored, cold)?,
+            staff: Sharded::take_with(&format!("{prefix}.staff"), stored, cold)?,
+            sessions: Sharded::take_with(&format!("{prefix}.sessions"), stored, cold)?,
             erased: pieces::read_whole(&format!("{prefix}.erased"), stored)?,
         })
     }

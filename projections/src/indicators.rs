@@ -316,23 +316,23 @@ impl Pieces for Facts {
         }
     }
 
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
         type Plan = (Option<i64>, PlanFacts<ActualFact>, PlanFacts<TargetFact>);
         let (last_position, actuals, targets): Plan = pieces::read_whole(prefix, stored)?;
         let at = |name: &str| format!("{prefix}.{name}");
         let mut facts = Facts {
             last_position,
-            staff_uuids: Pieces::restore(&at("staff_uuids"), stored)?,
-            staff: Pieces::restore(&at("staff"), stored)?,
-            session_uuids: Pieces::restore(&at("session_uuids"), stored)?,
-            sessions: Pieces::restore(&at("sessions"), stored)?,
-            completions: Pieces::restore(&at("completions"), stored)?,
-            interviews: Pieces::restore(&at("interviews"), stored)?,
-            dispatches: Pieces::restore(&at("dispatches"), stored)?,
-            incidents: Pieces::restore(&at("incidents"), stored)?,
-            service_events: Pieces::restore(&at("service_events"), stored)?,
-            grade_events: Pieces::restore(&at("grade_events"), stored)?,
-            department_events: Pieces::restore(&at("department_events"), stored)?,
+            staff_uuids: Pieces::take(&at("staff_uuids"), stored)?,
+            staff: Pieces::take(&at("staff"), stored)?,
+            session_uuids: Pieces::take(&at("session_uuids"), stored)?,
+            sessions: Pieces::take(&at("sessions"), stored)?,
+            completions: Pieces::take(&at("completions"), stored)?,
+            interviews: Pieces::take(&at("interviews"), stored)?,
+            dispatches: Pieces::take(&at("dispatches"), stored)?,
+            incidents: Pieces::take(&at("incidents"), stored)?,
+            service_events: Pieces::take(&at("service_events"), stored)?,
+            grade_events: Pieces::take(&at("grade_events"), stored)?,
+            department_events: Pieces::take(&at("department_events"), stored)?,
             actuals,
             targets,
             ..Facts::default()

@@ -9,10 +9,11 @@
 //!
 //! [`Pieces::keys`] names every piece or only the marked ones and clears the marks;
 //! [`Pieces::encode`] encodes one piece by its key, so that a checkpoint can encode a large
-//! state a few pieces at a time; [`Pieces::restore`] reads them back. Marking costs nothing
-//! while folding (the marks are reached through `&mut`); taking them needs only a shared
-//! borrow, so a checkpoint works under the read lock. What is stored where (the projector's
-//! manifest, the database) is not this module's business: no IO lives here.
+//! state a few pieces at a time; [`Pieces::take`] reads them back, freeing each piece's bytes
+//! once decoded. Marking costs nothing while folding (the marks are reached through `&mut`);
+//! taking them needs only a shared borrow, so a checkpoint works under the read lock. What is
+//! stored where (the projector's manifest, the database, the files of cold shards) is not
+//! this module's business: no IO lives here.
 //!
 //! The pieces that grow with the log are MessagePack ([`pack`]): structs as arrays, UUIDs as
 //! 16 bytes. JSON spelt every field name and every UUID in hex again in every item, which made
@@ -157,8 +158,14 @@ pub trait Pieces: Sized {
     /// have.
     fn encode(&self, prefix: &str, key: &str) -> Encoded;
 
-    /// Reads it back from the pieces stored under `prefix`.
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable>;
+    /// Reads it back from the pieces stored under `prefix`, taking each out of `stored` as it
+    /// is decoded (so a start holds the bytes of what is left to decode, not of everything).
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable>;
+
+    /// As [`take`](Self::take), from a copy of `stored`.
+    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
+        Self::take(prefix, &mut stored.clone())
+    }
 
     /// Its pieces, named and encoded: every one when `all`, otherwise those changed since the
     /// last call.
@@ -175,7 +182,7 @@ pub trait Pieces: Sized {
     }
 }
 
-/// [`Pieces`] without `restore`, so that the parts of a composite read model can be listed
+/// [`Pieces`] without `take` and `restore`, so that the parts of a composite read model can be listed
 /// together as `&dyn PiecesOf`.
 pub trait PiecesOf {
     fn keys_of(&self, prefix: &str, all: bool, out: &mut Vec<String>);
@@ -204,13 +211,11 @@ pub fn part<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
     Some(rest.split('/').next().unwrap_or(rest))
 }
 
-/// The stored pieces whose key starts with `prefix/`, in key order, with the rest of the key.
-pub fn under<'a>(prefix: &str, stored: &'a Stored) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+/// The keys of the stored pieces under `prefix` (`prefix/…`), in key order.
+fn keys_under(prefix: &str, stored: &Stored) -> Vec<String> {
     let start = format!("{prefix}/");
     let end = format!("{prefix}0"); // '0' follows '/'
-    stored
-        .range(start.clone()..end)
-        .map(move |(k, v)| (&k[start.len()..], v.as_slice()))
+    stored.range(start..end).map(|(k, _)| k.clone()).collect()
 }
 
 /// Reads back a piece kept whole as JSON (one that grows with the plans, not with the log).
@@ -338,18 +343,21 @@ impl<T: Serialize + DeserializeOwned> Pieces for Segmented<T> {
         pack(&self.items[start..end]).map(Some)
     }
 
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
         let mut items = Vec::new();
-        for (n, (key, bytes)) in under(prefix, stored).enumerate() {
-            if key != format!("{n:06}") || items.len() != n * SEGMENT {
+        for (n, key) in keys_under(prefix, stored).into_iter().enumerate() {
+            let name = &key[prefix.len() + 1..];
+            if name != format!("{n:06}") || items.len() != n * SEGMENT {
                 return Err(Unreadable(format!(
-                    "segment {prefix}/{key} out of place: found as segment {n}, after {} items \
+                    "segment {key} out of place: found as segment {n}, after {} items \
                      (expected {})",
                     items.len(),
                     n * SEGMENT
                 )));
             }
-            items.extend(unpack::<Vec<T>>(bytes)?);
+            if let Some(bytes) = stored.remove(&key) {
+                items.extend(unpack::<Vec<T>>(&bytes)?);
+            }
         }
         Ok(Segmented {
             items,
@@ -384,9 +392,15 @@ where
         }
     }
 
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        let keys: BTreeSet<&str> = under(prefix, stored)
-            .filter_map(|(key, _)| key.split('/').next())
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+        let keys: BTreeSet<String> = keys_under(prefix, stored)
+            .iter()
+            .filter_map(|key| {
+                key[prefix.len() + 1..]
+                    .split('/')
+                    .next()
+                    .map(str::to_string)
+            })
             .collect();
         let mut map = BTreeMap::new();
         for key in keys {
@@ -395,7 +409,7 @@ where
                 .map_err(|_| Unreadable(format!("piece {prefix}/{key}: not a year")))?;
             let k = K::try_from(year)
                 .map_err(|_| Unreadable(format!("piece {prefix}/{key}: not a year")))?;
-            map.insert(k, Segmented::restore(&format!("{prefix}/{key}"), stored)?);
+            map.insert(k, Segmented::take(&format!("{prefix}/{key}"), stored)?);
         }
         Ok(map)
     }
@@ -783,11 +797,8 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
         }
     }
 
-    fn restore(prefix: &str, stored: &Stored) -> Result<Self, Unreadable> {
-        let mut stored: Stored = under(prefix, stored)
-            .map(|(key, bytes)| (format!("{prefix}/{key}"), bytes.to_vec()))
-            .collect();
-        Sharded::take(prefix, &mut stored, &mut ColdStored::new())
+    fn take(prefix: &str, stored: &mut Stored) -> Result<Self, Unreadable> {
+        Sharded::take_with(prefix, stored, &mut ColdStored::new())
     }
 }
 
@@ -796,18 +807,14 @@ impl<V> Sharded<V> {
     /// memory, no copy of their bytes) and out of `cold` (as the projector kept them). Every
     /// shard stays cold: only the number of its records is read (the array's header); the
     /// records are decoded when asked for or changed.
-    pub fn take(
+    pub fn take_with(
         prefix: &str,
         stored: &mut Stored,
         cold: &mut ColdStored,
     ) -> Result<Self, Unreadable> {
         let start = format!("{prefix}/");
         let end = format!("{prefix}0"); // '0' follows '/'
-        let held: Vec<String> = stored
-            .range(start.clone()..end.clone())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in held {
+        for key in keys_under(prefix, stored) {
             if let Some(bytes) = stored.remove(&key) {
                 let len = records_in(&key, &bytes)?;
                 let bytes = ColdBytes::from(bytes);

@@ -16,7 +16,7 @@
 //! `/healthz` says `degraded` and names the event, and commands are refused until a version
 //! that reads it is running. Nothing is skipped.
 
-mod cold;
+pub mod cold;
 mod store;
 
 use crate::storage::log::{read_raw_between, LogEvent, RawEvent};
@@ -267,9 +267,6 @@ pub struct Projector {
     failed_at: AtomicI64,
     /// One [`Projector::cool`] at a time.
     cooling: std::sync::Mutex<()>,
-    /// Where cold history shards are put away, made when first needed (`None`: it could not
-    /// be made, and they are held in memory).
-    spill: std::sync::OnceLock<Option<cold::Spill>>,
 }
 
 fn poisoned<T>(_: T) -> StorageError {
@@ -380,27 +377,18 @@ impl Projector {
             written: std::sync::Mutex::new((Vec::new(), 0)),
             failed_at: AtomicI64::new(0),
             cooling: std::sync::Mutex::new(()),
-            spill: std::sync::OnceLock::new(),
         }
     }
 
     /// A cold history shard's bytes, put away in a file of their own ([`cold`]); held in
-    /// memory when that cannot be done (the directory could not be made, the disk is full).
+    /// memory when that cannot be done (no place to write, the disk full, no descriptor left).
     fn keep_cold(&self, bytes: Vec<u8>) -> ColdBytes {
-        let spill = self.spill.get_or_init(|| {
-            cold::Spill::new()
-                .inspect_err(|error| {
-                    tracing::warn!(%error, "cold history shards are held in memory: no directory for them")
-                })
-                .ok()
-        });
-        match spill.as_ref().map(|spill| spill.put(&bytes)) {
-            Some(Ok(away)) => away,
-            Some(Err(error)) => {
+        match cold::put(&bytes) {
+            Ok(away) => away,
+            Err(error) => {
                 tracing::warn!(%error, "a cold history shard is held in memory: it could not be put away");
                 ColdBytes::from(bytes)
             }
-            None => ColdBytes::from(bytes),
         }
     }
 
@@ -636,7 +624,17 @@ impl Projector {
     }
 
     pub async fn checkpoint_if_due(&self) -> Result<(), StorageError> {
-        let damage = self.state.read().map_err(poisoned)?.histories.damage();
+        let (damage, in_checkpoint) = {
+            let state = self.state.read().map_err(poisoned)?;
+            (
+                state.histories.damage(),
+                state.histories.checkpoint_damaged(),
+            )
+        };
+        if let Some(lost) = damage.as_ref().filter(|_| !in_checkpoint) {
+            // A shard's copy put away could not be read back; the checkpoint is sound.
+            return self.reload(lost).await;
+        }
         if let Some(damage) = damage {
             // The checkpoint holds a shard that cannot be read back: deleted, so that the next
             // start rebuilds the read models from the log instead of loading it again.
@@ -655,6 +653,32 @@ impl Projector {
             self.checkpoint().await?;
         }
         Ok(())
+    }
+
+    /// Loads the read models again from the standing checkpoint (or, without one, from the
+    /// log) and catches up: what a restart would do, for a history shard whose copy put away
+    /// could not be read back ([`cold`]), which stopped the projector.
+    async fn reload(&self, problem: &str) -> Result<(), StorageError> {
+        {
+            let _no_folding = self.catching_up.lock().await;
+            let _one = self.checkpointing.lock().await;
+            let fresh = Projector::open(self.backend.clone()).await?;
+            let state = std::mem::take(&mut *fresh.state.write().map_err(poisoned)?);
+            let manifest = fresh.manifest.lock().map_err(poisoned)?.take();
+            *self.state.write().map_err(poisoned)? = state;
+            *self.manifest.lock().map_err(poisoned)? = manifest;
+            self.pending.lock().map_err(poisoned)?.clear();
+            self.checkpointed
+                .store(fresh.checkpointed.load(Ordering::SeqCst), Ordering::SeqCst);
+            *self.stopped.write().map_err(poisoned)? = None;
+            tracing::error!(
+                problem,
+                position = self.position(),
+                "a history shard's copy could not be read back: the read models were loaded \
+                 again from the checkpoint"
+            );
+        }
+        self.catch_up().await.map(|_| ())
     }
 
     /// The one checkpoint policy. A checkpoint writes the pieces changed since the one

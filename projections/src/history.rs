@@ -251,6 +251,12 @@ impl Histories {
         (self.staff.shards_away(), self.sessions.shards_away())
     }
 
+    /// Whether a cold shard's problem is in the checkpoint's bytes (see
+    /// [`Sharded::checkpoint_damaged`]).
+    pub fn checkpoint_damaged(&self) -> bool {
+        self.staff.checkpoint_damaged() || self.sessions.checkpoint_damaged()
+    }
+
     /// Why a cold shard could not be read, if one could not.
     pub fn damage(&self) -> Option<String> {
         self.staff

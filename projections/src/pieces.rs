@@ -424,10 +424,10 @@ const SHARDS: usize = 256;
 /// its encoded bytes (MessagePack, as a checkpoint writes it), and decoded only when someone
 /// asks for one of its records. A start keeps every shard cold (it reads the bytes and decodes
 /// nothing); folding into a cold shard warms it; a shard nobody changed or read for a while
-/// goes cold again ([`Sharded::idle`], [`Sharded::freeze`]). So the memory the histories
-/// take while serving follows what was changed or asked lately, plus the encoded bytes of the
-/// rest (about as large as the decoded records: what a cold shard saves today is a start's
-/// decoding, not memory; docs/decisions.md → Projections).
+/// goes cold again ([`Sharded::idle`], [`Sharded::freeze`]). A cold shard's bytes are held
+/// in memory or put away by the projector ([`ColdBytes`]: a file of its own), so the memory
+/// the histories take while serving follows what was changed or asked lately
+/// (docs/decisions.md → Projections).
 pub struct Sharded<V> {
     shards: Vec<Shard<V>>,
     marks: Marks<u8>,
@@ -438,6 +438,9 @@ pub struct Sharded<V> {
     /// What a cold shard's bytes could not be decoded into (a bug or a damaged checkpoint
     /// that still matched its SHA-256): the shard reads as empty and this says why.
     damage: OnceLock<String>,
+    /// What could not be read back of a cold shard's bytes put away (the projector's file):
+    /// the shard reads as empty and this says why. The checkpoint it came from is sound.
+    lost: OnceLock<String>,
 }
 
 enum Shard<V> {
@@ -461,6 +464,7 @@ impl<V> Default for Sharded<V> {
             touched: (0..SHARDS).map(|_| AtomicBool::new(false)).collect(),
             idle: (0..SHARDS).map(|_| AtomicU8::new(0)).collect(),
             damage: OnceLock::new(),
+            lost: OnceLock::new(),
         }
     }
 }
@@ -515,25 +519,40 @@ fn decode_shard<V: DeserializeOwned>(
     Ok(records.into_iter().collect())
 }
 
+/// Where a cold shard's problems are told: bytes that cannot be decoded (`damage`), bytes
+/// that cannot be read back (`lost`).
+struct Problems<'a> {
+    damage: &'a OnceLock<String>,
+    lost: &'a OnceLock<String>,
+}
+
 /// The records of a cold shard's bytes; a shard that cannot be read back or decoded reads as
-/// empty and names the problem in `damage`.
+/// empty and names the problem in `problems`.
 fn decode_or_damage<V: DeserializeOwned>(
     shard: u8,
     bytes: &ColdBytes,
-    damage: &OnceLock<String>,
+    problems: Problems<'_>,
 ) -> BTreeMap<Uuid, V> {
-    let records = bytes.read().and_then(|bytes| decode_shard(shard, &bytes));
-    records.unwrap_or_else(|e| {
-        let _ = damage.set(format!("history shard {shard:03}: {e}"));
+    let read = match bytes.read() {
+        Ok(read) => read,
+        Err(e) => {
+            let _ = problems.lost.set(format!("history shard {shard:03}: {e}"));
+            return BTreeMap::new();
+        }
+    };
+    decode_shard(shard, &read).unwrap_or_else(|e| {
+        let _ = problems
+            .damage
+            .set(format!("history shard {shard:03}: {e}"));
         BTreeMap::new()
     })
 }
 
 impl<V: DeserializeOwned> Cold<V> {
     /// Its records, decoded on first ask (see [`decode_or_damage`]).
-    fn records(&self, shard: u8, damage: &OnceLock<String>) -> &BTreeMap<Uuid, V> {
+    fn records(&self, shard: u8, problems: Problems<'_>) -> &BTreeMap<Uuid, V> {
         self.decoded
-            .get_or_init(|| decode_or_damage(shard, &self.bytes, damage))
+            .get_or_init(|| decode_or_damage(shard, &self.bytes, problems))
     }
 }
 
@@ -543,7 +562,7 @@ impl<V: DeserializeOwned> Sharded<V> {
         self.touched[usize::from(shard)].store(true, Ordering::Relaxed);
         match &self.shards[usize::from(shard)] {
             Shard::Warm(records) => records,
-            Shard::Cold(cold) => cold.records(shard, &self.damage),
+            Shard::Cold(cold) => cold.records(shard, self.problems()),
         }
     }
 
@@ -555,7 +574,14 @@ impl<V: DeserializeOwned> Sharded<V> {
         if let Shard::Cold(cold) = slot {
             let records = match cold.decoded.take() {
                 Some(records) => records,
-                None => decode_or_damage(shard, &cold.bytes, &self.damage),
+                None => decode_or_damage(
+                    shard,
+                    &cold.bytes,
+                    Problems {
+                        damage: &self.damage,
+                        lost: &self.lost,
+                    },
+                ),
             };
             *slot = Shard::Warm(records);
         }
@@ -617,7 +643,20 @@ impl<V: DeserializeOwned> Sharded<V> {
 
     /// Why a cold shard could not be read, if one could not.
     pub fn damage(&self) -> Option<&str> {
-        self.damage.get().map(String::as_str)
+        self.damage.get().or(self.lost.get()).map(String::as_str)
+    }
+
+    /// Whether that problem is in the checkpoint's bytes themselves (they cannot be decoded),
+    /// not in reading back a copy put away.
+    pub fn checkpoint_damaged(&self) -> bool {
+        self.damage.get().is_some()
+    }
+
+    fn problems(&self) -> Problems<'_> {
+        Problems {
+            damage: &self.damage,
+            lost: &self.lost,
+        }
     }
 
     /// Counts the shards read or changed since the last call, and names those untouched for
@@ -1020,6 +1059,35 @@ mod tests {
         assert_eq!(back.len(), 1);
         assert!(back.get(&Uuid::from_bytes([4; 16])).is_none());
         assert!(back.damage().is_some_and(|d| d.contains("004")));
+    }
+
+    /// Bytes put away that can no longer be read back.
+    struct Gone;
+
+    impl Fetch for Gone {
+        fn fetch(&self) -> Result<Vec<u8>, Unreadable> {
+            Err(Unreadable("the file is gone".into()))
+        }
+    }
+
+    #[test]
+    fn a_cold_shard_that_cannot_be_read_back_says_so_apart_from_damaged_bytes() {
+        let mut cold = ColdStored::new();
+        let bytes = ColdBytes::Away(Arc::new(Gone));
+        cold.insert("m/004".into(), ColdPiece { bytes, len: 1 });
+        let back = Sharded::<String>::take_with("m", &mut Stored::new(), &mut cold).expect("take");
+        assert!(back.get(&Uuid::from_bytes([4; 16])).is_none());
+        assert!(back.damage().is_some_and(|d| d.contains("gone")));
+        assert!(
+            !back.checkpoint_damaged(),
+            "the checkpoint's bytes are not in question"
+        );
+
+        let mut store = Stored::new();
+        store.insert("m/004".into(), vec![0x91, 0x01]);
+        let damaged = Sharded::<String>::restore("m", &store).expect("restore");
+        assert!(damaged.get(&Uuid::from_bytes([4; 16])).is_none());
+        assert!(damaged.checkpoint_damaged());
     }
 
     #[test]

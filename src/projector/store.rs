@@ -271,6 +271,9 @@ pub(super) async fn read_pieces(
             let bytes: Vec<u8> = row.try_get(2)?;
             if digest(&bytes) != *sha {
                 altered = true;
+            }
+            if altered {
+                // The checkpoint will be ignored: nothing more is kept of it.
                 continue;
             }
             kept += 1;

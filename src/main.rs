@@ -49,7 +49,6 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     small_pages_only();
-    kiroku::projector::cold::raise_open_files_limit();
     if matches!(cli.command, Command::Rebuild) {
         // A rebuild runs once and is measured by its peak memory: what it frees goes back at
         // once (1.09M events: 605 → 477 MB, no slower).

@@ -16,7 +16,7 @@
 //! `/healthz` says `degraded` and names the event, and commands are refused until a version
 //! that reads it is running. Nothing is skipped.
 
-pub mod cold;
+mod cold;
 mod store;
 
 use crate::storage::log::{read_raw_between, LogEvent, RawEvent};
@@ -656,28 +656,34 @@ impl Projector {
     }
 
     /// Loads the read models again from the standing checkpoint (or, without one, from the
-    /// log) and catches up: what a restart would do, for a history shard whose copy put away
-    /// could not be read back ([`cold`]), which stopped the projector.
+    /// log) for a history shard whose copy put away could not be read back ([`cold`]), which
+    /// stopped the projector: what a restart would do. The new read models are caught up to
+    /// the head before they replace the stopped ones, so nothing served steps back in time.
     async fn reload(&self, problem: &str) -> Result<(), StorageError> {
-        {
+        let fresh = Projector::open(self.backend.clone()).await?;
+        fresh.catch_up().await?;
+        let old = {
             let _no_folding = self.catching_up.lock().await;
             let _one = self.checkpointing.lock().await;
-            let fresh = Projector::open(self.backend.clone()).await?;
             let state = std::mem::take(&mut *fresh.state.write().map_err(poisoned)?);
             let manifest = fresh.manifest.lock().map_err(poisoned)?.take();
-            *self.state.write().map_err(poisoned)? = state;
+            let stopped = fresh.stopped.write().map_err(poisoned)?.take();
+            let old = std::mem::replace(&mut *self.state.write().map_err(poisoned)?, state);
             *self.manifest.lock().map_err(poisoned)? = manifest;
             self.pending.lock().map_err(poisoned)?.clear();
             self.checkpointed
                 .store(fresh.checkpointed.load(Ordering::SeqCst), Ordering::SeqCst);
-            *self.stopped.write().map_err(poisoned)? = None;
-            tracing::error!(
-                problem,
-                position = self.position(),
-                "a history shard's copy could not be read back: the read models were loaded \
-                 again from the checkpoint"
-            );
-        }
+            *self.stopped.write().map_err(poisoned)? = stopped;
+            old
+        };
+        // Freed outside the locks.
+        drop(old);
+        tracing::error!(
+            problem,
+            position = self.position(),
+            "a history shard's copy could not be read back: the read models were loaded again \
+             from the checkpoint and caught up"
+        );
         self.catch_up().await.map(|_| ())
     }
 

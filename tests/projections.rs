@@ -767,6 +767,63 @@ both_backends!(
     }
 );
 
+/// Empties every file without a name this process holds under a cold shards' place: what a
+/// failing disk would do to them.
+fn spoil_the_cold_files() -> usize {
+    let places = [
+        "/var/tmp/".to_string(),
+        format!("{}/", std::env::temp_dir().display()),
+    ];
+    let mut spoiled = 0;
+    for entry in std::fs::read_dir("/proc/self/fd").expect("fds").flatten() {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let target = target.to_string_lossy().to_string();
+        if target.ends_with("(deleted)") && places.iter().any(|p| target.starts_with(p.as_str())) {
+            let file = std::fs::OpenOptions::new().write(true).open(entry.path());
+            if file.and_then(|f| f.set_len(0)).is_ok() {
+                spoiled += 1;
+            }
+        }
+    }
+    spoiled
+}
+
+both_backends!(
+    a_history_shard_whose_file_is_lost_is_loaded_again_from_the_checkpoint,
+    |app: TestApp| async move {
+        use kiroku::projector::IDLE_SWEEPS;
+        large_log(&app, 50).await;
+        let projector = kiroku::projector::Projector::new(app.ledger.backend.clone());
+        projector.catch_up().await.expect("catch up");
+        let position = projector.checkpoint().await.expect("checkpoint");
+        let (_, fingerprint) = projector.fingerprint().expect("fingerprint");
+        for _ in 0..=IDLE_SWEEPS {
+            projector.cool().expect("cool");
+        }
+        assert_eq!(projector.warm_shards(), (0, 0));
+        assert!(spoil_the_cold_files() > 0, "no cold file to spoil");
+
+        // Reading meets a shard that cannot be read back: an error, not a partial answer.
+        let everyone = projector.read(|h| h.staff.values().count());
+        assert!(everyone.is_err(), "{everyone:?}");
+
+        // The next tick loads the read models from the checkpoint, which is sound and kept.
+        projector.checkpoint_if_due().await.expect("tick");
+        assert_eq!(projector.position(), position);
+        assert!(projector.stopped().is_none());
+        assert_eq!(projector.fingerprint().expect("fingerprint").1, fingerprint);
+        let people = projector.read(|h| h.staff.values().count()).expect("read");
+        assert!(people >= 50, "{people} people");
+        assert!(pieces(&app).await > 0, "the checkpoint is kept");
+        let next = kiroku::projector::Projector::open(app.ledger.backend.clone())
+            .await
+            .expect("open");
+        assert_eq!(next.position(), position, "the checkpoint is loaded");
+    }
+);
+
 both_backends!(
     a_checkpoint_writes_only_what_changed_and_reads_back_whole,
     |app: TestApp| async move {

@@ -774,7 +774,10 @@ impl<V: Serialize + DeserializeOwned> Serialize for Sharded<V> {
                     Some(records) => records,
                     None => {
                         let n = u8::try_from(n).map_err(S::Error::custom)?;
-                        let bytes = cold.bytes.read().map_err(S::Error::custom)?;
+                        let bytes = cold.bytes.read().map_err(|e| {
+                            let _ = self.lost.set(format!("history shard {n:03}: {e}"));
+                            S::Error::custom(e)
+                        })?;
                         decoded = decode_shard::<V>(n, &bytes).map_err(S::Error::custom)?;
                         &decoded
                     }
@@ -830,7 +833,10 @@ impl<V: Serialize + DeserializeOwned> Pieces for Sharded<V> {
             // Its bytes are what a checkpoint wrote for it, and nothing changed it since.
             Shard::Cold(cold) => match cold.bytes.read() {
                 Ok(bytes) => Ok(Some(bytes.into_owned())),
-                Err(e) => Err(Unencodable(format!("shard {key}: {e}"))),
+                Err(e) => {
+                    let _ = self.lost.set(format!("history shard {shard:03}: {e}"));
+                    Err(Unencodable(format!("shard {key}: {e}")))
+                }
             },
             Shard::Warm(_) => self.encode_shard(shard).transpose(),
         }

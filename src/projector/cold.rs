@@ -3,12 +3,16 @@
 //! the memory a served ledger takes follows the shards read or changed lately, not the whole
 //! history (decisions.md → Projections).
 //!
-//! A file is written once and read back whenever a record of its shard is wanted. Having no
-//! name, nothing else can delete or alter it (no cleaner of temporary directories, no hand),
-//! and the kernel frees it when the last holder of its handle lets go (the shard was warmed
-//! again, the projector dropped) or the process ends, however it ends: nothing is left behind.
-//! Each file held is an open descriptor (at most one per history shard: 512); the limit is
-//! raised at start ([`raise_open_files_limit`]).
+//! A file is written once and read back whenever a record of its shard is wanted, checked
+//! against the CRC-32 taken when it was written. Having no name, no other process finds it
+//! (no cleaner of temporary directories, no hand), and the kernel frees it when the last
+//! holder of its handle lets go (the shard was warmed again, the projector dropped) or the
+//! process ends, however it ends.
+//!
+//! Each file held is an open descriptor. The limit of open files is raised to its hard limit
+//! when the first file is made, and files are held for at most a quarter of the limit
+//! ([`budget`]); beyond that, and once any file could not be read back, a shard's bytes stay
+//! in memory.
 //!
 //! Not the database's own rows: another process's checkpoint may delete the rows this one
 //! loaded from, and a record is read back inside a read lock, where no query may wait.
@@ -21,21 +25,47 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Files held now, in this process.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+/// Set once a file could not be read back: the place is not to be trusted again.
+static FAILED: AtomicBool = AtomicBool::new(false);
 
 /// One shard's bytes in their file.
 struct Spilled {
     file: File,
     len: usize,
+    crc: u32,
+}
+
+impl Spilled {
+    /// The bytes, read back and checked.
+    fn read_back(&self) -> Result<Vec<u8>, String> {
+        let mut bytes = vec![0; self.len];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| format!("reading back a cold shard's file: {e}"))?;
+        if crc32fast::hash(&bytes) != self.crc {
+            return Err("a cold shard's file reads back altered".to_string());
+        }
+        Ok(bytes)
+    }
 }
 
 impl Fetch for Spilled {
     fn fetch(&self) -> Result<Vec<u8>, Unreadable> {
-        let mut bytes = vec![0; self.len];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| Unreadable(format!("reading back a cold shard's file: {e}")))?;
-        Ok(bytes)
+        self.read_back().map_err(|problem| {
+            FAILED.store(true, Ordering::Relaxed);
+            Unreadable(problem)
+        })
+    }
+}
+
+impl Drop for Spilled {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -47,8 +77,26 @@ fn places() -> Vec<PathBuf> {
     vec![first, std::env::temp_dir()]
 }
 
-/// Writes `bytes` to a file without a name; its handle reads them back.
+/// How many files may be held at once: a quarter of the limit of open files, raised first to
+/// its hard limit (at most 65,536), so that the connections keep the rest.
+fn budget() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| (raise_open_files_limit() / 4) as usize)
+}
+
+/// Writes `bytes` to a file without a name; its handle reads them back. Refused when the
+/// files held reach [`budget`] or a file could not be read back before.
 pub(super) fn put(bytes: &[u8]) -> std::io::Result<ColdBytes> {
+    if FAILED.load(Ordering::Relaxed) {
+        return Err(std::io::Error::other(
+            "a cold shard's file could not be read back earlier: kept in memory from now on",
+        ));
+    }
+    if HELD.load(Ordering::Relaxed) >= budget() {
+        return Err(std::io::Error::other(
+            "as many cold shards' files are open as the limit of open files allows",
+        ));
+    }
     put_in(&places(), bytes)
 }
 
@@ -61,10 +109,12 @@ fn put_in(places: &[PathBuf], bytes: &[u8]) -> std::io::Result<ColdBytes> {
             Ok(file)
         }) {
             Ok(file) => {
+                HELD.fetch_add(1, Ordering::Relaxed);
                 return Ok(ColdBytes::Away(Arc::new(Spilled {
                     file,
                     len: bytes.len(),
-                })))
+                    crc: crc32fast::hash(bytes),
+                })));
             }
             Err(error) => failed = Some(error),
         }
@@ -72,26 +122,29 @@ fn put_in(places: &[PathBuf], bytes: &[u8]) -> std::io::Result<ColdBytes> {
     Err(failed.unwrap_or_else(|| std::io::Error::other("no place for a cold shard's file")))
 }
 
-/// Raises this process's limit of open files to its hard limit (at most 65,536): the cold
-/// shards hold up to 512 descriptors, beside the connections. Where it cannot be raised, a
-/// shard whose file cannot be opened stays in memory.
-pub fn raise_open_files_limit() {
+/// Raises this process's limit of open files to its hard limit (at most 65,536) and returns
+/// the limit that holds then.
+fn raise_open_files_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit and setrlimit read and write the one struct passed, which lives on
-    // this stack frame for the whole call.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        let wanted = limit.rlim_max.min(65_536);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    // SAFETY: getrlimit reads into the one struct passed, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    let wanted = limit.rlim_max.min(65_536);
+    if limit.rlim_cur < wanted {
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: setrlimit reads the one struct passed, which lives on this stack frame.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return wanted;
         }
     }
+    limit.rlim_cur
 }
 
 #[cfg(test)]
@@ -120,5 +173,23 @@ mod tests {
             panic!("not put away");
         };
         assert_eq!(fetch.fetch().expect("fetch"), b"xyz");
+    }
+
+    #[test]
+    fn a_file_altered_behind_its_handle_reads_as_unreadable() {
+        let file = tempfile::tempfile().expect("file");
+        file.write_all_at(b"abd", 0).expect("write");
+        HELD.fetch_add(1, Ordering::Relaxed);
+        let spilled = Spilled {
+            file,
+            len: 3,
+            crc: crc32fast::hash(b"abc"),
+        };
+        assert!(spilled.read_back().is_err_and(|e| e.contains("altered")));
+    }
+
+    #[test]
+    fn the_limit_of_open_files_leaves_room_beside_the_files() {
+        assert!(budget() >= 1024 / 4);
     }
 }

@@ -270,11 +270,9 @@ pub(super) async fn read_pieces(
             }
             let bytes: Vec<u8> = row.try_get(2)?;
             if digest(&bytes) != *sha {
+                // The checkpoint will be ignored: nothing more is read of it.
                 altered = true;
-            }
-            if altered {
-                // The checkpoint will be ignored: nothing more is kept of it.
-                continue;
+                break;
             }
             kept += 1;
             keep(key, bytes)?;

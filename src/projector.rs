@@ -128,6 +128,25 @@ impl State {
         Ok((taken, out))
     }
 
+    /// The pieces named by `keys`, ready to be encoded after the read lock is let go: a warm
+    /// history shard is held as it stands (a fold meanwhile copies it first), every other
+    /// piece is encoded now. So a serving checkpoint's pieces are all of one position while
+    /// folds wait only for the small pieces, not for every changed shard's encoding.
+    fn prepare(&self, keys: &[String]) -> Result<Vec<(String, Prepared)>, StorageError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for (n, key) in keys.iter().enumerate() {
+            if let Some(later) = self.histories.defer(HISTORIES, key) {
+                out.push((key.clone(), Prepared::Later(later)));
+                continue;
+            }
+            let (_, mut now) = self.encode(&keys[n..=n], usize::MAX)?;
+            if let Some((key, bytes)) = now.pop() {
+                out.push((key, Prepared::Now(bytes)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Folds `events` (in position order) into every read model.
     fn fold(&mut self, events: &[Recorded]) {
         for event in events {
@@ -191,6 +210,31 @@ impl State {
         } else {
             self.timeline[after - 1].0
         }
+    }
+}
+
+/// A piece of a checkpoint: encoded, or to be encoded after the read lock ([`State::prepare`]).
+enum Prepared {
+    Now(Vec<u8>),
+    Later(pieces::Deferred),
+}
+
+/// Encodes what [`State::prepare`] deferred, off the async workers where it may.
+fn finish(prepared: Vec<(String, Prepared)>) -> Result<Vec<Piece>, StorageError> {
+    let run = || {
+        prepared
+            .into_iter()
+            .map(|(key, piece)| match piece {
+                Prepared::Now(bytes) => Ok((key, bytes)),
+                Prepared::Later(encode) => encode()
+                    .map(|bytes| (key, bytes))
+                    .map_err(|e| StorageError::Corrupt(format!("encoding the read models: {e}"))),
+            })
+            .collect()
+    };
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        _ => run(),
     }
 }
 
@@ -508,12 +552,14 @@ impl Projector {
                     pending: &self.pending,
                     recorded: false,
                 };
-                let encoded = match quiet {
+                let prepared = match quiet {
                     true => None,
-                    false => Some(state.encode(&taken.keys, usize::MAX)?.1),
+                    false => Some(state.prepare(&taken.keys)?),
                 };
-                (state.position, taken, encoded)
+                (state.position, taken, prepared)
             };
+            // The changed history shards are encoded here, after the read lock.
+            let encoded = encoded.map(finish).transpose()?;
             let expected = base.as_ref().map(|m| m.sealed.clone());
             let first = expected.is_none();
             let manifest = base.unwrap_or_default().at(position);

@@ -209,6 +209,16 @@ impl Histories {
         }
     }
 
+    /// The encoding of a warm history shard's piece, to run after the caller's lock is let go
+    /// (see [`Sharded::defer`]); `None` for any other piece.
+    pub fn defer(&self, prefix: &str, key: &str) -> Option<pieces::Deferred> {
+        match pieces::part(prefix, key) {
+            Some("staff") => self.staff.defer(&format!("{prefix}.staff"), key),
+            Some("sessions") => self.sessions.defer(&format!("{prefix}.sessions"), key),
+            _ => None,
+        }
+    }
+
     /// The bytes of a warm shard (`None` when cold).
     pub fn encode_shard(
         &self,

@@ -444,7 +444,9 @@ pub struct Sharded<V> {
 }
 
 enum Shard<V> {
-    Warm(BTreeMap<Uuid, V>),
+    /// Shared with a checkpoint encoding it after the lock (see [`Sharded::defer`]); folding
+    /// copies it first if so.
+    Warm(Arc<BTreeMap<Uuid, V>>),
     Cold(Cold<V>),
 }
 
@@ -459,7 +461,9 @@ struct Cold<V> {
 impl<V> Default for Sharded<V> {
     fn default() -> Self {
         Sharded {
-            shards: (0..SHARDS).map(|_| Shard::Warm(BTreeMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Shard::Warm(Arc::new(BTreeMap::new())))
+                .collect(),
             marks: Marks::default(),
             touched: (0..SHARDS).map(|_| AtomicBool::new(false)).collect(),
             idle: (0..SHARDS).map(|_| AtomicU8::new(0)).collect(),
@@ -476,7 +480,7 @@ impl<V: Clone> Clone for Sharded<V> {
                 .shards
                 .iter()
                 .map(|shard| match shard {
-                    Shard::Warm(records) => Shard::Warm(records.clone()),
+                    Shard::Warm(records) => Shard::Warm(Arc::new(records.as_ref().clone())),
                     Shard::Cold(cold) => Shard::Cold(Cold {
                         bytes: cold.bytes.clone(),
                         len: cold.len,
@@ -565,7 +569,9 @@ impl<V: DeserializeOwned> Sharded<V> {
             Shard::Cold(cold) => cold.records(shard, self.problems()),
         }
     }
+}
 
+impl<V: DeserializeOwned + Clone> Sharded<V> {
     /// The shard of `id`, warmed for a change, and marked.
     fn warm(&mut self, shard: u8) -> &mut BTreeMap<Uuid, V> {
         self.marks.mark(shard);
@@ -583,21 +589,13 @@ impl<V: DeserializeOwned> Sharded<V> {
                     },
                 ),
             };
-            *slot = Shard::Warm(records);
+            *slot = Shard::Warm(Arc::new(records));
         }
         match slot {
-            Shard::Warm(records) => records,
+            Shard::Warm(records) => Arc::make_mut(records),
             // Made warm just above.
             Shard::Cold(_) => unreachable!("a shard warmed above"),
         }
-    }
-
-    pub fn get(&self, id: &Uuid) -> Option<&V> {
-        self.records(shard_of(id)).get(id)
-    }
-
-    pub fn contains_key(&self, id: &Uuid) -> bool {
-        self.get(id).is_some()
     }
 
     pub fn insert(&mut self, id: Uuid, value: V) -> Option<V> {
@@ -611,6 +609,16 @@ impl<V: DeserializeOwned> Sharded<V> {
             return None;
         }
         self.warm(shard).get_mut(id)
+    }
+}
+
+impl<V: DeserializeOwned> Sharded<V> {
+    pub fn get(&self, id: &Uuid) -> Option<&V> {
+        self.records(shard_of(id)).get(id)
+    }
+
+    pub fn contains_key(&self, id: &Uuid) -> bool {
+        self.get(id).is_some()
     }
 
     /// Every record in UUID order (cold shards are decoded, and stay so until the next
@@ -749,6 +757,26 @@ impl<V: DeserializeOwned> Sharded<V> {
     }
 }
 
+/// The encoding of a piece, to be run after the lock its read model is under is let go.
+pub type Deferred = Box<dyn FnOnce() -> Result<Vec<u8>, Unencodable> + Send>;
+
+impl<V: Serialize + DeserializeOwned + Send + Sync + 'static> Sharded<V> {
+    /// The encoding of the piece `key` (under `prefix`) of a warm shard, to run after the
+    /// caller's lock is let go: it holds the shard as it is now, and a fold meanwhile copies
+    /// the shard before it changes it. `None` for a cold shard or a key it does not have
+    /// (encode those at once: a cold shard's piece is its bytes).
+    pub fn defer(&self, prefix: &str, key: &str) -> Option<Deferred> {
+        let shard = below(prefix, key).and_then(|s| s.parse::<u8>().ok())?;
+        match &self.shards[usize::from(shard)] {
+            Shard::Warm(records) => {
+                let records = Arc::clone(records);
+                Some(Box::new(move || pack(&records.iter().collect::<Vec<_>>())))
+            }
+            Shard::Cold(_) => None,
+        }
+    }
+}
+
 impl<V: Serialize + DeserializeOwned> Sharded<V> {
     /// The bytes of a warm shard, as a checkpoint would write them (`None` when cold).
     pub fn encode_shard(&self, shard: u8) -> Option<Result<Vec<u8>, Unencodable>> {
@@ -769,7 +797,7 @@ impl<V: Serialize + DeserializeOwned> Serialize for Sharded<V> {
         for (n, shard) in self.shards.iter().enumerate() {
             let decoded;
             let records = match shard {
-                Shard::Warm(records) => records,
+                Shard::Warm(records) => records.as_ref(),
                 Shard::Cold(cold) => match cold.decoded.get() {
                     Some(records) => records,
                     None => {
@@ -799,7 +827,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Sharded<V> {
             shards[usize::from(shard_of(&id))].insert(id, record);
         }
         Ok(Sharded {
-            shards: shards.into_iter().map(Shard::Warm).collect(),
+            shards: shards
+                .into_iter()
+                .map(|records| Shard::Warm(Arc::new(records)))
+                .collect(),
             ..Sharded::default()
         })
     }
@@ -1094,6 +1125,27 @@ mod tests {
         let damaged = Sharded::<String>::restore("m", &store).expect("restore");
         assert!(damaged.get(&Uuid::from_bytes([4; 16])).is_none());
         assert!(damaged.checkpoint_damaged());
+    }
+
+    #[test]
+    fn a_deferred_shard_is_encoded_as_it_stood_and_a_fold_meanwhile_copies_it() {
+        let mut m: Sharded<String> = Sharded::default();
+        let ids = ids_in_every_shard(2);
+        for id in &ids {
+            m.insert(*id, id.to_string());
+        }
+        let before = m.encode("m", "m/005").expect("encode").expect("a piece");
+        let later = m.defer("m", "m/005").expect("warm");
+        m.get_mut(&ids[10]).expect("record").push('!');
+        assert_eq!(
+            later().expect("encode"),
+            before,
+            "as it stood when deferred"
+        );
+        assert!(m.get(&ids[10]).expect("record").ends_with('!'));
+        let after = m.encode("m", "m/005").expect("encode").expect("a piece");
+        assert_ne!(after, before);
+        assert!(m.defer("m", "m/x").is_none());
     }
 
     #[test]

@@ -296,6 +296,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 principal: &principal,
                 request_id: &request_id,
                 as_of: None,
+                unconfirmed: None,
             };
             let command = AppCommand::Staff {
                 staff_id: staff_id_of(&employee_no),
@@ -400,6 +401,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 principal: &principal,
                 request_id: &request_id,
                 as_of: None,
+                unconfirmed: None,
             };
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(

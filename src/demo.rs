@@ -666,6 +666,7 @@ impl Runner<'_> {
             principal: &principal,
             request_id: &request_id,
             as_of: None,
+            unconfirmed: None,
         };
         Service::loading(self.ledger, &self.registered)
             .record(&actor, command)

@@ -5,11 +5,11 @@
 
 use crate::projector::{Projector, Stopped};
 use crate::storage::aggregates::{as_of, load_many, took_the_empty_state, CachedStore};
-use crate::storage::append::{Appender, Failure, Part};
+use crate::storage::append::{Appender, Confirm, Failure, Part};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
-use crate::storage::repository::{with_receipt, LedgerRepository};
-use crate::storage::tokens::Principal;
+use crate::storage::repository::{confirming, with_receipt, LedgerRepository};
+use crate::storage::tokens::{Principal, Remembered};
 use crate::storage::{Backend, StorageError};
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
@@ -50,6 +50,8 @@ pub struct Meta {
     pub as_of: Option<i64>,
     /// Whether the command creates its aggregate (read with `as_of`).
     pub creates: bool,
+    /// Set when the command is decided unconfirmed: what its commit must confirm.
+    pub confirm: Option<Confirm>,
 }
 
 impl Meta {
@@ -61,6 +63,7 @@ impl Meta {
             reason: None,
             as_of: None,
             creates: false,
+            confirm: None,
         }
     }
 
@@ -120,12 +123,17 @@ pub enum CommandError {
     Stopped(Stopped),
     #[error("storage failed: {0}")]
     Storage(String),
+    /// Decided unconfirmed, and the commit did not confirm it: nothing was recorded. The
+    /// caller decides it again with its token and the log's head read first.
+    #[error("the command was not confirmed at its commit")]
+    Unconfirmed,
 }
 
 impl From<StorageError> for CommandError {
     fn from(error: StorageError) -> Self {
         match error {
             StorageError::Unavailable(detail) => CommandError::Unavailable(detail),
+            StorageError::Unconfirmed => CommandError::Unconfirmed,
             other => CommandError::Storage(other.to_string()),
         }
     }
@@ -139,6 +147,8 @@ pub struct Ledger {
     pub plans: Cqrs<PlanItem>,
     pub keys: KeyStore,
     pub projector: Arc<Projector>,
+    /// The tokens this process has read, for commands decided unconfirmed.
+    pub tokens: Remembered,
     /// The one task that writes this ledger's events (group commit).
     appender: Appender,
     /// Commands on the same aggregate queue here instead of racing in the database.
@@ -180,6 +190,7 @@ impl Ledger {
             plans: framework(&backend, &appender),
             keys: KeyStore::new(backend.clone(), MasterKey::load()?),
             projector,
+            tokens: Remembered::default(),
             appender,
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             backend,
@@ -266,11 +277,27 @@ impl Ledger {
                 Failure::Conflict => CommandError::Contended,
                 Failure::Unavailable(detail) => CommandError::Unavailable(detail),
                 Failure::Storage(detail) => CommandError::Storage(detail),
+                Failure::Unconfirmed => CommandError::Unconfirmed,
             })?;
         if let Some(last) = events.last() {
             self.read_models_reach(last.position).await;
         }
         Ok(events)
+    }
+
+    /// The principal of a token this process has read before ([`Remembered`]) and the head to
+    /// decide a command at without reading either: the last event this process appended.
+    /// Only on PostgreSQL, where that read is a round trip of its own (SQLite's takes
+    /// microseconds on the calling thread), and once this process has appended.
+    pub fn unconfirmed(&self, digest: &str) -> Option<(Principal, i64)> {
+        if !matches!(self.backend, Backend::Postgres(_)) {
+            return None;
+        }
+        let head = self.appender.own_span().through;
+        if head == 0 {
+            return None;
+        }
+        Some((self.tokens.recall(digest)?, head))
     }
 
     /// Brings the read models up to `head`, the log's head a reader has just seen, so that it
@@ -323,12 +350,14 @@ impl Ledger {
         let metadata = meta.to_map();
         let started = std::time::Instant::now();
         let _turn = self.stripe(A::TYPE, id).lock().await;
-        let (result, events) = with_receipt(as_of(
+        // Boxed: the scopes around it would each hold the whole command's future on the
+        // stack (an import's, in a debug build, overflowed it).
+        let work = Box::pin(as_of(
             meta.as_of,
             meta.creates,
             self.decide_and_append(cqrs, id, command, metadata),
-        ))
-        .await;
+        ));
+        let (result, events) = with_receipt(confirming(meta.confirm.clone(), work)).await;
         crate::metrics::command(A::TYPE, started.elapsed());
         result.map(|()| events)
     }
@@ -373,12 +402,22 @@ impl Ledger {
                 Err(other) => {
                     return Err(match out_of_reach(&other) {
                         Some(detail) => CommandError::Unavailable(detail),
+                        None if unconfirmed(&other) => CommandError::Unconfirmed,
                         None => CommandError::Storage(other.to_string()),
                     })
                 }
             }
         }
     }
+}
+
+/// Whether a commit failed because it did not confirm an unconfirmed command.
+fn unconfirmed<E: std::error::Error>(error: &AggregateError<E>) -> bool {
+    matches!(
+        error,
+        AggregateError::UnexpectedError(error)
+            if matches!(error.downcast_ref::<StorageError>(), Some(StorageError::Unconfirmed))
+    )
 }
 
 /// What an aggregate's load or commit says when it failed because the database is out of

@@ -8,7 +8,9 @@
 //!   their commit;
 //! - `kiroku_events_appended_total`, `kiroku_chain_head_position`: what this process wrote,
 //!   and the head it last saw (its own appends, or the projector's reads of others');
-//! - `kiroku_projected_position`, `kiroku_projector_lag_events`, `kiroku_projector_stopped`.
+//! - `kiroku_projected_position`, `kiroku_projector_lag_events`, `kiroku_projector_stopped`;
+//! - `kiroku_commands_unconfirmed_total{outcome}`: commands of the API decided before their
+//!   token was read again, `confirmed` by their commit or `decided_again` the long way.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -49,6 +51,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 "kiroku_projector_lag_events",
                 "Positions between the chain head and the read models."
             );
+            metrics::describe_counter!(
+                "kiroku_commands_unconfirmed_total",
+                "Commands decided before their token was read again: confirmed by their commit, or decided again."
+            );
             metrics::describe_gauge!(
                 "kiroku_projector_stopped",
                 "1 when the projector stopped at an event this version cannot read."
@@ -73,6 +79,11 @@ pub fn request(method: &str, route: &str, status: u16) {
 pub fn command(aggregate: &'static str, took: Duration) {
     metrics::histogram!("kiroku_command_duration_seconds", "aggregate" => aggregate)
         .record(took.as_secs_f64());
+}
+
+/// A command decided unconfirmed: `confirmed` or `decided_again`.
+pub fn unconfirmed(outcome: &'static str) {
+    metrics::counter!("kiroku_commands_unconfirmed_total", "outcome" => outcome).increment(1);
 }
 
 /// Events appended by this process, the last at `head`.

@@ -313,6 +313,7 @@ mod one_transaction {
             principal: &principal,
             request_id: "one-transaction",
             as_of: None,
+            unconfirmed: None,
         };
         let service = Service::new(&app.ledger);
         let (decided, held) = holding_back(async {

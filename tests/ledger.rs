@@ -462,6 +462,110 @@ both_backends!(
 );
 
 both_backends!(
+    a_remembered_token_revoked_in_the_database_records_nothing,
+    |app: TestApp| async move {
+        // On PostgreSQL a command of a token this server has read before is decided before
+        // the token is read again, and its commit confirms the token: a revocation written
+        // straight into the database in between still stops it, with nothing recorded.
+        let token = app.token(Role::HrAdmin, "人事課 臨時", None).await;
+        for no in ["R001", "R002"] {
+            let body = support::staff_body(no, "総務課", 2, "2020-04-01");
+            let reply = app.post(&token, "/staff", &body).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+        }
+        let before = app.event_count().await;
+        let digest = kiroku::storage::tokens::digest(&token);
+        let revoked = app
+            .sql(&format!(
+                "UPDATE api_tokens SET revoked_at = 1 WHERE token_hash = '{digest}'"
+            ))
+            .await
+            .expect("revoke");
+        assert_eq!(revoked, 1);
+        for no in ["R003", "R004"] {
+            let body = support::staff_body(no, "総務課", 2, "2020-04-01");
+            app.post(&token, "/staff", &body)
+                .await
+                .assert_problem(401, "unauthorized");
+        }
+        assert_eq!(app.event_count().await, before, "nothing recorded");
+        // Every other token goes on as before.
+        let body = support::staff_body("R005", "総務課", 2, "2020-04-01");
+        assert_eq!(app.post(&app.hr, "/staff", &body).await.status, 201);
+    }
+);
+
+both_backends!(
+    a_command_finds_what_another_server_recorded_just_before,
+    |app: TestApp| async move {
+        // This server has read the token and appended, so on PostgreSQL its next command is
+        // decided at once on what it keeps. What another server recorded just before is still
+        // seen: a staff member registered there is found (the refusal decided on the state
+        // kept here is decided again, the long way), and a manager who retired there can no
+        // longer act here.
+        app.register("P001", "総務課", 2).await;
+        let (second, _stop) = support::second_server(&app.database_url).await;
+        let post_there = |path: &str, body: Value| {
+            let request = app
+                .client
+                .post(format!("{second}{path}"))
+                .bearer_auth(&app.hr)
+                .json(&body);
+            async move {
+                let response = request.send().await.expect("post there");
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        for round in 0..3 {
+            let no = format!("P1{round:02}");
+            let (status, body) = post_there(
+                "/staff",
+                support::staff_body(&no, "総務課", 2, "2020-04-01"),
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+            let id = body["id"].as_str().expect("id").to_string();
+            let promoted = app
+                .post(
+                    &app.hr,
+                    &format!("/staff/{id}/grade-changes"),
+                    &json!({"grade": 3, "effective_on": "2024-04-01", "reason": "promotion"}),
+                )
+                .await;
+            assert_eq!(promoted.status, 200, "round {round}: {:?}", promoted.body);
+        }
+
+        let manager_id = app.register("P200", "総務課", 4).await;
+        let manager = app.token(Role::Manager, "総務課長", Some(manager_id)).await;
+        let staff = app.register("P201", "総務課", 2).await;
+        let interview = json!({
+            "held_on": "2024-06-01",
+            "kind": "one_on_one",
+            "interviewer_id": manager_id,
+            "note": "面談"
+        });
+        let path = format!("/staff/{staff}/interviews");
+        let first = app.post(&manager, &path, &interview).await;
+        assert_eq!(first.status, 201, "{:?}", first.body);
+        let (status, body) = post_there(
+            &format!("/staff/{manager_id}/separations"),
+            json!({"effective_on": "2024-03-31", "reason": "retirement"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let before = app.event_count().await;
+        app.post(&manager, &path, &interview)
+            .await
+            .assert_problem(401, "unauthorized");
+        assert_eq!(app.event_count().await, before, "nothing recorded");
+    }
+);
+
+both_backends!(
     a_command_sees_what_another_server_wrote_to_its_aggregate,
     |app: TestApp| async move {
         // This server keeps the session as its last command left it, and trusts it without
@@ -609,6 +713,7 @@ both_backends!(
                 principal: &principal,
                 request_id: "hung-up",
                 as_of: None,
+                unconfirmed: None,
             };
             let command = Command::Session {
                 session_id: session,

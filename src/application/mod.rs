@@ -10,6 +10,7 @@
 pub mod policy;
 
 use crate::ledger::{Appended, CommandError, Ledger, Meta};
+use crate::storage::append::Confirm;
 use crate::storage::tokens::Principal;
 use crate::storage::{chain, StorageError};
 use kiroku_domain::incident::IncidentCommand;
@@ -254,6 +255,10 @@ pub struct Actor<'a> {
     /// what this process keeps of an aggregate when nothing else has appended up to it
     /// ([`crate::storage::aggregates::as_of`]).
     pub as_of: Option<i64>,
+    /// The digest of the caller's token when this request did not read it (nor the head
+    /// `as_of`) from the database: the command is decided unconfirmed, on what this process
+    /// keeps, and written only if its commit confirms both (`Ledger::unconfirmed`).
+    pub unconfirmed: Option<&'a str>,
 }
 
 /// A command ready for its aggregate: sealed and looked up.
@@ -383,6 +388,13 @@ impl<'a> Service<'a> {
         }
         let mut meta = Meta::new(actor.principal, actor.request_id);
         meta.as_of = actor.as_of;
+        meta.confirm = actor
+            .unconfirmed
+            .zip(actor.as_of)
+            .map(|(token, after)| Confirm {
+                token: token.to_string(),
+                after,
+            });
         meta.creates = command.creates();
         if let Some(reason) = command.reason() {
             meta = meta.with_reason(&reason);

@@ -168,6 +168,14 @@ impl From<CommandError> for ApiError {
                 "contended",
                 "同じ記録への同時の変更が多すぎます。何も記録されていません。もう一度お試しください",
             ),
+            // Decided again before any answer (`Commander::execute`): seen only should the
+            // second decision not be confirmed either, which it never asks.
+            CommandError::Unconfirmed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unconfirmed",
+                "記録の前提を確かめられませんでした。何も記録されていません。もう一度お試しください",
+            )
+            .retry_after(1),
             CommandError::Unavailable(error) => ApiError::unavailable(error),
             CommandError::Stopped(stopped) => ApiError::stopped(&stopped),
             CommandError::Storage(error) => ApiError::internal(error),

@@ -4,8 +4,10 @@
 use super::error::ApiError;
 use super::AppState;
 use crate::application::policy::Action;
-use crate::application::Service;
+use crate::application::{Actor, AppError, Command, Service};
+use crate::ledger::{Appended, CommandError};
 use crate::storage::tokens::{authenticate_at_head, digest, Principal};
+use crate::storage::StorageError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -159,9 +161,17 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let (principal, head) = authenticate_at_head(&state.ledger.backend, &digest(token))
+        Caller::read(state, &digest(token)).await
+    }
+}
+
+impl Caller {
+    /// The caller of the token with `digest`, read from the database with the log's head.
+    async fn read(state: &AppState, digest: &str) -> Result<Caller, ApiError> {
+        let (principal, head) = authenticate_at_head(&state.ledger.backend, digest)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        state.ledger.tokens.remember(digest, &principal);
         // Read your writes, also those made through another process: fold in whatever the
         // log gained up to its head, read with the token (usually nothing).
         state.ledger.reach_head(head).await?;
@@ -175,6 +185,104 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(Caller(principal, head))
     }
+}
+
+/// The caller of one command of the API ([`Commander::execute`]). On PostgreSQL a token this
+/// process has read before is not read again: the command is decided at once, unconfirmed,
+/// on what this process keeps (`Ledger::unconfirmed`), and its commit confirms that the token
+/// still stands and that no other process appended since. Whatever else comes of it (not
+/// confirmed, refused, not found, forbidden) is decided again the long way, with the token
+/// and the log's head read first, and that is the answer: so a caller hears only what a
+/// command decided after those reads would have told it.
+pub struct Commander {
+    caller: Caller,
+    digest: String,
+    unconfirmed: bool,
+}
+
+impl FromRequestParts<AppState> for Commander {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+        let digest = digest(token);
+        if let Some((principal, head)) = state.ledger.unconfirmed(&digest) {
+            state.ledger.reach_head(head).await?;
+            // Not in service here is read again: the token may say otherwise now.
+            if Service::new(&state.ledger).in_service(&principal)? {
+                return Ok(Commander {
+                    caller: Caller(principal, head),
+                    digest,
+                    unconfirmed: true,
+                });
+            }
+        }
+        Ok(Commander {
+            caller: Caller::read(state, &digest).await?,
+            digest,
+            unconfirmed: false,
+        })
+    }
+}
+
+impl Commander {
+    /// Runs `command` through the application layer for this caller and returns what it
+    /// appended (see [`Commander`]).
+    pub async fn execute(
+        &self,
+        state: &AppState,
+        request_id: &str,
+        command: Command,
+    ) -> Result<Appended, ApiError> {
+        let service = Service::new(&state.ledger);
+        if self.unconfirmed {
+            let actor = Actor {
+                principal: &self.caller.0,
+                request_id,
+                as_of: Some(self.caller.1),
+                unconfirmed: Some(&self.digest),
+            };
+            match service.execute(&actor, command.clone()).await {
+                Ok(appended) => {
+                    crate::metrics::unconfirmed("confirmed");
+                    return Ok(appended);
+                }
+                Err(error) if out_of_reach(&error) => return Err(error.into()),
+                Err(AppError::Command(CommandError::Unconfirmed)) => {
+                    tracing::debug!("a command was not confirmed; decided again");
+                    state.ledger.tokens.unconfirmed(&self.digest);
+                }
+                Err(_) => {}
+            }
+            crate::metrics::unconfirmed("decided_again");
+        }
+        let read;
+        let caller = if self.unconfirmed {
+            read = Caller::read(state, &self.digest).await?;
+            &read
+        } else {
+            &self.caller
+        };
+        let actor = Actor {
+            principal: &caller.0,
+            request_id,
+            as_of: Some(caller.1),
+            unconfirmed: None,
+        };
+        Ok(service.execute(&actor, command).await?)
+    }
+}
+
+/// Whether `error` says the database is out of reach (answered at once, not tried again).
+fn out_of_reach(error: &AppError) -> bool {
+    matches!(
+        error,
+        AppError::Command(CommandError::Unavailable(_))
+            | AppError::Storage(StorageError::Unavailable(_))
+    )
 }
 
 /// The id of this request, written into the metadata of every event it appends. Generated

@@ -66,6 +66,7 @@ async fn attendance(
         principal: &caller.0,
         request_id: &request_id,
         as_of: None,
+        unconfirmed: None,
     };
     Service::new(&state.ledger).require(actor.principal, Action::Administer)?;
     let encoding = encoding(&headers)?;

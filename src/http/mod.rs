@@ -208,21 +208,14 @@ pub use kiroku_projections::rfc3339_ms;
 /// Runs `command` through the application layer for `caller` and answers as [`accepted`].
 pub async fn run(
     state: &AppState,
-    caller: &extract::Caller,
+    caller: &extract::Commander,
     request_id: &str,
     command: crate::application::Command,
     status: StatusCode,
     extra: Value,
 ) -> error::ApiResult<Response> {
     let id = command.aggregate_id();
-    let actor = crate::application::Actor {
-        principal: &caller.0,
-        request_id,
-        as_of: Some(caller.1),
-    };
-    let appended = crate::application::Service::new(&state.ledger)
-        .execute(&actor, command)
-        .await?;
+    let appended = caller.execute(state, request_id, command).await?;
     Ok(accepted(status, id, &appended, extra))
 }
 

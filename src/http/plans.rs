@@ -2,7 +2,7 @@
 //! `/compliance-incidents`.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::extract::{AppJson, AppPath, Commander, RequestId};
 use super::openapi::CommandResponses;
 use super::AppState;
 use crate::application::Command;
@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Runs a command on plan item `code`; a code that cannot be one names no plan item.
 async fn run(
     state: &AppState,
-    caller: &Caller,
+    caller: &Commander,
     request_id: &str,
     code: &str,
     command: PlanCommand,
@@ -104,7 +104,7 @@ struct DefineBody {
 #[utoipa::path(post, path = "/plan-items", tag = "計画項目", request_body = DefineBody, responses(CommandResponses))]
 async fn define(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<DefineBody>,
 ) -> ApiResult<Response> {
@@ -136,7 +136,7 @@ async fn define(
 #[utoipa::path(post, path = "/plan-items/{code}/indicators", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = IndicatorBody, responses(CommandResponses))]
 async fn define_indicator(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<IndicatorBody>,
@@ -166,7 +166,7 @@ struct TargetBody {
 #[utoipa::path(post, path = "/plan-items/{code}/targets", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = TargetBody, responses(CommandResponses))]
 async fn set_target(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<TargetBody>,
@@ -210,7 +210,7 @@ struct ActualBody {
 #[utoipa::path(post, path = "/plan-items/{code}/actuals", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActualBody, responses(CommandResponses))]
 async fn report_actual(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<ActualBody>,
@@ -237,7 +237,7 @@ struct ActualCorrectionBody {
 #[utoipa::path(post, path = "/plan-items/{code}/actual-corrections", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActualCorrectionBody, responses(CommandResponses))]
 async fn correct_actual(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<ActualCorrectionBody>,
@@ -262,7 +262,7 @@ struct ActivityBody {
 #[utoipa::path(post, path = "/plan-items/{code}/activities", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ActivityBody, responses(CommandResponses))]
 async fn record_activity(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<ActivityBody>,
@@ -288,7 +288,7 @@ struct SelfEvaluationBody {
 #[utoipa::path(post, path = "/plan-items/{code}/self-evaluations", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = SelfEvaluationBody, responses(CommandResponses))]
 async fn self_evaluate(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<SelfEvaluationBody>,
@@ -313,7 +313,7 @@ struct ExternalEvaluationBody {
 #[utoipa::path(post, path = "/plan-items/{code}/external-evaluations", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = ExternalEvaluationBody, responses(CommandResponses))]
 async fn evaluate_externally(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<ExternalEvaluationBody>,
@@ -337,7 +337,7 @@ struct PublicationBody {
 #[utoipa::path(post, path = "/plan-items/{code}/publications", tag = "計画項目", params(("code" = String, Path, description = "計画項目コード")), request_body = PublicationBody, responses(CommandResponses))]
 async fn publish(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(code): AppPath<String>,
     AppJson(body): AppJson<PublicationBody>,
@@ -372,7 +372,7 @@ struct IncidentBody {
 #[utoipa::path(post, path = "/compliance-incidents", tag = "計画項目", request_body = IncidentBody, responses(CommandResponses))]
 async fn record_incident(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<IncidentBody>,
 ) -> ApiResult<Response> {
@@ -399,7 +399,7 @@ struct WithdrawalBody {
 #[utoipa::path(post, path = "/compliance-incidents/{id}/withdrawal", tag = "計画項目", params(("id" = Uuid, Path, description = "事案ID")), request_body = WithdrawalBody, responses(CommandResponses))]
 async fn withdraw_incident(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(incident_id): AppPath<Uuid>,
     AppJson(body): AppJson<WithdrawalBody>,

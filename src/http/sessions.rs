@@ -2,11 +2,11 @@
 //! revocations; and the roster of a session.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::extract::{AppJson, AppPath, Caller, Commander, RequestId};
 use super::openapi::{CommandResponses, QueryResponses};
 use super::{accepted, AppState};
 use crate::application::policy::Action;
-use crate::application::{Actor, Command, Service};
+use crate::application::{Command, Service};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -32,22 +32,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// Runs a session command; an enrolment answers with its status (enrolled or waitlisted).
 async fn run(
     state: &AppState,
-    caller: &Caller,
+    caller: &Commander,
     request_id: &str,
     session_id: Uuid,
     command: SessionCommand,
     status: StatusCode,
 ) -> ApiResult<Response> {
-    let actor = Actor {
-        principal: &caller.0,
-        request_id,
-        as_of: Some(caller.1),
-    };
     let command = Command::Session {
         session_id,
         command,
     };
-    let appended = Service::new(&state.ledger).execute(&actor, command).await?;
+    let appended = caller.execute(state, request_id, command).await?;
     let enrolment = appended
         .find("StaffEnrolled")
         .and_then(|e| e.payload.get("StaffEnrolled"))
@@ -76,7 +71,7 @@ struct ScheduleBody {
 #[utoipa::path(post, path = "/sessions", tag = "研修", request_body = ScheduleBody, responses(CommandResponses))]
 async fn schedule(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<ScheduleBody>,
 ) -> ApiResult<Response> {
@@ -110,7 +105,7 @@ struct EnrolBody {
 #[utoipa::path(post, path = "/sessions/{id}/enrolments", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID")), request_body = EnrolBody, responses(CommandResponses))]
 async fn enrol(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(session_id): AppPath<Uuid>,
     AppJson(body): AppJson<EnrolBody>,
@@ -139,7 +134,7 @@ struct ReasonBody {
 #[utoipa::path(post, path = "/sessions/{id}/enrolments/{staff_id}/cancellation", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn cancel(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,
@@ -170,7 +165,7 @@ struct CompletionBody {
 #[utoipa::path(post, path = "/sessions/{id}/completions", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID")), request_body = CompletionBody, responses(CommandResponses))]
 async fn complete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(session_id): AppPath<Uuid>,
     AppJson(body): AppJson<CompletionBody>,
@@ -202,7 +197,7 @@ struct CorrectionBody {
 #[utoipa::path(post, path = "/sessions/{id}/completions/{staff_id}/corrections", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = CorrectionBody, responses(CommandResponses))]
 async fn correct(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<CorrectionBody>,
@@ -227,7 +222,7 @@ async fn correct(
 #[utoipa::path(post, path = "/sessions/{id}/completions/{staff_id}/revocation", tag = "研修", params(("id" = Uuid, Path, description = "研修回ID"), ("staff_id" = Uuid, Path, description = "職員ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn revoke(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((session_id, staff_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,

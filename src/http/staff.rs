@@ -2,7 +2,7 @@
 //! and disputes; and the staff history with confidential text shown only to those allowed.
 
 use super::error::{ApiError, ApiResult};
-use super::extract::{AppJson, AppPath, Caller, RequestId};
+use super::extract::{AppJson, AppPath, Caller, Commander, RequestId};
 use super::openapi::{CommandResponses, QueryResponses};
 use super::{rfc3339_ms, run, AppState};
 use crate::application::policy::Action;
@@ -64,7 +64,7 @@ struct RegisterBody {
 #[tracing::instrument(skip_all)]
 async fn register(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<Response> {
@@ -104,7 +104,7 @@ struct GradeBody {
 #[utoipa::path(post, path = "/staff/{id}/grade-changes", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = GradeBody, responses(CommandResponses))]
 async fn change_grade(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<GradeBody>,
@@ -138,7 +138,7 @@ struct TransferBody {
 #[utoipa::path(post, path = "/staff/{id}/transfers", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = TransferBody, responses(CommandResponses))]
 async fn transfer(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<TransferBody>,
@@ -171,7 +171,7 @@ struct SeparationBody {
 #[utoipa::path(post, path = "/staff/{id}/separations", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = SeparationBody, responses(CommandResponses))]
 async fn separate(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<SeparationBody>,
@@ -203,7 +203,7 @@ struct ErasureBody {
 #[utoipa::path(post, path = "/staff/{id}/erasure", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = ErasureBody, responses(CommandResponses))]
 async fn erase(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<ErasureBody>,
@@ -236,7 +236,7 @@ struct RehireBody {
 #[utoipa::path(post, path = "/staff/{id}/rehires", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = RehireBody, responses(CommandResponses))]
 async fn rehire(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<RehireBody>,
@@ -272,7 +272,7 @@ struct InterviewBody {
 #[utoipa::path(post, path = "/staff/{id}/interviews", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = InterviewBody, responses(CommandResponses))]
 async fn record_interview(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<InterviewBody>,
@@ -310,7 +310,7 @@ struct InterviewCorrectionBody {
 #[utoipa::path(post, path = "/staff/{id}/interviews/{iid}/corrections", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("iid" = Uuid, Path, description = "面談ID")), request_body = InterviewCorrectionBody, responses(CommandResponses))]
 async fn correct_interview(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((staff_id, interview_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<InterviewCorrectionBody>,
@@ -343,7 +343,7 @@ struct ReasonBody {
 #[utoipa::path(post, path = "/staff/{id}/interviews/{iid}/withdrawals", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("iid" = Uuid, Path, description = "面談ID")), request_body = ReasonBody, responses(CommandResponses))]
 async fn withdraw_interview(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((staff_id, interview_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ReasonBody>,
@@ -379,7 +379,7 @@ struct EvaluationBody {
 #[utoipa::path(post, path = "/staff/{id}/evaluations", tag = "職員", params(("id" = Uuid, Path, description = "職員ID")), request_body = EvaluationBody, responses(CommandResponses))]
 async fn record_evaluation(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath(staff_id): AppPath<Uuid>,
     AppJson(body): AppJson<EvaluationBody>,
@@ -419,7 +419,7 @@ struct EvaluationCorrectionBody {
 #[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/corrections", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = EvaluationCorrectionBody, responses(CommandResponses))]
 async fn correct_evaluation(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<EvaluationCorrectionBody>,
@@ -453,7 +453,7 @@ struct DisputeBody {
 #[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/disputes", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = DisputeBody, responses(CommandResponses))]
 async fn dispute_evaluation(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<DisputeBody>,
@@ -484,7 +484,7 @@ struct ResolutionBody {
 #[utoipa::path(post, path = "/staff/{id}/evaluations/{eid}/dispute-resolutions", tag = "職員", params(("id" = Uuid, Path, description = "職員ID"), ("eid" = Uuid, Path, description = "人事評価ID")), request_body = ResolutionBody, responses(CommandResponses))]
 async fn resolve_dispute(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Commander,
     RequestId(request_id): RequestId,
     AppPath((staff_id, evaluation_id)): AppPath<(Uuid, Uuid)>,
     AppJson(body): AppJson<ResolutionBody>,

@@ -20,6 +20,13 @@
 //! command's refusal never refuses its neighbours. When the database is out of reach, every
 //! command of the batch gets that answer, and so do the commands queued while the batch
 //! waited for it.
+//!
+//! A command may also come unconfirmed ([`Confirm`]): decided on what this process keeps,
+//! with a token it did not read for this request. Its batch then asks the database, in the
+//! statement that appends it (PostgreSQL's `append_sealed`, migration 0013), that no other
+//! process has appended since and that the token still stands; if not, nothing of the batch
+//! is written and those commands hear [`Failure::Unconfirmed`], the others are written
+//! without them.
 
 use super::chain::{self, link};
 use super::copy::{self, has_float};
@@ -69,19 +76,39 @@ pub enum Failure {
     Unavailable(String),
     #[error("{0}")]
     Storage(String),
+    /// The command's [`Confirm`] did not hold: another process appended since what it was
+    /// decided on, or its token was revoked. Nothing was written; decide it again the long way.
+    #[error("the command was decided on a state or a token the database did not confirm")]
+    Unconfirmed,
 }
+
+/// What an unconfirmed command asks of the commit that appends it: that no other process has
+/// appended since `after` (the log's head it was decided at, the last event this appender had
+/// written then), and that the token whose SHA-256 is `token` is still known and not revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub token: String,
+    pub after: i64,
+}
+
+/// SQLSTATEs of `append_sealed` (migration 0013) when a batch's [`Confirm`]s do not hold.
+const UNCONFIRMED: [&str; 2] = ["KR001", "KR002"];
 
 impl From<sqlx::Error> for Failure {
     fn from(error: sqlx::Error) -> Self {
-        let unique = error
-            .as_database_error()
-            .and_then(|e| e.code())
-            .is_some_and(|code| {
-                code == "23505"
-                    || code
-                        .parse::<i32>()
-                        .is_ok_and(|code| SQLITE_UNIQUE.contains(&code))
-            });
+        let code = error.as_database_error().and_then(|e| e.code());
+        if code
+            .as_deref()
+            .is_some_and(|code| UNCONFIRMED.contains(&code))
+        {
+            return Failure::Unconfirmed;
+        }
+        let unique = code.is_some_and(|code| {
+            code == "23505"
+                || code
+                    .parse::<i32>()
+                    .is_ok_and(|code| SQLITE_UNIQUE.contains(&code))
+        });
         if unique {
             Failure::Conflict
         } else {
@@ -110,6 +137,7 @@ pub struct Part {
 /// ([`Appender::append_all`]).
 struct Job {
     parts: Vec<Part>,
+    confirm: Option<Confirm>,
     reply: oneshot::Sender<Result<Vec<LogEvent>, Failure>>,
 }
 
@@ -241,12 +269,26 @@ impl Appender {
     /// Appends the events of several commands, on any aggregates, in one transaction: all of
     /// them or, on any failure (another writer reached one of the aggregates first), none.
     pub async fn append_all(&self, parts: Vec<Part>) -> Result<Vec<LogEvent>, Failure> {
+        self.append_confirmed(parts, None).await
+    }
+
+    /// [`append_all`](Self::append_all) for a command decided unconfirmed: written only if
+    /// `confirm` holds at the commit, otherwise [`Failure::Unconfirmed`] and nothing written.
+    pub async fn append_confirmed(
+        &self,
+        parts: Vec<Part>,
+        confirm: Option<Confirm>,
+    ) -> Result<Vec<LogEvent>, Failure> {
         let parts: Vec<Part> = parts.into_iter().filter(|p| !p.events.is_empty()).collect();
         if parts.is_empty() {
             return Ok(Vec::new());
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job { parts, reply };
+        let job = Job {
+            parts,
+            confirm,
+            reply,
+        };
         let stopped = || Failure::Storage("the appender has stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -282,13 +324,15 @@ impl Store {
     }
 
     /// Writes `batch` in one transaction (see [`write`]) and hands it back with the outcome.
+    /// `asks`: what the commit must confirm ([`confirmable`]); only PostgreSQL is asked.
     async fn write(
         &mut self,
         mut batch: Vec<Job>,
+        asks: Option<&Asks>,
     ) -> (Vec<Job>, Result<(i64, Vec<LogEvent>), Failure>) {
         match self {
             Store::Pool { backend, head } => {
-                let result = write(backend, &mut batch, head.take()).await;
+                let result = write(backend, &mut batch, head.take(), asks).await;
                 if let Ok((_, events)) = &result {
                     *head = events
                         .last()
@@ -296,6 +340,7 @@ impl Store {
                 }
                 (batch, result)
             }
+            Store::Direct(_) if asks.is_some() => (batch, Err(Failure::Unconfirmed)),
             Store::Direct(writer) => {
                 writer
                     .transaction(batch, |tx, batch: &mut Vec<Job>| write_direct(tx, batch))
@@ -325,7 +370,11 @@ async fn run(
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let started = std::time::Instant::now();
         let _writing = batches.start();
-        let (batch, written) = store.write(std::mem::take(&mut jobs)).await;
+        let (batch, asks) = confirmable(std::mem::take(&mut jobs), &store, span(&own));
+        if batch.is_empty() {
+            continue;
+        }
+        let (batch, written) = store.write(batch, asks.as_ref()).await;
         match written {
             Ok((previous, events)) => {
                 let written = started.elapsed();
@@ -348,15 +397,24 @@ async fn run(
                     refuse_queued(&mut queue, &failure);
                 }
             }
-            Err(_) => {
+            Err(failure) => {
                 let mut out_of_reach: Option<Failure> = None;
                 for job in batch {
                     if let Some(failure) = &out_of_reach {
                         refuse([job], failure);
                         continue;
                     }
+                    // Confirms did not hold for the batch: they do not for its parts.
+                    if matches!(failure, Failure::Unconfirmed) && job.confirm.is_some() {
+                        refuse([job], &Failure::Unconfirmed);
+                        continue;
+                    }
+                    let (single, asks) = confirmable(vec![job], &store, span(&own));
+                    if single.is_empty() {
+                        continue;
+                    }
                     let started = std::time::Instant::now();
-                    let (single, written) = store.write(vec![job]).await;
+                    let (single, written) = store.write(single, asks.as_ref()).await;
                     match written {
                         Ok((previous, events)) => settle(single, previous, events),
                         Err(failure) => {
@@ -373,6 +431,58 @@ async fn run(
             }
         }
     }
+}
+
+/// What a batch's commit must confirm for its unconfirmed commands (migration 0013): the
+/// chain's head before the batch is `before`, the last event this appender wrote, and the
+/// tokens (each once) still stand.
+#[derive(Debug)]
+struct Asks {
+    before: i64,
+    tokens: Vec<String>,
+}
+
+/// This appender's span as of its last commit.
+fn span(own: &Mutex<OwnSpan>) -> OwnSpan {
+    own.lock().map_or(OwnSpan::default(), |own| *own)
+}
+
+/// Answers at once the unconfirmed commands of `batch` that no commit could confirm, and
+/// returns the others with what their commit must confirm (`None` when none is unconfirmed).
+/// A command's state was this process's at `after`; it can be confirmed only while every
+/// event since is this appender's (`own` reaches back to `after`) and on PostgreSQL, whose
+/// appending statement confirms (SQLite's commands read their token on the calling thread
+/// and never come unconfirmed).
+fn confirmable(batch: Vec<Job>, store: &Store, own: OwnSpan) -> (Vec<Job>, Option<Asks>) {
+    let postgres = matches!(
+        store,
+        Store::Pool {
+            backend: Backend::Postgres(_),
+            ..
+        }
+    );
+    let mut tokens = Vec::new();
+    let mut kept = Vec::with_capacity(batch.len());
+    for job in batch {
+        match &job.confirm {
+            None => kept.push(job),
+            Some(confirm) if postgres && own.covers(confirm.after, own.through) => {
+                tokens.push(confirm.token.clone());
+                kept.push(job);
+            }
+            Some(_) => refuse([job], &Failure::Unconfirmed),
+        }
+    }
+    if tokens.is_empty() {
+        return (kept, None);
+    }
+    tokens.sort_unstable();
+    tokens.dedup();
+    let asks = Asks {
+        before: own.through,
+        tokens,
+    };
+    (kept, Some(asks))
 }
 
 /// Answers each of `jobs` with `failure`.
@@ -454,6 +564,7 @@ async fn write(
     backend: &Backend,
     batch: &mut [Job],
     known: Option<(i64, String)>,
+    asks: Option<&Asks>,
 ) -> Result<(i64, Vec<LogEvent>), Failure> {
     let returning = match backend {
         Backend::Sqlite(_) => {
@@ -466,7 +577,7 @@ async fn write(
         }
     };
     if let Backend::Postgres(pool) = backend {
-        if let Some(sealed) = write_sealed(pool, batch).await? {
+        if let Some(sealed) = write_sealed(pool, batch, asks).await? {
             return Ok(sealed);
         }
     }
@@ -602,6 +713,15 @@ async fn write(
                 }
             }
         };
+        if let Some(asks) = asks {
+            // Under the same lock as the head: see migration 0013, which asks the same.
+            if previous_position != asks.before {
+                return Err(Failure::Unconfirmed);
+            }
+            if !tx.tokens_stand(&asks.tokens).await? {
+                return Err(Failure::Unconfirmed);
+            }
+        }
         if let Some(written) = &bulk {
             tx.copy_links(&mut appended, written, &previous).await?;
         } else {
@@ -663,6 +783,7 @@ async fn write(
 async fn write_sealed(
     pool: &sqlx::PgPool,
     batch: &mut [Job],
+    asks: Option<&Asks>,
 ) -> Result<Option<(i64, Vec<LogEvent>)>, Failure> {
     let snapshot_due = batch
         .iter()
@@ -691,7 +812,7 @@ async fn write_sealed(
     }
     let mut sealed = sqlx::query(
         "SELECT ordinal, event_position, event_recorded_at, event_hash, chain_before \
-         FROM append_sealed($1, $2, $3, $4, $5, $6, $7, $8)",
+         FROM append_sealed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&columns.types)
     .bind(&columns.ids)
@@ -701,6 +822,8 @@ async fn write_sealed(
     .bind(&columns.payloads)
     .bind(&columns.metadata)
     .bind(&columns.tails)
+    .bind(asks.map(|asks| asks.before))
+    .bind(asks.map_or(&[][..], |asks| asks.tokens.as_slice()))
     .fetch_all(pool)
     .await?
     .iter()
@@ -845,6 +968,8 @@ trait Bulk {
     /// The snapshots due, written together; `false` when left to [`write`]'s statement per
     /// snapshot.
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure>;
+    /// Whether every token of `tokens` (SHA-256 digests, each once) is known and not revoked.
+    async fn tokens_stand(&mut self, tokens: &[String]) -> Result<bool, Failure>;
 }
 
 impl Bulk for sqlx::SqliteConnection {
@@ -865,6 +990,11 @@ impl Bulk for sqlx::SqliteConnection {
     }
 
     async fn write_snapshots(&mut self, _: &[Due<'_>]) -> Result<bool, Failure> {
+        Ok(false)
+    }
+
+    /// Never asked: SQLite's commands are never unconfirmed ([`confirmable`]).
+    async fn tokens_stand(&mut self, _: &[String]) -> Result<bool, Failure> {
         Ok(false)
     }
 }
@@ -891,6 +1021,16 @@ impl Bulk for sqlx::PgConnection {
 
     async fn write_snapshots(&mut self, due: &[Due<'_>]) -> Result<bool, Failure> {
         copy::write_snapshots(self, due).await
+    }
+
+    async fn tokens_stand(&mut self, tokens: &[String]) -> Result<bool, Failure> {
+        let standing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM api_tokens WHERE token_hash = ANY ($1) AND revoked_at IS NULL",
+        )
+        .bind(tokens)
+        .fetch_one(self)
+        .await?;
+        Ok(standing == tokens.len() as i64)
     }
 }
 

@@ -63,6 +63,10 @@ pub enum StorageError {
     /// A write the database refused, passed on from the appender task.
     #[error("appending failed: {0}")]
     Append(String),
+    /// An unconfirmed command's commit did not confirm it ([`append::Confirm`]): nothing was
+    /// written, and the command is decided again the long way.
+    #[error("the command was not confirmed at its commit")]
+    Unconfirmed,
 }
 
 impl From<sqlx::Error> for StorageError {

@@ -6,7 +6,7 @@
 //! cqrs-es does not return what it persisted; the events of a command, as the log holds them,
 //! are handed to its caller through [`with_receipt`].
 
-use super::append::{Appender, Failure, Part};
+use super::append::{Appender, Confirm, Failure, Part};
 use super::log::LogEvent;
 use super::{direct, Backend, StorageError};
 use cqrs_es::persist::{
@@ -43,6 +43,21 @@ tokio::task_local! {
 tokio::task_local! {
     /// The commits held back by the current [`holding_back`] scope.
     static HELD: RefCell<Vec<Part>>;
+}
+
+tokio::task_local! {
+    /// What the commits of the current [`confirming`] scope ask of the database.
+    static CONFIRMING: Confirm;
+}
+
+/// Runs `work`, a command decided unconfirmed, so that its commit is written only if
+/// `confirm` holds ([`Appender::append_confirmed`]); otherwise it fails with
+/// [`StorageError::Unconfirmed`]. Without `confirm`, `work` runs as it is.
+pub async fn confirming<F: Future>(confirm: Option<Confirm>, work: F) -> F::Output {
+    match confirm {
+        Some(confirm) => CONFIRMING.scope(confirm, work).await,
+        None => work.await,
+    }
 }
 
 /// Runs `work` with every commit its commands make held back instead of written, and returns
@@ -110,11 +125,18 @@ impl LedgerRepository {
             events,
             snapshot: snapshot_update,
         };
+        let confirm = CONFIRMING.try_with(Confirm::clone).ok();
         if is_holding_back() {
+            if confirm.is_some() {
+                // A unit's commits are written by its caller, who confirms nothing.
+                return Err(PersistenceError::UnknownError(Box::new(
+                    StorageError::Unconfirmed,
+                )));
+            }
             HELD.with(|held| held.borrow_mut().push(part));
             return Ok(());
         }
-        let appended = self.appender.append_all(vec![part]).await;
+        let appended = self.appender.append_confirmed(vec![part], confirm).await;
         match appended {
             Ok(appended) => {
                 let _ = RECEIPT.try_with(|receipt| receipt.borrow_mut().extend(appended));
@@ -126,6 +148,9 @@ impl LedgerRepository {
             ))),
             Err(Failure::Storage(detail)) => Err(PersistenceError::UnknownError(Box::new(
                 StorageError::Append(detail),
+            ))),
+            Err(Failure::Unconfirmed) => Err(PersistenceError::UnknownError(Box::new(
+                StorageError::Unconfirmed,
             ))),
         }
     }

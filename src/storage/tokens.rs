@@ -161,3 +161,79 @@ pub async fn authenticate_at_head(
     };
     Ok(Some((principal, head)))
 }
+
+/// Most tokens [`Remembered`] keeps; past it, it starts again empty.
+const MOST_REMEMBERED: usize = 1024;
+/// How long [`Remembered`] recalls nothing after a command it let through was not confirmed:
+/// another process is appending (or a token was revoked), and deciding the next commands
+/// unconfirmed would only decide them twice.
+const PAUSE_AFTER_UNCONFIRMED: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The principals of the tokens this process has read from the database, by digest: what a
+/// command of the API may be decided with before its token is read again. Such a command is
+/// unconfirmed: its commit asks the database that the token still stands and that no other
+/// process appended since the state it was decided on (`append::Confirm`); if not, nothing is
+/// written and it is decided again the long way. Only a commit confirms: anything else is read
+/// with the token, as before.
+#[derive(Debug, Default)]
+pub struct Remembered {
+    known: std::sync::Mutex<std::collections::HashMap<String, Principal>>,
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Remembered {
+    /// The principal of the token with `digest`, if it was read before and recalling is not
+    /// paused.
+    pub fn recall(&self, digest: &str) -> Option<Principal> {
+        let paused = self.paused_until.lock().map_or(true, |until| {
+            until.is_some_and(|t| std::time::Instant::now() < t)
+        });
+        if paused {
+            return None;
+        }
+        self.known.lock().ok()?.get(digest).cloned()
+    }
+
+    /// Keeps what the token with `digest` was just read to stand for.
+    pub fn remember(&self, digest: &str, principal: &Principal) {
+        if let Ok(mut known) = self.known.lock() {
+            if known.len() >= MOST_REMEMBERED && !known.contains_key(digest) {
+                known.clear();
+            }
+            known.insert(digest.to_string(), principal.clone());
+        }
+    }
+
+    /// A command of the token with `digest` was not confirmed: forgets the token, and recalls
+    /// nothing for a while.
+    pub fn unconfirmed(&self, digest: &str) {
+        if let Ok(mut known) = self.known.lock() {
+            known.remove(digest);
+        }
+        if let Ok(mut until) = self.paused_until.lock() {
+            *until = Some(std::time::Instant::now() + PAUSE_AFTER_UNCONFIRMED);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_token_is_recalled_until_a_command_of_it_is_not_confirmed() {
+        let remembered = Remembered::default();
+        let principal = Principal {
+            name: "人事課".into(),
+            role: Role::HrAdmin,
+            staff_id: None,
+        };
+        assert_eq!(remembered.recall("a"), None);
+        remembered.remember("a", &principal);
+        remembered.remember("b", &principal);
+        assert_eq!(remembered.recall("a"), Some(principal.clone()));
+        remembered.unconfirmed("a");
+        assert_eq!(remembered.recall("a"), None, "forgotten");
+        assert_eq!(remembered.recall("b"), None, "paused for every token");
+    }
+}

@@ -326,6 +326,7 @@ async fn commit(
                 request_id: &request_id,
                 // The import runs on after the request; it always asks the database.
                 as_of: None,
+                unconfirmed: None,
             };
             let uploads = state.uploads.clone();
             let progress = |done: usize, total: usize| {

@@ -325,6 +325,7 @@ async fn run(
         principal: &viewer.principal,
         request_id: &request_id,
         as_of: Some(viewer.head),
+        unconfirmed: None,
     };
     let command = Command::Plan {
         code,

@@ -192,6 +192,7 @@ async fn schedule(
                 principal: &viewer.principal,
                 request_id: &request_id,
                 as_of: Some(viewer.head),
+                unconfirmed: None,
             };
             let command = Command::Session {
                 session_id,
@@ -484,6 +485,7 @@ async fn run(
         principal: &viewer.principal,
         request_id: &request_id,
         as_of: Some(viewer.head),
+        unconfirmed: None,
     };
     let command = Command::Session {
         session_id,

@@ -243,6 +243,7 @@ async fn execute(state: &AppState, viewer: &Viewer, command: Command) -> Result<
         principal: &viewer.principal,
         request_id: &request_id,
         as_of: Some(viewer.head),
+        unconfirmed: None,
     };
     Service::new(&state.ledger).execute(&actor, command).await?;
     Ok(())

@@ -289,15 +289,23 @@ impl Ledger {
     /// decide a command at without reading either: the last event this process appended.
     /// Only on PostgreSQL, where that read is a round trip of its own (SQLite's takes
     /// microseconds on the calling thread), and once this process has appended.
-    pub fn unconfirmed(&self, digest: &str) -> Option<(Principal, i64)> {
+    ///
+    /// A batch this process is writing may be committed already, and seen by others through
+    /// another process: it is waited for first ([`SETTLING`] at most, as a reader of the head
+    /// waits), so that the head is past every commit of this process made before the call.
+    pub async fn remembered_caller(&self, digest: &str) -> Option<(Principal, i64)> {
         if !matches!(self.backend, Backend::Postgres(_)) {
+            return None;
+        }
+        let principal = self.tokens.recall(digest)?;
+        if !self.appender.settled(SETTLING).await {
             return None;
         }
         let head = self.appender.own_span().through;
         if head == 0 {
             return None;
         }
-        Some((self.tokens.recall(digest)?, head))
+        Some((principal, head))
     }
 
     /// Brings the read models up to `head`, the log's head a reader has just seen, so that it
@@ -402,7 +410,7 @@ impl Ledger {
                 Err(other) => {
                     return Err(match out_of_reach(&other) {
                         Some(detail) => CommandError::Unavailable(detail),
-                        None if unconfirmed(&other) => CommandError::Unconfirmed,
+                        None if is_unconfirmed(&other) => CommandError::Unconfirmed,
                         None => CommandError::Storage(other.to_string()),
                     })
                 }
@@ -412,7 +420,7 @@ impl Ledger {
 }
 
 /// Whether a commit failed because it did not confirm an unconfirmed command.
-fn unconfirmed<E: std::error::Error>(error: &AggregateError<E>) -> bool {
+fn is_unconfirmed<E: std::error::Error>(error: &AggregateError<E>) -> bool {
     matches!(
         error,
         AggregateError::UnexpectedError(error)

@@ -14,7 +14,9 @@
 -- Either refusal rolls the statement back: nothing of the batch is written, and the
 -- application decides those commands again the long way (the token and the head read
 -- first). NULL and an empty array ask nothing: the function appends as 0012's did.
-DROP FUNCTION append_sealed(text[], text[], bigint[], text[], text[], text[], text[], text[]);
+--
+-- 0012's function of eight arguments stays beside this one: a process of the version before
+-- still running on the same database (a restart one server at a time) calls it.
 
 CREATE FUNCTION append_sealed(
     types text[], ids text[], sequences bigint[], event_types text[], versions text[],

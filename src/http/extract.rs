@@ -7,7 +7,6 @@ use crate::application::policy::Action;
 use crate::application::{Actor, AppError, Command, Service};
 use crate::ledger::{Appended, CommandError};
 use crate::storage::tokens::{authenticate_at_head, digest, Principal};
-use crate::storage::StorageError;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
@@ -209,7 +208,7 @@ impl FromRequestParts<AppState> for Commander {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
         let digest = digest(token);
-        if let Some((principal, head)) = state.ledger.unconfirmed(&digest) {
+        if let Some((principal, head)) = state.ledger.remembered_caller(&digest).await {
             state.ledger.reach_head(head).await?;
             // Not in service here is read again: the token may say otherwise now.
             if Service::new(&state.ledger).in_service(&principal)? {
@@ -246,16 +245,20 @@ impl Commander {
                 unconfirmed: Some(&self.digest),
             };
             match service.execute(&actor, command.clone()).await {
-                Ok(appended) => {
+                // A command that appended nothing had no commit to confirm it.
+                Ok(appended) if !appended.events.is_empty() => {
                     crate::metrics::unconfirmed("confirmed");
                     return Ok(appended);
                 }
-                Err(error) if out_of_reach(&error) => return Err(error.into()),
+                Ok(_) => {}
                 Err(AppError::Command(CommandError::Unconfirmed)) => {
                     tracing::debug!("a command was not confirmed; decided again");
-                    state.ledger.tokens.unconfirmed(&self.digest);
+                    state.ledger.tokens.forget_and_pause(&self.digest);
                 }
-                Err(_) => {}
+                Err(error) if decided_on_the_state(&error) => {}
+                // Anything else (the database out of reach, a failure that may come after
+                // the commit) is answered as it is: deciding again could record it twice.
+                Err(error) => return Err(error.into()),
             }
             crate::metrics::unconfirmed("decided_again");
         }
@@ -276,12 +279,14 @@ impl Commander {
     }
 }
 
-/// Whether `error` says the database is out of reach (answered at once, not tried again).
-fn out_of_reach(error: &AppError) -> bool {
+/// Whether `error` is an answer decided on the state, before anything was written: what an
+/// unconfirmed command decides again the long way, on the state a fresh read gives.
+fn decided_on_the_state(error: &AppError) -> bool {
     matches!(
         error,
-        AppError::Command(CommandError::Unavailable(_))
-            | AppError::Storage(StorageError::Unavailable(_))
+        AppError::Forbidden
+            | AppError::NotFound { .. }
+            | AppError::Command(CommandError::Refused { .. } | CommandError::Contended)
     )
 }
 

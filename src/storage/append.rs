@@ -234,15 +234,22 @@ impl Appender {
     /// just after another one's commit reached the database, and before that commit was handed
     /// to the projector, would otherwise read the same events from the log itself: on
     /// PostgreSQL with 8 clients, about one command in three did.
-    pub async fn settled(&self, wait: std::time::Duration) {
+    ///
+    /// Returns whether every batch begun before the call is finished: `false` only when the
+    /// wait ran out first.
+    pub async fn settled(&self, wait: std::time::Duration) -> bool {
         let mut finished = self.batches.finished.subscribe();
         if self
             .batches
             .writing
             .load(std::sync::atomic::Ordering::SeqCst)
         {
-            let _ = tokio::time::timeout(wait, finished.changed()).await;
+            return matches!(
+                tokio::time::timeout(wait, finished.changed()).await,
+                Ok(Ok(()))
+            );
         }
+        true
     }
 
     /// The span of the log this appender alone has written, as of its last commit.
@@ -367,7 +374,10 @@ async fn run(
     };
     let mut store = Store::of(backend);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+    loop {
+        if jobs.is_empty() && queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            break;
+        }
         let started = std::time::Instant::now();
         let _writing = batches.start();
         let (batch, asks) = confirmable(std::mem::take(&mut jobs), &store, span(&own));
@@ -397,16 +407,24 @@ async fn run(
                     refuse_queued(&mut queue, &failure);
                 }
             }
-            Err(failure) => {
+            // What did not hold is the unconfirmed commands' asks: they are answered, and the
+            // others are written together at once, as the next batch.
+            Err(Failure::Unconfirmed) => {
+                let (unconfirmed, others): (Vec<Job>, Vec<Job>) =
+                    batch.into_iter().partition(|job| job.confirm.is_some());
+                if unconfirmed.is_empty() {
+                    // Never so (only their asks are checked); answered rather than retried.
+                    refuse(others, &Failure::Unconfirmed);
+                } else {
+                    refuse(unconfirmed, &Failure::Unconfirmed);
+                    jobs = others;
+                }
+            }
+            Err(_) => {
                 let mut out_of_reach: Option<Failure> = None;
                 for job in batch {
                     if let Some(failure) = &out_of_reach {
                         refuse([job], failure);
-                        continue;
-                    }
-                    // Confirms did not hold for the batch: they do not for its parts.
-                    if matches!(failure, Failure::Unconfirmed) && job.confirm.is_some() {
-                        refuse([job], &Failure::Unconfirmed);
                         continue;
                     }
                     let (single, asks) = confirmable(vec![job], &store, span(&own));

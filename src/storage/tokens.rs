@@ -206,7 +206,7 @@ impl Remembered {
 
     /// A command of the token with `digest` was not confirmed: forgets the token, and recalls
     /// nothing for a while.
-    pub fn unconfirmed(&self, digest: &str) {
+    pub fn forget_and_pause(&self, digest: &str) {
         if let Ok(mut known) = self.known.lock() {
             known.remove(digest);
         }
@@ -232,7 +232,7 @@ mod tests {
         remembered.remember("a", &principal);
         remembered.remember("b", &principal);
         assert_eq!(remembered.recall("a"), Some(principal.clone()));
-        remembered.unconfirmed("a");
+        remembered.forget_and_pause("a");
         assert_eq!(remembered.recall("a"), None, "forgotten");
         assert_eq!(remembered.recall("b"), None, "paused for every token");
     }

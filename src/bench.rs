@@ -432,6 +432,17 @@ async fn measure(
             raw: Some(raw_series),
         });
     }
+    // How many of the appends were decided before their token was read again (PostgreSQL),
+    // as this process's metrics count them since it started.
+    if let Some(metrics) = crate::metrics::handle() {
+        for line in metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with("kiroku_commands_unconfirmed_total"))
+        {
+            tracing::info!(backend, line, "bench: commands decided unconfirmed so far");
+        }
+    }
     figures.extend(measure_reads(backend, &http, &base, defined, midway, commands).await);
     // A session holds hundreds of people, an e-learning course a few thousand: the one-session
     // figure enrols at most 2,000.

@@ -232,9 +232,15 @@ fn finish(prepared: Vec<(String, Prepared)>) -> Result<Vec<Piece>, StorageError>
             })
             .collect()
     };
+    off_the_workers(run)
+}
+
+/// Runs `work`, long and CPU-bound, giving the async worker up first where the runtime allows
+/// it (a multi-threaded one), so that the tasks queued on it run meanwhile.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -964,13 +970,7 @@ impl Projector {
                 // A page spawned from this task waits in this worker's LIFO slot, which other
                 // workers do not steal from, until the task yields: the fold gives the worker
                 // up instead, so the pages ahead are read and parsed meanwhile.
-                if tokio::runtime::Handle::current().runtime_flavor()
-                    == tokio::runtime::RuntimeFlavor::MultiThread
-                {
-                    tokio::task::block_in_place(|| self.apply(events, None))?;
-                } else {
-                    self.apply(events, None)?;
-                }
+                off_the_workers(|| self.apply(events, None))?;
                 folding += fold_started.elapsed().as_secs_f64();
                 let folded = self.position() - from;
                 let since_last = since.elapsed();

@@ -257,7 +257,7 @@ pub struct Actor<'a> {
     pub as_of: Option<i64>,
     /// The digest of the caller's token when this request did not read it (nor the head
     /// `as_of`) from the database: the command is decided unconfirmed, on what this process
-    /// keeps, and written only if its commit confirms both (`Ledger::unconfirmed`).
+    /// keeps, and written only if its commit confirms both (`Ledger::remembered_caller`).
     pub unconfirmed: Option<&'a str>,
 }
 

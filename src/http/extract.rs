@@ -188,11 +188,12 @@ impl Caller {
 
 /// The caller of one command of the API ([`Commander::execute`]). On PostgreSQL a token this
 /// process has read before is not read again: the command is decided at once, unconfirmed,
-/// on what this process keeps (`Ledger::unconfirmed`), and its commit confirms that the token
-/// still stands and that no other process appended since. Whatever else comes of it (not
-/// confirmed, refused, not found, forbidden) is decided again the long way, with the token
-/// and the log's head read first, and that is the answer: so a caller hears only what a
-/// command decided after those reads would have told it.
+/// on what this process keeps (`Ledger::remembered_caller`), and its commit confirms that the
+/// token still stands and that no other process appended since. An answer decided on that
+/// state instead (not confirmed, refused, not found, forbidden, contended, nothing appended)
+/// is decided again the long way, with the token and the log's head read first, and that is
+/// the answer: so a caller hears only what a command decided after those reads would have
+/// told it.
 pub struct Commander {
     caller: Caller,
     digest: String,

@@ -57,6 +57,9 @@ const MAX_BATCH: usize = 128;
 /// Most events in one insert statement (PostgreSQL allows 65,535 parameters, SQLite 32,766;
 /// an event takes 7).
 const ROWS_PER_INSERT: usize = 1000;
+/// How many times the appender yields, at most, for commands to join a batch smaller than
+/// the last one (see [`run`]).
+const LINGER_TURNS: usize = 4;
 /// Commands waiting for the appender before senders wait too.
 const QUEUE: usize = 4096;
 
@@ -374,10 +377,25 @@ async fn run(
     };
     let mut store = Store::of(backend);
     let mut jobs = Vec::with_capacity(MAX_BATCH);
+    let mut last_batch = 0;
     loop {
         if jobs.is_empty() && queue.recv_many(&mut jobs, MAX_BATCH).await == 0 {
             break;
         }
+        // Several commands came together last time: give the ones being decided right now
+        // a turn to join this batch (no timer: the task goes to the back of the queue).
+        let mut turns = 0;
+        while last_batch > 1 && jobs.len() < last_batch && turns < LINGER_TURNS {
+            tokio::task::yield_now().await;
+            while jobs.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            turns += 1;
+        }
+        last_batch = jobs.len();
         let started = std::time::Instant::now();
         let _writing = batches.start();
         let (batch, asks) = confirmable(std::mem::take(&mut jobs), &store, span(&own));

@@ -257,7 +257,7 @@ impl Appender {
 
     /// The span of the log this appender alone has written, as of its last commit.
     pub fn own_span(&self) -> OwnSpan {
-        self.own.lock().map_or(OwnSpan::default(), |own| *own)
+        span(&self.own)
     }
 
     /// Appends one command's events (and its snapshot, when due) and returns them as the log

@@ -12,7 +12,7 @@ use crate::application::policy::Action;
 use crate::application::{Actor, AppError, Command, Service};
 use crate::ledger::{CommandError, Ledger};
 use crate::storage::aggregates::with_preloaded;
-use crate::storage::repository::holding_back;
+use crate::storage::repository::streaming;
 use crate::storage::StorageError;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::Aggregate;
@@ -22,7 +22,7 @@ use kiroku_domain::values::{Date, EmployeeNo, Understanding};
 use serde::Serialize;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 use uuid::Uuid;
 
 pub const COLUMNS: [&str; 5] = [
@@ -412,43 +412,58 @@ pub async fn import_attendance(
         position: None,
     };
     // Every session's rows are one command; the commands are held back and written in one
-    // transaction at the end, so the whole file is recorded or nothing is (another change to
-    // one of its sessions in between refuses the whole import, which can then be retried).
+    // transaction, so the whole file is recorded or nothing is (another change to one of its
+    // sessions in between refuses the whole import, which can then be retried). Each
+    // command's events go to the log's writer as soon as it is decided: on PostgreSQL the
+    // server inserts them while the next sessions are decided, and nothing is committed
+    // before the last one is.
     let mut done = 0;
-    let (decided, held) = holding_back(with_preloaded(sessions, async {
-        for (session_id, rows) in by_session {
-            let count = rows.len();
-            let first_line = rows.first().map(|r| r.line).unwrap_or(0);
-            let command =
-                SessionCommand::RecordAttendances(rows.into_iter().map(|r| r.attendance).collect());
-            let command = Command::Session {
-                session_id,
-                command,
-            };
-            service
-                .execute(actor, command)
-                .await
-                .map_err(|error| match error {
-                    AppError::Command(CommandError::Refused { message, .. }) => {
-                        ImportError::Rejected(vec![RowError {
-                            line: first_line,
-                            message,
-                        }])
-                    }
-                    other => ImportError::Command(other),
-                })?;
-            done += count;
-            progress(done, total);
-        }
-        Ok::<(), ImportError>(())
-    }))
-    .await;
-    decided?;
-    let executed = started.elapsed();
-    let appended = ledger
-        .commit_held(held)
-        .await
-        .map_err(|error| ImportError::Command(AppError::Command(error)))?;
+    let (parts, stream) = mpsc::unbounded_channel();
+    let deciding = streaming(
+        parts,
+        with_preloaded(sessions, async {
+            for (session_id, rows) in by_session {
+                let count = rows.len();
+                let first_line = rows.first().map(|r| r.line).unwrap_or(0);
+                let command = SessionCommand::RecordAttendances(
+                    rows.into_iter().map(|r| r.attendance).collect(),
+                );
+                let command = Command::Session {
+                    session_id,
+                    command,
+                };
+                service
+                    .execute(actor, command)
+                    .await
+                    .map_err(|error| match error {
+                        AppError::Command(CommandError::Refused { message, .. }) => {
+                            ImportError::Rejected(vec![RowError {
+                                line: first_line,
+                                message,
+                            }])
+                        }
+                        other => ImportError::Command(other),
+                    })?;
+                done += count;
+                progress(done, total);
+            }
+            Ok::<(), ImportError>(())
+        }),
+    );
+    let (decided, committed) = tokio::join!(
+        async {
+            let decided = deciding.await;
+            (decided, started.elapsed())
+        },
+        ledger.commit_streamed(stream)
+    );
+    let (decided, executed) = decided;
+    let appended = match (decided, committed) {
+        // A command refused, or one that could not be decided: the commit was abandoned.
+        (Err(error), _) => return Err(error),
+        (Ok(()), Err(error)) => return Err(ImportError::Command(AppError::Command(error))),
+        (Ok(()), Ok(appended)) => appended,
+    };
     summary.events = appended.len();
     tracing::debug!(
         rows = total,

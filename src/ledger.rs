@@ -5,7 +5,7 @@
 
 use crate::projector::{Projector, Stopped};
 use crate::storage::aggregates::{as_of, load_many, took_the_empty_state, CachedStore};
-use crate::storage::append::{Appender, Confirm, Failure, Part};
+use crate::storage::append::{Appender, Confirm, Failure, Part, Streamed};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
 use crate::storage::repository::{confirming, with_receipt, LedgerRepository};
@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 
 pub type Cqrs<A> = CqrsFramework<A, CachedStore<A>>;
 
@@ -269,16 +269,33 @@ impl Ledger {
     /// scope in one transaction (all or none of them: another writer reaching one of their
     /// aggregates first refuses them all as contended), and waits for the read models.
     pub async fn commit_held(&self, held: Vec<Part>) -> Result<Vec<LogEvent>, CommandError> {
-        let events = self
-            .appender
-            .append_all(held)
-            .await
-            .map_err(|failure| match failure {
-                Failure::Conflict => CommandError::Contended,
-                Failure::Unavailable(detail) => CommandError::Unavailable(detail),
-                Failure::Storage(detail) => CommandError::Storage(detail),
-                Failure::Unconfirmed => CommandError::Unconfirmed,
-            })?;
+        let appended = self.appender.append_all(held).await;
+        self.committed(appended).await
+    }
+
+    /// [`commit_held`](Self::commit_held) for commands run in a
+    /// [`streaming`](crate::storage::repository::streaming) scope at the same time: their
+    /// commits arrive on `parts` as they are made, and are written as they arrive (see
+    /// [`Appender::append_streamed`]). Nothing is written unless the scope ends well.
+    pub async fn commit_streamed(
+        &self,
+        parts: mpsc::UnboundedReceiver<Streamed>,
+    ) -> Result<Vec<LogEvent>, CommandError> {
+        let appended = self.appender.append_streamed(parts).await;
+        self.committed(appended).await
+    }
+
+    /// A unit's commit as its caller hears it, once the read models have its events.
+    async fn committed(
+        &self,
+        appended: Result<Vec<LogEvent>, Failure>,
+    ) -> Result<Vec<LogEvent>, CommandError> {
+        let events = appended.map_err(|failure| match failure {
+            Failure::Conflict => CommandError::Contended,
+            Failure::Unavailable(detail) => CommandError::Unavailable(detail),
+            Failure::Storage(detail) => CommandError::Storage(detail),
+            Failure::Unconfirmed => CommandError::Unconfirmed,
+        })?;
         if let Some(last) = events.last() {
             self.read_models_reach(last.position).await;
         }

@@ -284,7 +284,7 @@ mod one_transaction {
     use cqrs_es::Aggregate;
     use kiroku::application::{Actor, Command, Service};
     use kiroku::ledger::CommandError;
-    use kiroku::storage::repository::holding_back;
+    use kiroku::storage::repository::{holding_back, streaming};
     use kiroku::storage::tokens::{Principal, Role};
     use kiroku_domain::session::{Attendance, SessionCommand, SessionEvent, TrainingSession};
     use kiroku_domain::values::{Date, Understanding};
@@ -614,6 +614,159 @@ mod one_transaction {
                 "{refused:?}"
             );
             assert_eq!(app.event_count().await, before + 1, "only the enrolment");
+        }
+    );
+    /// The actor an import's commands run as.
+    fn importer() -> Principal {
+        Principal {
+            name: "取込".into(),
+            role: Role::HrAdmin,
+            staff_id: None,
+        }
+    }
+
+    /// A sheet's attendance in `session` for `staff`, as an import decides it.
+    fn attendance(session_id: Uuid, staff: Uuid, on: &str) -> Command {
+        Command::Session {
+            session_id,
+            command: SessionCommand::RecordAttendances(vec![Attendance {
+                staff_id: staff,
+                staff_registered: true,
+                completed_on: on.parse::<Date>().expect("date"),
+                understanding: None,
+            }]),
+        }
+    }
+
+    /// `commands` decided in a streaming scope, as an import decides its sheet, while the
+    /// ledger writes their commits; `fail` abandons the unit after the first command, once
+    /// the writer has had time to begin (PostgreSQL's `COPY` is then open).
+    async fn stream(
+        app: &TestApp,
+        commands: Vec<Command>,
+        fail: bool,
+    ) -> (
+        Result<(), kiroku::application::AppError>,
+        Result<Vec<kiroku::storage::log::LogEvent>, CommandError>,
+    ) {
+        let principal = importer();
+        let actor = Actor {
+            principal: &principal,
+            request_id: "streamed",
+            as_of: None,
+            unconfirmed: None,
+        };
+        let service = Service::new(&app.ledger);
+        let (parts, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let deciding = streaming(parts, async {
+            for command in commands {
+                service.execute(&actor, command).await?;
+                if fail {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    return Err(kiroku::application::AppError::Forbidden);
+                }
+            }
+            Ok(())
+        });
+        tokio::join!(deciding, app.ledger.commit_streamed(receiver))
+    }
+
+    both_backends!(
+        a_streamed_sheet_abandoned_midway_records_nothing,
+        |app: TestApp| async move {
+            let first = session(&app, "2023-06-01").await;
+            let second = session(&app, "2023-07-03").await;
+            let staff = app.register("T001", "総務課", 2).await;
+            let before = app.event_count().await;
+            let commands = || {
+                vec![
+                    attendance(first, staff, "2023-06-01"),
+                    attendance(second, staff, "2023-07-03"),
+                ]
+            };
+
+            let (decided, committed) = stream(&app, commands(), true).await;
+            assert!(decided.is_err());
+            assert!(committed.is_err(), "{committed:?}");
+            assert_eq!(app.event_count().await, before, "nothing of the unit");
+            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+
+            // The same unit, ended well: written whole, sealed, at consecutive positions.
+            let (decided, committed) = stream(&app, commands(), false).await;
+            decided.expect("decided");
+            let events = committed.expect("committed");
+            assert_eq!(events.len(), 4, "an enrolment and a completion per session");
+            assert!(events
+                .windows(2)
+                .all(|w| w[1].position == w[0].position + 1));
+            assert!(
+                events.iter().all(|e| e.hash.is_some()),
+                "every event sealed"
+            );
+            assert_eq!(app.event_count().await, before + 4);
+            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+            assert_eq!(
+                history.body["trainings"].as_array().map(Vec::len),
+                Some(2),
+                "{:?}",
+                history.body
+            );
+        }
+    );
+
+    both_backends!(
+        a_streamed_unit_with_a_float_is_written_whole_and_reads_back_the_same,
+        |app: TestApp| async move {
+            use kiroku_domain::plan::PlanCommand;
+            use kiroku_domain::values::{ActualStatus, Code, FiscalYear};
+            let defined = app
+                .post(&app.hr, "/plan-items", &support::plan_item_body())
+                .await;
+            assert_eq!(defined.status.as_u16(), 201, "{:?}", defined.body);
+            let first = session(&app, "2023-06-01").await;
+            let staff = app.register("T001", "総務課", 2).await;
+            let before = app.event_count().await;
+
+            // The attendance goes first (on PostgreSQL its `COPY` begins), then a value that
+            // is not an integer, which `COPY` does not take: the unit is inserted instead.
+            let report = Command::Plan {
+                code: Code::parse("2-1-2").expect("code"),
+                command: PlanCommand::ReportActual {
+                    indicator_code: Code::parse("want_management").expect("code"),
+                    fiscal_year: FiscalYear::try_from(2023).expect("year"),
+                    value: 17.3,
+                    status: ActualStatus::Confirmed,
+                    note: None,
+                },
+                reason: None,
+            };
+            let commands = vec![attendance(first, staff, "2023-06-01"), report];
+            let (decided, committed) = stream(&app, commands, false).await;
+            decided.expect("decided");
+            let events = committed.expect("committed");
+            assert_eq!(events.len(), 3, "an enrolment, a completion and the actual");
+            assert_eq!(app.event_count().await, before + 3);
+            assert_eq!(
+                events[2].payload["ActualReported"]["value"],
+                json!(17.3),
+                "{:?}",
+                events[2].payload
+            );
+            let sheet = app.get(&app.auditor, "/plan-items/2-1-2/sheet").await;
+            let cell = support::sheet_cell(&sheet.body, "want_management", 2023);
+            assert_eq!(cell["actual"]["value"], json!(17.3), "{cell:?}");
+            let verified = std::process::Command::new(env!("CARGO_BIN_EXE_kiroku"))
+                .arg("verify")
+                .env("DATABASE_URL", &app.database_url)
+                .output()
+                .expect("kiroku");
+            assert!(
+                verified.status.success(),
+                "{}{}",
+                String::from_utf8_lossy(&verified.stdout),
+                String::from_utf8_lossy(&verified.stderr)
+            );
         }
     );
 }

@@ -136,11 +136,21 @@ pub struct Part {
     pub snapshot: Option<SnapshotUpdate>,
 }
 
+/// What a streamed unit sends its appender ([`Appender::append_streamed`]): each command's
+/// part as soon as it is decided, then `End` once every command of the unit is. A stream that
+/// closes without `End` was abandoned (a command of the unit was refused): nothing of it is
+/// written.
+pub enum Streamed {
+    Part(Part),
+    End,
+}
+
 /// What commits together or not at all: one command's events, or every command of a unit
-/// ([`Appender::append_all`]).
+/// ([`Appender::append_all`]), or a unit whose parts are still arriving (`stream`).
 struct Job {
     parts: Vec<Part>,
     confirm: Option<Confirm>,
+    stream: Option<mpsc::UnboundedReceiver<Streamed>>,
     reply: oneshot::Sender<Result<Vec<LogEvent>, Failure>>,
 }
 
@@ -150,6 +160,9 @@ pub struct Appender {
     jobs: mpsc::Sender<Job>,
     own: Arc<Mutex<OwnSpan>>,
     batches: Arc<Batches>,
+    /// Whether a streamed unit's parts are written as they arrive (PostgreSQL's `COPY`);
+    /// otherwise they are gathered first and written as one unit.
+    streams: bool,
 }
 
 /// Whether the appender is writing a batch, and how many it has finished (committed and
@@ -228,8 +241,14 @@ impl Appender {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let own = Arc::new(Mutex::new(OwnSpan::default()));
         let batches = Arc::new(Batches::new());
+        let streams = matches!(backend, Backend::Postgres(_));
         tokio::spawn(run(backend, queue, on_commit, own.clone(), batches.clone()));
-        Appender { jobs, own, batches }
+        Appender {
+            jobs,
+            own,
+            batches,
+            streams,
+        }
     }
 
     /// Waits, at most `wait`, for the batch this appender is writing, if any, to be finished:
@@ -293,16 +312,65 @@ impl Appender {
         if parts.is_empty() {
             return Ok(Vec::new());
         }
+        self.send(parts, confirm, None).await
+    }
+
+    /// [`append_all`](Self::append_all) for a unit whose commands are still being decided:
+    /// their parts arrive on `stream`, the unit's end with [`Streamed::End`]. On PostgreSQL
+    /// the appender writes each part as it arrives, into one `COPY` in the unit's transaction,
+    /// so that the server inserts the first commands' events while the next are decided (an
+    /// import's sheet); the rest of the commit (snapshots, links) follows the end. A stream
+    /// that closes without its end writes nothing. On SQLite the parts are gathered first.
+    pub async fn append_streamed(
+        &self,
+        mut stream: mpsc::UnboundedReceiver<Streamed>,
+    ) -> Result<Vec<LogEvent>, Failure> {
+        if self.streams {
+            return self.send(Vec::new(), None, Some(stream)).await;
+        }
+        let mut parts = Vec::new();
+        gather(&mut stream, &mut parts).await?;
+        self.append_all(parts).await
+    }
+
+    async fn send(
+        &self,
+        parts: Vec<Part>,
+        confirm: Option<Confirm>,
+        stream: Option<mpsc::UnboundedReceiver<Streamed>>,
+    ) -> Result<Vec<LogEvent>, Failure> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             parts,
             confirm,
+            stream,
             reply,
         };
         let stopped = || Failure::Storage("the appender has stopped".into());
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+}
+
+/// Receives the rest of a streamed unit into `parts`, up to its end; a failure when the
+/// stream closed without it (the unit was abandoned).
+pub(super) async fn gather(
+    stream: &mut mpsc::UnboundedReceiver<Streamed>,
+    parts: &mut Vec<Part>,
+) -> Result<(), Failure> {
+    while let Some(streamed) = stream.recv().await {
+        match streamed {
+            Streamed::Part(part) if part.events.is_empty() => {}
+            Streamed::Part(part) => parts.push(part),
+            Streamed::End => return Ok(()),
+        }
+    }
+    Err(abandoned())
+}
+
+/// A streamed unit that closed without its end: nothing of it is written.
+pub(super) fn abandoned() -> Failure {
+    Failure::Storage("the unit was abandoned before its end".into())
 }
 
 /// Where the appender writes: through the pool, or on SQLite with a file, on a connection
@@ -352,6 +420,14 @@ impl Store {
             }
             Store::Direct(_) if asks.is_some() => (batch, Err(Failure::Unconfirmed)),
             Store::Direct(writer) => {
+                // Never streamed to (see `Appender::streams`); gathered should one come.
+                for job in batch.iter_mut() {
+                    if let Some(mut stream) = job.stream.take() {
+                        if let Err(failure) = gather(&mut stream, &mut job.parts).await {
+                            return (batch, Err(failure));
+                        }
+                    }
+                }
                 writer
                     .transaction(batch, |tx, batch: &mut Vec<Job>| write_direct(tx, batch))
                     .await
@@ -395,10 +471,19 @@ async fn run(
             }
             turns += 1;
         }
-        last_batch = jobs.len();
+        // A streamed unit is written alone: its parts are still arriving. The commands that
+        // came before it go first.
+        let taken = match jobs.iter().position(|job| job.stream.is_some()) {
+            Some(at) => {
+                let rest = jobs.split_off(at.max(1));
+                std::mem::replace(&mut jobs, rest)
+            }
+            None => std::mem::take(&mut jobs),
+        };
+        last_batch = taken.len();
         let started = std::time::Instant::now();
         let _writing = batches.start();
-        let (batch, asks) = confirmable(std::mem::take(&mut jobs), &store, span(&own));
+        let (batch, asks) = confirmable(taken, &store, span(&own));
         if batch.is_empty() {
             continue;
         }
@@ -547,8 +632,8 @@ fn refuse_queued(queue: &mut mpsc::Receiver<Job>, failure: &Failure) {
 fn answer(batch: Vec<Job>, previous: i64, events: Vec<LogEvent>, on_commit: &OnCommit) {
     if let Some(last) = events.last() {
         crate::metrics::appended(events.len(), last.position);
+        on_commit(previous, &events);
     }
-    on_commit(previous, &events);
     if batch.len() == 1 {
         // Every event is this one job's (an import's 100,000 need no owner looked up).
         if let Some(job) = batch.into_iter().next() {
@@ -612,25 +697,38 @@ async fn write(
              event_type, event_version, payload::text, metadata::text, NULL::text"
         }
     };
-    if let Backend::Postgres(pool) = backend {
+    // A streamed unit is a batch of its own (see `run`).
+    let mut stream = match batch {
+        [job] => job.stream.take(),
+        _ => None,
+    };
+    if let (Backend::Postgres(pool), None) = (backend, &stream) {
         if let Some(sealed) = write_sealed(pool, batch, asks).await? {
             return Ok(sealed);
         }
     }
-    let rows = rows_of(batch);
-    let count = rows.len();
     with_pool!(backend, pool => {
         // The appender's own task: nothing drops this future midway (see clippy.toml).
         #[allow(clippy::disallowed_methods)]
         let mut tx = pool.begin().await?;
         let started = std::time::Instant::now();
+        let streamed = match (&mut stream, batch.first_mut()) {
+            (Some(stream), Some(job)) => tx.copy_streamed(&mut job.parts, stream).await?,
+            _ => None,
+        };
+        let rows = rows_of(batch);
+        let count = rows.len();
         // The JSON goes as text: PostgreSQL's json columns keep it as sent (migrations 0010
         // and 0011), where a jsonb parameter would be parsed and written out again.
         let cast = match backend {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "::json",
         };
-        let (bulk, mut appended) = match tx.copy_events(&rows).await? {
+        let copied_events = match streamed {
+            Some(streamed) => Some(streamed),
+            None => tx.copy_events(&rows).await?,
+        };
+        let (bulk, mut appended) = match copied_events {
             Some(copy::Copied {
                 first,
                 recorded_at,
@@ -993,6 +1091,13 @@ trait Bulk {
         &mut self,
         rows: &[(&str, &SerializedEvent)],
     ) -> Result<Option<copy::Copied>, Failure>;
+    /// A streamed unit's events copied as its parts arrive into `parts`
+    /// ([`copy::copy_streamed`]); `None` when the parts were gathered instead, to be inserted.
+    async fn copy_streamed(
+        &mut self,
+        parts: &mut Vec<Part>,
+        stream: &mut mpsc::UnboundedReceiver<Streamed>,
+    ) -> Result<Option<copy::Copied>, Failure>;
     /// Seals the events [`Bulk::copy_events`] inserted as `written`, the first linked to
     /// `previous`, and writes their links.
     async fn copy_links(
@@ -1014,6 +1119,14 @@ impl Bulk for sqlx::SqliteConnection {
         _: &[(&str, &SerializedEvent)],
     ) -> Result<Option<copy::Copied>, Failure> {
         Ok(None)
+    }
+
+    async fn copy_streamed(
+        &mut self,
+        parts: &mut Vec<Part>,
+        stream: &mut mpsc::UnboundedReceiver<Streamed>,
+    ) -> Result<Option<copy::Copied>, Failure> {
+        gather(stream, parts).await.map(|()| None)
     }
 
     async fn copy_links(
@@ -1044,6 +1157,14 @@ impl Bulk for sqlx::PgConnection {
             return Ok(None);
         }
         copy::copy_events(self, rows).await.map(Some)
+    }
+
+    async fn copy_streamed(
+        &mut self,
+        parts: &mut Vec<Part>,
+        stream: &mut mpsc::UnboundedReceiver<Streamed>,
+    ) -> Result<Option<copy::Copied>, Failure> {
+        copy::copy_streamed(self, parts, stream).await
     }
 
     async fn copy_links(

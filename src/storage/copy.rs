@@ -15,12 +15,13 @@
 //!   batch with a float is not copied (the insert's `RETURNING` gives such a value as
 //!   stored).
 
-use super::append::{Due, Failure};
+use super::append::{abandoned, Due, Failure, Part, Streamed};
 use super::chain::link_written;
 use super::log::LogEvent;
 use cqrs_es::persist::SerializedEvent;
 use serde_json::Value;
 use sqlx::{PgConnection, Row};
+use tokio::sync::mpsc;
 
 /// Batches of at least this many events are copied, smaller ones inserted.
 const COPY_FROM: usize = 2_000;
@@ -161,7 +162,18 @@ pub async fn copy_events(
         finishing = (started.elapsed() - sending).as_secs_f64(),
         "bulk events sent"
     );
-    let sent = rows.len() as i64;
+    placed(conn, rows.len(), copied, written).await
+}
+
+/// What a `COPY` of `sent` events that the server took as `copied` rows placed: their first
+/// position and their time, checked against the log (see the module's note).
+async fn placed(
+    conn: &mut PgConnection,
+    sent: usize,
+    copied: u64,
+    written: Written,
+) -> Result<Copied, Failure> {
+    let sent = sent as i64;
     let assigned = sqlx::query(
         "SELECT s.last, current_setting('kiroku.recorded_at')::BIGINT, \
          (SELECT COUNT(*) FROM events WHERE position > s.last - $1 AND position <= s.last) \
@@ -188,6 +200,124 @@ pub async fn copy_events(
         recorded_at,
         written,
     })
+}
+
+/// Copies a streamed unit's events into the log as its parts arrive on `stream`
+/// ([`Streamed`]), keeping the parts in `parts` in the order copied: the server inserts a
+/// piece while the unit's next commands are decided. `None` when nothing was copied and the
+/// parts were gathered, to be inserted instead: a unit without events, or one with a float
+/// (see the module's note), whose `COPY` is rolled back to the savepoint taken before it.
+pub async fn copy_streamed(
+    conn: &mut PgConnection,
+    parts: &mut Vec<Part>,
+    stream: &mut mpsc::UnboundedReceiver<Streamed>,
+) -> Result<Option<Copied>, Failure> {
+    let floats = |part: &Part| {
+        part.events
+            .iter()
+            .any(|e| has_float(&e.payload) || has_float(&e.metadata))
+    };
+    // Nothing is begun before the first part with events.
+    loop {
+        match stream.recv().await {
+            Some(Streamed::Part(part)) if part.events.is_empty() => {}
+            Some(Streamed::Part(part)) => {
+                let float = floats(&part);
+                parts.push(part);
+                if float {
+                    return gather_rest(stream, parts).await;
+                }
+                break;
+            }
+            Some(Streamed::End) => return Ok(None),
+            None => return Err(abandoned()),
+        }
+    }
+    sqlx::query("SAVEPOINT streamed")
+        .execute(&mut *conn)
+        .await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata) FROM STDIN",
+        )
+        .await?;
+    let started = std::time::Instant::now();
+    let mut encoding = std::time::Duration::ZERO;
+    let mut written = Written {
+        json: Vec::new(),
+        ends: Vec::new(),
+    };
+    // Parts before `unsent` are encoded and sent; `waiting` events are not yet.
+    let mut unsent = 0;
+    let mut waiting = parts[0].events.len();
+    let mut ended = false;
+    while !ended {
+        if waiting < COPY_PIECE {
+            match stream.recv().await {
+                Some(Streamed::Part(part)) if part.events.is_empty() => continue,
+                Some(Streamed::Part(part)) if floats(&part) => {
+                    parts.push(part);
+                    let _ = copy.abort("a part with a float is inserted instead").await;
+                    sqlx::query("ROLLBACK TO SAVEPOINT streamed")
+                        .execute(&mut *conn)
+                        .await?;
+                    return gather_rest(stream, parts).await;
+                }
+                Some(Streamed::Part(part)) => {
+                    waiting += part.events.len();
+                    parts.push(part);
+                    continue;
+                }
+                Some(Streamed::End) => ended = true,
+                None => {
+                    let _ = copy.abort("the unit was abandoned").await;
+                    return Err(abandoned());
+                }
+            }
+        }
+        let began = std::time::Instant::now();
+        let rows: Vec<(&str, &SerializedEvent)> = parts[unsent..]
+            .iter()
+            .flat_map(|part| {
+                part.events
+                    .iter()
+                    .map(|e| (part.aggregate_type.as_str(), e))
+            })
+            .collect();
+        let encoded = encode(&rows, &mut written);
+        encoding += began.elapsed();
+        match encoded {
+            Ok(data) if data.is_empty() => {}
+            Ok(data) => {
+                copy.send(data).await?;
+            }
+            Err(failure) => {
+                let _ = copy.abort("encoding an event failed").await;
+                return Err(failure);
+            }
+        }
+        unsent = parts.len();
+        waiting = 0;
+    }
+    let streaming = started.elapsed();
+    let copied = copy.finish().await?;
+    tracing::debug!(
+        encoding = encoding.as_secs_f64(),
+        streaming = (streaming - encoding).as_secs_f64(),
+        finishing = (started.elapsed() - streaming).as_secs_f64(),
+        "bulk events streamed"
+    );
+    let sent = written.ends.len();
+    placed(conn, sent, copied, written).await.map(Some)
+}
+
+/// The rest of a streamed unit gathered into `parts`, nothing copied.
+async fn gather_rest(
+    stream: &mut mpsc::UnboundedReceiver<Streamed>,
+    parts: &mut Vec<Part>,
+) -> Result<Option<Copied>, Failure> {
+    super::append::gather(stream, parts).await.map(|()| None)
 }
 
 /// Seals `events`, the ones [`copy_events`] copied as `written` (the first linked to

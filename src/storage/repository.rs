@@ -6,7 +6,7 @@
 //! cqrs-es does not return what it persisted; the events of a command, as the log holds them,
 //! are handed to its caller through [`with_receipt`].
 
-use super::append::{Appender, Confirm, Failure, Part};
+use super::append::{Appender, Confirm, Failure, Part, Streamed};
 use super::log::LogEvent;
 use super::{direct, Backend, StorageError};
 use cqrs_es::persist::{
@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
 
 pub enum Inner {
     Sqlite(SqliteEventRepository),
@@ -41,8 +42,15 @@ tokio::task_local! {
 }
 
 tokio::task_local! {
-    /// The commits held back by the current [`holding_back`] scope.
-    static HELD: RefCell<Vec<Part>>;
+    /// The commits held back by the current [`holding_back`] or [`streaming`] scope.
+    static HELD: RefCell<Held>;
+}
+
+/// Where a scope's held-back commits go: kept for its caller ([`holding_back`]), or sent to
+/// the appender as they are made ([`streaming`]).
+enum Held {
+    Kept(Vec<Part>),
+    Sent(mpsc::UnboundedSender<Streamed>),
 }
 
 tokio::task_local! {
@@ -66,12 +74,32 @@ pub async fn confirming<F: Future>(confirm: Option<Confirm>, work: F) -> F::Outp
 /// not at all. The aggregate store keeps nothing of a held command in memory
 /// ([`is_holding_back`]).
 pub async fn holding_back<F: Future>(work: F) -> (F::Output, Vec<Part>) {
-    HELD.scope(RefCell::new(Vec::new()), async move {
+    HELD.scope(RefCell::new(Held::Kept(Vec::new())), async move {
         let output = work.await;
-        let held = HELD.with(|held| held.take());
+        let held = HELD.with(|held| match &mut *held.borrow_mut() {
+            Held::Kept(parts) => std::mem::take(parts),
+            Held::Sent(_) => Vec::new(),
+        });
         (output, held)
     })
     .await
+}
+
+/// [`holding_back`] for a unit whose commits are written while it runs: each is sent to
+/// `parts` as it is made, for [`Ledger::commit_streamed`](crate::ledger::Ledger::commit_streamed)
+/// to write in one transaction, and the unit's end is sent only if `work` succeeds. When it
+/// fails, the stream closes without its end and nothing of the unit is written.
+pub async fn streaming<T, E, F>(parts: mpsc::UnboundedSender<Streamed>, work: F) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let end = parts.clone();
+    let output = HELD.scope(RefCell::new(Held::Sent(parts)), work).await;
+    if output.is_ok() {
+        // A closed stream means the commit has already failed: its caller hears why.
+        let _ = end.send(Streamed::End);
+    }
+    output
 }
 
 /// Whether the current task's commits are being held back.
@@ -133,7 +161,14 @@ impl LedgerRepository {
                     StorageError::Unconfirmed,
                 )));
             }
-            HELD.with(|held| held.borrow_mut().push(part));
+            HELD.with(|held| match &mut *held.borrow_mut() {
+                Held::Kept(parts) => parts.push(part),
+                // A closed stream: the unit's commit has already failed, and its caller hears
+                // why from there; the rest of the unit is decided for nothing.
+                Held::Sent(stream) => {
+                    let _ = stream.send(Streamed::Part(part));
+                }
+            });
             return Ok(());
         }
         let appended = self.appender.append_confirmed(vec![part], confirm).await;

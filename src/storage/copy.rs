@@ -7,8 +7,8 @@
 //! insert returned is known another way:
 //! - the positions: the statement trigger takes the appenders' lock before the first row
 //!   draws one (migration 0008), so this transaction's rows draw consecutive values of the
-//!   sequence in the order sent, ending at the session's `currval`. Checked: the log must hold
-//!   exactly as many events in that range as were sent;
+//!   sequence in the order sent, ending at the session's `currval`. Checked: the first
+//!   position of that range holds the first event sent;
 //! - `recorded_at`: one per statement, the transaction-local setting the trigger left;
 //! - the JSON: the values held in memory, as the log will give them back: the column keeps
 //!   the text sent (json, migration 0010), and integers and strings read back exactly; a
@@ -162,36 +162,51 @@ pub async fn copy_events(
         finishing = (started.elapsed() - sending).as_secs_f64(),
         "bulk events sent"
     );
-    placed(conn, rows.len(), copied, written).await
+    let Some((aggregate_type, event)) = rows.first() else {
+        return Err(Failure::Storage("no event to copy".into()));
+    };
+    let first = (*aggregate_type, event.aggregate_id.as_str(), event.sequence);
+    placed(conn, rows.len(), copied, first, written).await
 }
 
 /// What a `COPY` of `sent` events that the server took as `copied` rows placed: their first
-/// position and their time, checked against the log (see the module's note).
+/// position and their time, checked against the log (see the module's note). `first` is the
+/// key of the first event sent (aggregate type, id and sequence).
+///
+/// The rows drew strictly increasing positions, the last of them this session's `currval`;
+/// so when the first sent is found at `currval - sent + 1`, all of them fill that range
+/// without a gap. One row looked up by its position, where counting the range read an index
+/// entry per event (0.08–0.19 s per 100,000 at 1M events).
 async fn placed(
     conn: &mut PgConnection,
     sent: usize,
     copied: u64,
+    first: (&str, &str, usize),
     written: Written,
 ) -> Result<Copied, Failure> {
     let sent = sent as i64;
+    let (aggregate_type, aggregate_id, sequence) = first;
     let assigned = sqlx::query(
         "SELECT s.last, current_setting('kiroku.recorded_at')::BIGINT, \
-         (SELECT COUNT(*) FROM events WHERE position > s.last - $1 AND position <= s.last) \
+         EXISTS (SELECT 1 FROM events WHERE position = s.last - $1 + 1 \
+         AND aggregate_type = $2 AND aggregate_id = $3 AND sequence = $4) \
          FROM (SELECT currval('events_position_seq') AS last) AS s",
     )
     .bind(sent)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(sequence as i64)
     .fetch_one(&mut *conn)
     .await?;
-    let (last, recorded_at, in_range): (i64, i64, i64) = (
+    let (last, recorded_at, first_found): (i64, i64, bool) = (
         assigned.try_get(0)?,
         assigned.try_get(1)?,
         assigned.try_get(2)?,
     );
-    if copied != sent as u64 || in_range != sent {
+    if copied != sent as u64 || !first_found {
         // Rolled back with the transaction: nothing of the batch is written.
         return Err(Failure::Storage(format!(
-            "{sent} events were copied, {copied} taken, {in_range} found at positions \
-             {}..={last}",
+            "{sent} events were copied, {copied} taken, the first not found at position {}",
             last - sent + 1
         )));
     }
@@ -309,7 +324,16 @@ pub async fn copy_streamed(
         "bulk events streamed"
     );
     let sent = written.ends.len();
-    placed(conn, sent, copied, written).await.map(Some)
+    let first = parts
+        .first()
+        .and_then(|part| Some((part.aggregate_type.as_str(), part.events.first()?)))
+        .map(|(aggregate_type, event)| {
+            (aggregate_type, event.aggregate_id.as_str(), event.sequence)
+        });
+    let Some(first) = first else {
+        return Err(Failure::Storage("no event was copied".into()));
+    };
+    placed(conn, sent, copied, first, written).await.map(Some)
 }
 
 /// The rest of a streamed unit gathered into `parts`, nothing copied.

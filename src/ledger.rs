@@ -8,7 +8,7 @@ use crate::storage::aggregates::{as_of, load_many, took_the_empty_state, CachedS
 use crate::storage::append::{Appender, Confirm, Failure, Part, Streamed};
 use crate::storage::keys::{KeyStore, MasterKey};
 use crate::storage::log::LogEvent;
-use crate::storage::repository::{confirming, with_receipt, LedgerRepository};
+use crate::storage::repository::{confirming, is_holding_back, with_receipt, LedgerRepository};
 use crate::storage::tokens::{Principal, Remembered};
 use crate::storage::{Backend, StorageError};
 use cqrs_es::persist::EventStoreAggregateContext;
@@ -374,7 +374,15 @@ impl Ledger {
         }
         let metadata = meta.to_map();
         let started = std::time::Instant::now();
-        let _turn = self.stripe(A::TYPE, id).lock().await;
+        // A command of a unit held back or streamed ([`is_holding_back`]) takes no turn: the
+        // turn is for commands that commit as they are decided, and the unit commits later
+        // anyway, its sequences checked then. Taking it would deadlock a streamed unit
+        // against a command on one of its aggregates that holds the turn while it waits for
+        // the appender, which waits for the unit's next part.
+        let _turn = match is_holding_back() {
+            true => None,
+            false => Some(self.stripe(A::TYPE, id).lock().await),
+        };
         // Boxed: the scopes around it would each hold the whole command's future on the
         // stack (an import's, in a debug build, overflowed it).
         let work = Box::pin(as_of(

@@ -139,7 +139,7 @@ tokio::task_local! {
 }
 
 /// Runs `work`, the commands of one unit held back and committed together
-/// ([`super::repository::holding_back`]), deciding each on the state in `preloaded` of its
+/// ([`super::repository::holding_back`], [`super::repository::streaming`]), deciding each on the state in `preloaded` of its
 /// aggregate ([`load_many`]) instead of reading it again: an import's sheet reads its
 /// sessions once, in one query, for its checks and its commands alike. The state may have
 /// moved since it was read (another command on one of the sessions): the unit's commit then

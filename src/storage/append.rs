@@ -12,8 +12,9 @@
 //! projector before any of its commands is answered, so a caller reads its own writes without
 //! another query.
 //!
-//! Several commands can also be one job ([`Appender::append_all`]): an import's sessions
-//! commit together or not at all.
+//! Several commands can also be one job ([`Appender::append_all`]) and commit together or
+//! not at all; an import's sessions are such a job whose parts arrive while it is written
+//! ([`Appender::append_streamed`]).
 //!
 //! When a batch fails for a reason that may belong to one command (another writer changed an
 //! aggregate first, a constraint), its commands are retried one transaction each, so one
@@ -138,8 +139,8 @@ pub struct Part {
 
 /// What a streamed unit sends its appender ([`Appender::append_streamed`]): each command's
 /// part as soon as it is decided, then `End` once every command of the unit is. A stream that
-/// closes without `End` was abandoned (a command of the unit was refused): nothing of it is
-/// written.
+/// closes without `End` was abandoned (a command of the unit refused or failed, or the unit's
+/// caller went away): nothing of it is written.
 pub enum Streamed {
     Part(Part),
     End,
@@ -481,6 +482,8 @@ async fn run(
             None => std::mem::take(&mut jobs),
         };
         last_batch = taken.len();
+        // A streamed unit's time includes its deciding: not a wait for the database.
+        let streamed = taken.iter().any(|job| job.stream.is_some());
         let started = std::time::Instant::now();
         let _writing = batches.start();
         let (batch, asks) = confirmable(taken, &store, span(&own));
@@ -506,7 +509,7 @@ async fn run(
             // over to the events returned (see `copied` and `write_direct`).
             Err(failure) if batch.len() == 1 || matches!(failure, Failure::Unavailable(_)) => {
                 refuse(batch, &failure);
-                if waited_out(&failure, started.elapsed()) {
+                if !streamed && waited_out(&failure, started.elapsed()) {
                     refuse_queued(&mut queue, &failure);
                 }
             }
@@ -520,7 +523,10 @@ async fn run(
                     refuse(others, &Failure::Unconfirmed);
                 } else {
                     refuse(unconfirmed, &Failure::Unconfirmed);
-                    jobs = others;
+                    // Before whatever is still queued here (a streamed unit split off).
+                    let mut next = others;
+                    next.append(&mut jobs);
+                    jobs = next;
                 }
             }
             Err(_) => {

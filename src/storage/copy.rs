@@ -1,5 +1,7 @@
-//! PostgreSQL's bulk path: a large batch (an import) goes into the log by `COPY`, its events
-//! and then its chain links, inside the appender's transaction.
+//! PostgreSQL's bulk path: a large batch, or a streamed unit (an import's sheet) of any size,
+//! goes into the log by `COPY`, its events and then its chain links, inside the appender's
+//! transaction. A streamed unit's `COPY` opens with its first part and takes the rest as they
+//! are decided ([`copy_streamed`]), so the appenders' lock is held from then to the commit.
 //!
 //! A multi-row `INSERT … RETURNING` of 100,000 events makes the server parse every row's
 //! parameters, plan 100 statements and send every event's JSON back as text, to be parsed
@@ -23,10 +25,16 @@ use serde_json::Value;
 use sqlx::{PgConnection, Row};
 use tokio::sync::mpsc;
 
-/// Batches of at least this many events are copied, smaller ones inserted.
+/// Batches of at least this many events are copied, smaller ones inserted (a streamed unit is
+/// copied whatever its size: it is not known before its end).
 const COPY_FROM: usize = 2_000;
 /// Events encoded and sent at a time within one `COPY` (about 700 KB).
 const COPY_PIECE: usize = 2_000;
+/// Longest wait for a streamed unit's next part, the appender (and, once the `COPY` is open,
+/// the appenders' lock) held meanwhile: a command is decided in milliseconds, so a unit
+/// silent this long is stuck (something it waits for waits for the appender) and is refused
+/// as contended rather than holding every writer.
+const NEXT_PART: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether `rows` go in by `COPY`: many of them, and none with a float.
 pub fn worth_copying(rows: &[(&str, &SerializedEvent)]) -> bool {
@@ -234,7 +242,11 @@ pub async fn copy_streamed(
     };
     // Nothing is begun before the first part with events.
     loop {
-        match stream.recv().await {
+        let Ok(next) = tokio::time::timeout(NEXT_PART, stream.recv()).await else {
+            tracing::warn!("a streamed unit sent nothing for 30 s: refused as contended");
+            return Err(Failure::Conflict);
+        };
+        match next {
             Some(Streamed::Part(part)) if part.events.is_empty() => {}
             Some(Streamed::Part(part)) => {
                 let float = floats(&part);
@@ -269,11 +281,16 @@ pub async fn copy_streamed(
     let mut ended = false;
     while !ended {
         if waiting < COPY_PIECE {
-            match stream.recv().await {
+            let Ok(next) = tokio::time::timeout(NEXT_PART, stream.recv()).await else {
+                give_up(copy).await;
+                tracing::warn!("a streamed unit sent nothing for 30 s: refused as contended");
+                return Err(Failure::Conflict);
+            };
+            match next {
                 Some(Streamed::Part(part)) if part.events.is_empty() => continue,
                 Some(Streamed::Part(part)) if floats(&part) => {
                     parts.push(part);
-                    let _ = copy.abort("a part with a float is inserted instead").await;
+                    give_up(copy).await;
                     sqlx::query("ROLLBACK TO SAVEPOINT streamed")
                         .execute(&mut *conn)
                         .await?;
@@ -286,7 +303,7 @@ pub async fn copy_streamed(
                 }
                 Some(Streamed::End) => ended = true,
                 None => {
-                    let _ = copy.abort("the unit was abandoned").await;
+                    give_up(copy).await;
                     return Err(abandoned());
                 }
             }
@@ -308,7 +325,7 @@ pub async fn copy_streamed(
                 copy.send(data).await?;
             }
             Err(failure) => {
-                let _ = copy.abort("encoding an event failed").await;
+                give_up(copy).await;
                 return Err(failure);
             }
         }
@@ -334,6 +351,14 @@ pub async fn copy_streamed(
         return Err(Failure::Storage("no event was copied".into()));
     };
     placed(conn, sent, copied, first, written).await.map(Some)
+}
+
+/// Ends a `COPY` whose rows are not kept: they go with the savepoint or the transaction rolled
+/// back next. `finish`, not `abort`: when the server has already refused a row (a sequence
+/// taken meanwhile), sqlx's `abort` returns that error without reading the reply that follows
+/// it, and the connection would answer the next statement with the wrong reply.
+async fn give_up(copy: sqlx::postgres::PgCopyIn<&mut PgConnection>) {
+    let _ = copy.finish().await;
 }
 
 /// The rest of a streamed unit gathered into `parts`, nothing copied.

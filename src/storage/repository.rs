@@ -102,7 +102,8 @@ where
     output
 }
 
-/// Whether the current task's commits are being held back.
+/// Whether the current task's commits are being held back or streamed (a unit's, committed
+/// together later).
 pub fn is_holding_back() -> bool {
     HELD.try_with(|_| ()).is_ok()
 }

@@ -604,16 +604,29 @@ mod one_transaction {
             // sessions were read: the sheet's commands are decided on what was read, so the
             // commit finds the session moved and records none of the sheet.
             enrol(&app, second, other).await;
-            let sessions = [(first, "2023-06-01"), (second, "2023-07-03")];
-            let held =
-                kiroku::storage::aggregates::with_preloaded(read, sheet(&app, sessions, staff))
+            // Streamed as an import streams it: on PostgreSQL the `COPY` meets the taken
+            // sequence and the server refuses it.
+            let commands = vec![
+                attendance(first, staff, "2023-06-01"),
+                attendance(second, staff, "2023-07-03"),
+            ];
+            let (decided, refused) =
+                kiroku::storage::aggregates::with_preloaded(read, stream(&app, commands, false))
                     .await;
-            let refused = app.ledger.commit_held(held).await;
+            decided.expect("decided on the sessions as read");
             assert!(
                 matches!(refused, Err(CommandError::Contended)),
                 "{refused:?}"
             );
             assert_eq!(app.event_count().await, before + 1, "only the enrolment");
+
+            // The connection the refused `COPY` used is back in the pool, in step: the next
+            // commands are answered with their own results.
+            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+            let later = app.register("T003", "総務課", 2).await;
+            let fetched = app.get(&app.hr, &format!("/staff/{later}")).await;
+            assert_eq!(fetched.body["employee_no"], "T003", "{:?}", fetched.body);
         }
     );
     /// The actor an import's commands run as.

@@ -6,7 +6,9 @@
 //! on an aggregate this process has just written reads only the events other processes may
 //! have appended since (one query that usually returns nothing), and the state is a copy in
 //! memory. Commands on one aggregate already queue in this process (the ledger's stripe
-//! locks), so the cached state is the one the last command left.
+//! locks), so the cached state is the one the last command left. The commands of a unit
+//! held back or streamed (an import) take no turn; there is one such unit at a time (the
+//! import lock), and its commands run one after another.
 //!
 //! A command whose caller read the log's head first ([`as_of`]) does without that query too
 //! when nothing but this process has written since it last wrote the aggregate: the appender
@@ -199,9 +201,10 @@ pub struct CachedStore<A: Aggregate> {
     repo: LedgerRepository,
     snapshot_every: usize,
     cache: Mutex<HashMap<String, Cached<A>>>,
-    /// The state each aggregate was loaded in, until its command commits (commands on one
-    /// aggregate queue in this process, so there is one per aggregate at a time).
-    loaded: Mutex<HashMap<String, A>>,
+    /// The state each aggregate was loaded in, until its command commits: one per aggregate
+    /// for the commands that take their turn, and one for the unit's command, which takes
+    /// none (`bool`: held back) and may be between its load and its commit at the same time.
+    loaded: Mutex<HashMap<(String, bool), A>>,
 }
 
 impl<A: Aggregate + Clone + 'static> CachedStore<A> {
@@ -220,10 +223,11 @@ impl<A: Aggregate + Clone + 'static> CachedStore<A> {
         if let Ok(mut loaded) = self.loaded.lock() {
             // Entries of refused commands are never taken back; start afresh when many
             // accumulate (a command whose entry goes is retried, see `commit`).
-            if loaded.len() >= CAPACITY && !loaded.contains_key(&context.aggregate_id) {
+            let key = (context.aggregate_id.clone(), is_holding_back());
+            if loaded.len() >= CAPACITY && !loaded.contains_key(&key) {
                 loaded.clear();
             }
-            loaded.insert(context.aggregate_id.clone(), context.aggregate.clone());
+            loaded.insert(key, context.aggregate.clone());
         }
         context
     }
@@ -419,7 +423,7 @@ impl<A: Aggregate + Clone + 'static> EventStore<A> for CachedStore<A> {
             .loaded
             .lock()
             .ok()
-            .and_then(|mut loaded| loaded.remove(&aggregate_id));
+            .and_then(|mut loaded| loaded.remove(&(aggregate_id.clone(), is_holding_back())));
         // The state after the command: `handle` has applied its events already.
         let EventStoreAggregateContext {
             aggregate: after,

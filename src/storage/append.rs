@@ -353,13 +353,19 @@ impl Appender {
     }
 }
 
+/// Longest wait for a streamed unit's next part, the appender (and, once a `COPY` is open,
+/// the appenders' lock) held meanwhile: a command is decided in milliseconds, so a unit
+/// silent this long is stuck (something it waits for waits for the appender) and is refused
+/// as contended rather than holding every writer.
+const NEXT_PART: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Receives the rest of a streamed unit into `parts`, up to its end; a failure when the
-/// stream closed without it (the unit was abandoned).
+/// stream closed without it (the unit was abandoned) or went silent ([`NEXT_PART`]).
 pub(super) async fn gather(
     stream: &mut mpsc::UnboundedReceiver<Streamed>,
     parts: &mut Vec<Part>,
 ) -> Result<(), Failure> {
-    while let Some(streamed) = stream.recv().await {
+    while let Some(streamed) = next_part(stream).await? {
         match streamed {
             Streamed::Part(part) if part.events.is_empty() => {}
             Streamed::Part(part) => parts.push(part),
@@ -367,6 +373,19 @@ pub(super) async fn gather(
         }
     }
     Err(abandoned())
+}
+
+/// What a streamed unit sends next (`None`: it closed), or a conflict when it has been
+/// silent for [`NEXT_PART`].
+pub(super) async fn next_part(
+    stream: &mut mpsc::UnboundedReceiver<Streamed>,
+) -> Result<Option<Streamed>, Failure> {
+    tokio::time::timeout(NEXT_PART, stream.recv())
+        .await
+        .map_err(|_| {
+            tracing::warn!("a streamed unit sent nothing for 30 s: refused as contended");
+            Failure::Conflict
+        })
 }
 
 /// A streamed unit that closed without its end: nothing of it is written.

@@ -17,7 +17,7 @@
 //!   batch with a float is not copied (the insert's `RETURNING` gives such a value as
 //!   stored).
 
-use super::append::{abandoned, Due, Failure, Part, Streamed};
+use super::append::{abandoned, next_part, Due, Failure, Part, Streamed};
 use super::chain::link_written;
 use super::log::LogEvent;
 use cqrs_es::persist::SerializedEvent;
@@ -30,11 +30,6 @@ use tokio::sync::mpsc;
 const COPY_FROM: usize = 2_000;
 /// Events encoded and sent at a time within one `COPY` (about 700 KB).
 const COPY_PIECE: usize = 2_000;
-/// Longest wait for a streamed unit's next part, the appender (and, once the `COPY` is open,
-/// the appenders' lock) held meanwhile: a command is decided in milliseconds, so a unit
-/// silent this long is stuck (something it waits for waits for the appender) and is refused
-/// as contended rather than holding every writer.
-const NEXT_PART: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether `rows` go in by `COPY`: many of them, and none with a float.
 pub fn worth_copying(rows: &[(&str, &SerializedEvent)]) -> bool {
@@ -156,7 +151,7 @@ pub async fn copy_events(
         match encoded {
             Ok(data) => copy.send(data).await?,
             Err(failure) => {
-                let _ = copy.abort("encoding an event failed").await;
+                give_up(copy).await;
                 return Err(failure);
             }
         };
@@ -242,11 +237,7 @@ pub async fn copy_streamed(
     };
     // Nothing is begun before the first part with events.
     loop {
-        let Ok(next) = tokio::time::timeout(NEXT_PART, stream.recv()).await else {
-            tracing::warn!("a streamed unit sent nothing for 30 s: refused as contended");
-            return Err(Failure::Conflict);
-        };
-        match next {
+        match next_part(stream).await? {
             Some(Streamed::Part(part)) if part.events.is_empty() => {}
             Some(Streamed::Part(part)) => {
                 let float = floats(&part);
@@ -281,10 +272,12 @@ pub async fn copy_streamed(
     let mut ended = false;
     while !ended {
         if waiting < COPY_PIECE {
-            let Ok(next) = tokio::time::timeout(NEXT_PART, stream.recv()).await else {
-                give_up(copy).await;
-                tracing::warn!("a streamed unit sent nothing for 30 s: refused as contended");
-                return Err(Failure::Conflict);
+            let next = match next_part(stream).await {
+                Ok(next) => next,
+                Err(failure) => {
+                    give_up(copy).await;
+                    return Err(failure);
+                }
             };
             match next {
                 Some(Streamed::Part(part)) if part.events.is_empty() => continue,

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+/// Most ticks (of 500 ms) a serving checkpoint waits for attendance sheets being written.
+const CHECKPOINT_WAIT: u64 = 120;
+
 pub struct Application {
     listener: TcpListener,
     ledger: Arc<Ledger>,
@@ -51,6 +54,8 @@ impl Application {
         let follower = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut ticks = 0u64;
+            // The tick a checkpoint was asked for and has not been begun yet.
+            let mut checkpoint_asked: Option<u64> = None;
             loop {
                 tick.tick().await;
                 ticks += 1;
@@ -63,9 +68,20 @@ impl Application {
                     }
                 }
                 if ticks.is_multiple_of(60) {
-                    if let Err(error) = ledger.projector.checkpoint_if_due().await {
-                        tracing::warn!(%error, "checkpointing the read models failed");
+                    checkpoint_asked.get_or_insert(ticks);
+                }
+                if let Some(asked) = checkpoint_asked {
+                    // Attendance sheets being written have the machine: the checkpoint
+                    // waits for the series to end, a minute at most (decisions.md →
+                    // Projections).
+                    if !crate::import::writing_sheets() || ticks - asked >= CHECKPOINT_WAIT {
+                        checkpoint_asked = None;
+                        if let Err(error) = ledger.projector.checkpoint_if_due().await {
+                            tracing::warn!(%error, "checkpointing the read models failed");
+                        }
                     }
+                }
+                if ticks.is_multiple_of(60) {
                     if let Err(error) = ledger.complete_erasures().await {
                         tracing::warn!(%error, "completing erasures failed");
                     }

@@ -55,6 +55,35 @@ pub const MAX_REPORTED_ERRORS: usize = 1000;
 /// One import at a time, so that no two imports validate against the same state.
 static IMPORTING: Mutex<()> = Mutex::const_new(());
 
+/// When the last import ended, for [`writing_sheets`].
+static LAST_ENDED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// How long after an import the next one counts as part of the same series.
+const SERIES_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether an attendance sheet is being imported, or one ended so lately that the next of a
+/// series may be on its way: the serving checkpoint waits meanwhile (see `app.rs`), rather
+/// than taking a core and the database from the sheets.
+pub fn writing_sheets() -> bool {
+    let ended_lately = LAST_ENDED
+        .lock()
+        .ok()
+        .and_then(|ended| *ended)
+        .is_some_and(|ended| ended.elapsed() < SERIES_GAP);
+    IMPORTING.try_lock().is_err() || ended_lately
+}
+
+/// Notes, when dropped, that an import ended (whichever way).
+struct Ending;
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        if let Ok(mut ended) = LAST_ENDED.lock() {
+            *ended = Some(std::time::Instant::now());
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Utf8,
@@ -395,6 +424,8 @@ pub async fn import_attendance(
     let service = Service::new(ledger);
     service.require(actor.principal, Action::Administer)?;
     let _one_at_a_time = IMPORTING.lock().await;
+    // Dropped before the lock (declared after it): no moment looks like no import at all.
+    let _ending = Ending;
     let started = std::time::Instant::now();
     ledger.projector.catch_up().await?;
     let (rows, sessions) = validate(ledger, text).await?;
@@ -477,4 +508,23 @@ pub async fn import_attendance(
         summary.position = Some(last.position);
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_of_sheets_keeps_the_checkpoint_waiting_for_a_moment_after_each() {
+        drop(Ending);
+        assert!(
+            writing_sheets(),
+            "the next sheet of a series may be on its way"
+        );
+        let long_ago = std::time::Instant::now()
+            .checked_sub(SERIES_GAP + std::time::Duration::from_secs(1))
+            .expect("an instant in the past");
+        *LAST_ENDED.lock().expect("lock") = Some(long_ago);
+        assert!(!writing_sheets(), "the series has ended");
+    }
 }

@@ -327,6 +327,12 @@ mod one_transaction {
         held
     }
 
+    /// How many trainings `staff`'s history lists.
+    async fn trainings(app: &TestApp, staff: Uuid) -> Option<usize> {
+        let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
+        history.body["trainings"].as_array().map(Vec::len)
+    }
+
     /// Someone enrols `staff` in `session` through the API.
     async fn enrol(app: &TestApp, session: Uuid, staff: Uuid) {
         let enrolled = app
@@ -389,21 +395,14 @@ mod one_transaction {
                 before + 1,
                 "neither session got the sheet's rows, only the enrolment"
             );
-            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
-            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+            assert_eq!(trainings(&app, staff).await, Some(0));
 
             // Nothing in the way: both sessions' rows commit, in one transaction.
             let held = sheet(&app, sessions, staff).await;
             let events = app.ledger.commit_held(held).await.expect("committed");
             assert_eq!(events.len(), 4, "an enrolment and a completion per session");
             assert_eq!(app.event_count().await, before + 1 + 4);
-            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
-            assert_eq!(
-                history.body["trainings"].as_array().map(Vec::len),
-                Some(2),
-                "{:?}",
-                history.body
-            );
+            assert_eq!(trainings(&app, staff).await, Some(2));
         }
     );
 
@@ -620,8 +619,7 @@ mod one_transaction {
             );
             assert_eq!(app.event_count().await, before + 1, "only the enrolment");
 
-            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
-            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+            assert_eq!(trainings(&app, staff).await, Some(0));
         }
     );
     /// The actor an import's commands run as.
@@ -700,8 +698,7 @@ mod one_transaction {
                 "{committed:?}"
             );
             assert_eq!(app.event_count().await, before, "nothing of the unit");
-            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
-            assert_eq!(history.body["trainings"], json!([]), "{:?}", history.body);
+            assert_eq!(trainings(&app, staff).await, Some(0));
 
             // The same unit, ended well: written whole, sealed, at consecutive positions.
             let (decided, committed) = stream(&app, commands(), false).await;
@@ -716,13 +713,7 @@ mod one_transaction {
                 "every event sealed"
             );
             assert_eq!(app.event_count().await, before + 4);
-            let history = app.get(&app.hr, &format!("/staff/{staff}")).await;
-            assert_eq!(
-                history.body["trainings"].as_array().map(Vec::len),
-                Some(2),
-                "{:?}",
-                history.body
-            );
+            assert_eq!(trainings(&app, staff).await, Some(2));
         }
     );
 

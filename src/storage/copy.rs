@@ -28,6 +28,10 @@ use tokio::sync::mpsc;
 /// Batches of at least this many events are copied, smaller ones inserted (a streamed unit is
 /// copied whatever its size: it is not known before its end).
 const COPY_FROM: usize = 2_000;
+/// The statement that copies events into the log; the database gives each its position and
+/// time (migration 0008).
+const COPY_EVENTS: &str = "COPY events (aggregate_type, aggregate_id, sequence, event_type, \
+     event_version, payload, metadata) FROM STDIN";
 /// Events encoded and sent at a time within one `COPY` (about 700 KB).
 const COPY_PIECE: usize = 2_000;
 
@@ -131,12 +135,7 @@ pub async fn copy_events(
     conn: &mut PgConnection,
     rows: &[(&str, &SerializedEvent)],
 ) -> Result<Copied, Failure> {
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-             payload, metadata) FROM STDIN",
-        )
-        .await?;
+    let mut copy = conn.copy_in_raw(COPY_EVENTS).await?;
     // Sent in pieces: the server inserts one while the next is encoded here.
     let started = std::time::Instant::now();
     let mut encoding = std::time::Duration::ZERO;
@@ -254,12 +253,7 @@ pub async fn copy_streamed(
     sqlx::query("SAVEPOINT streamed")
         .execute(&mut *conn)
         .await?;
-    let mut copy = conn
-        .copy_in_raw(
-            "COPY events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-             payload, metadata) FROM STDIN",
-        )
-        .await?;
+    let mut copy = conn.copy_in_raw(COPY_EVENTS).await?;
     let started = std::time::Instant::now();
     let mut encoding = std::time::Duration::ZERO;
     let mut written = Written {

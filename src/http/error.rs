@@ -167,7 +167,8 @@ impl From<CommandError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "contended",
                 "同じ記録への同時の変更が多すぎます。何も記録されていません。もう一度お試しください",
-            ),
+            )
+            .retry_after(1),
             // Decided again before any answer (`Commander::execute`): seen only should the
             // second decision not be confirmed either, which it never asks.
             CommandError::Unconfirmed => ApiError::new(
@@ -200,6 +201,29 @@ impl From<crate::application::AppError> for ApiError {
             AppError::NotFound { code, message } => ApiError::not_found(code, message),
             AppError::Command(error) => error.into(),
             AppError::Storage(error) => error.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every 503 tells the client when to try again (SPEC: never a hang, a 503 with
+    /// `Retry-After`), the contended one included.
+    #[test]
+    fn every_service_unavailable_answer_says_when_to_retry() {
+        for error in [
+            CommandError::Contended,
+            CommandError::Unconfirmed,
+            CommandError::Unavailable("down".into()),
+        ] {
+            let response = ApiError::from(error).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                response.headers().get(header::RETRY_AFTER).is_some(),
+                "{response:?}"
+            );
         }
     }
 }

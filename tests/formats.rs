@@ -279,7 +279,7 @@ both_backends!(
         assert_eq!(csv_at(&csv, COUNT, "達成", &now_col), "集計中");
         assert_eq!(csv_at(&csv, RATE, "実績", &last_col), "99.5%");
         assert_eq!(csv_at(&csv, RATE, "公表値", &last_col), "98.0%");
-        assert_eq!(csv_at(&csv, RATE, "乖離", &last_col), "+1.5ポイント");
+        assert_eq!(csv_at(&csv, RATE, "乖離", &last_col), "1.5ポイント");
         assert_eq!(csv_at(&csv, RATE, "目標", &last_col), "100%");
         assert_eq!(csv_at(&csv, INCIDENTS, "目標", &last_col), "0件");
         assert!(csv_at(&csv, RATE, "公表日・版", &last_col).contains("第1版（人事課 テスト）"));
@@ -291,7 +291,7 @@ both_backends!(
         let html = String::from_utf8(render(&sheet, Format::Html).expect("html")).expect("utf-8");
         assert!(html.contains("<td class=\"pending\">集計中</td>"));
         assert!(html.contains(">99.5%</td>") && html.contains(">98.0%</td>"));
-        assert!(html.contains(">+1.5ポイント</td>"));
+        assert!(html.contains(">1.5ポイント</td>"));
         assert!(html.contains(">100%</td>") && html.contains(">0件</td>"));
         assert!(!html.contains("0件以下") && !html.contains("100%以上"));
 
@@ -318,6 +318,10 @@ both_backends!(
         assert!(
             styles.contains("&quot;ポイント&quot;"),
             "drift of a rate in points"
+        );
+        assert!(
+            styles.contains("&quot;△&quot;"),
+            "a negative drift with △, as in the CSV and the page"
         );
         assert!(
             styles.contains("#,##0&quot;件&quot;"),

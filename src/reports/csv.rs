@@ -49,7 +49,7 @@ pub fn csv(sheet: &Sheet) -> Result<Vec<u8>, ReportError> {
                 indicator.unit_label.clone(),
                 row.kind.label().to_string(),
             ];
-            // Values are drawn by Kiroku (a drift may start with -); only texts are inerted.
+            // Values are drawn by Kiroku (a negative drift starts with △); texts are inerted.
             record.extend(row.cells.iter().map(|c| match c {
                 super::view::Cell::Text(text) => inert(text),
                 number => number.text().to_string(),
@@ -99,6 +99,20 @@ mod tests {
             .unwrap_or_else(|| panic!("no {label} row for {indicator}"))
     }
 
+    /// Excel takes a cell starting with `=`, `+`, `-` or `@` for a formula (`-3人` shows as
+    /// `#NAME?`): no cell of the sheet starts so, texts being inerted and drifts taking `△`.
+    #[test]
+    fn no_cell_reads_as_a_formula_in_excel() {
+        let records = records();
+        for cell in records.iter().flatten() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "{cell} would be a formula"
+            );
+        }
+        assert!(records.iter().flatten().any(|c| c.starts_with('△')));
+    }
+
     #[test]
     fn the_csv_starts_with_a_byte_order_mark_so_excel_reads_utf8() {
         let bytes = csv(&sample_sheet()).expect("csv");
@@ -129,7 +143,7 @@ mod tests {
         let published_on = row(&records, "職員研修の年間延べ受講者数", "公表日・版");
         assert_eq!(published_on[6], "2024-05-30 第2版（人事課）");
         let drift = row(&records, "職員研修の年間延べ受講者数", "乖離");
-        assert_eq!(drift[6], "-3人");
+        assert_eq!(drift[6], "△3人");
 
         // Rates measured always with one decimal; an exact target without 以上 or 以下.
         let want = "「管理職になりたいと思う」と回答する比率";
@@ -186,6 +200,9 @@ mod tests {
         let bytes = csv(&sheet).expect("csv");
         let text = String::from_utf8(bytes).expect("utf-8");
         assert!(text.contains("\r\n'=cmd|' /C calc'!A0,活動指標"), "{text}");
-        assert!(text.contains(",-3人"), "numbers stay as they are");
+        assert!(
+            text.contains(",△3人"),
+            "numbers stay as they are, a negative with △"
+        );
     }
 }

@@ -202,16 +202,19 @@ fn op_suffix(op: TargetOp, value: f64, unit: Unit) -> &'static str {
     }
 }
 
-/// A drift: `+1人`, `-0.5ポイント` (a difference of rates is in points), `0人`.
+/// A drift as Japanese public documents write a difference (増減): `3人`, `△0.5ポイント`
+/// (a difference of rates is in points), `0人`. A negative takes `△`, never `-`: a CSV cell
+/// starting with `-` or `+` is a formula to Excel, which would show `#NAME?`.
 pub(crate) fn drift_text(value: f64, unit: Unit) -> String {
+    let sign = if value < 0.0 { NEGATIVE } else { "" };
     match unit {
-        Unit::Percent => {
-            let sign = if value > 0.0 { "+" } else { "" };
-            format!("{sign}{value:.1}ポイント")
-        }
-        other => format!("{}{}", signed(value), other.label_ja()),
+        Unit::Percent => format!("{sign}{:.1}ポイント", value.abs()),
+        other => format!("{sign}{}{}", number(value.abs()), other.label_ja()),
     }
 }
+
+/// The mark of a negative drift (三角, as in 決算書 and 進行管理シート).
+pub(crate) const NEGATIVE: &str = "△";
 
 /// The suffix of a drift in the spreadsheet's number format.
 fn drift_suffix(unit: Unit) -> &'static str {
@@ -411,15 +414,6 @@ pub(crate) fn number(value: f64) -> String {
     }
 }
 
-/// A drift: `+1`, `-1`, `0`.
-pub(crate) fn signed(value: f64) -> String {
-    if value > 0.0 {
-        format!("+{}", number(value))
-    } else {
-        number(value)
-    }
-}
-
 /// How many decimals `number` shows for `value` (for the spreadsheet's number format).
 pub(crate) fn decimals(value: f64) -> usize {
     let text = format!("{}", value.abs());
@@ -438,8 +432,10 @@ mod tests {
         assert_eq!(number(18.5), "18.5");
         assert_eq!(number(0.0), "0");
         assert_eq!(number(-1.0), "-1");
-        assert_eq!(signed(1.0), "+1");
-        assert_eq!(signed(-0.5), "-0.5");
+        assert_eq!(drift_text(3.0, Unit::People), "3人");
+        assert_eq!(drift_text(-1234.0, Unit::People), "△1,234人");
+        assert_eq!(drift_text(-0.5, Unit::Percent), "△0.5ポイント");
+        assert_eq!(drift_text(0.0, Unit::Percent), "0.0ポイント");
         assert_eq!(decimals(18.25), 2);
         assert_eq!(decimals(3.0), 0);
     }

@@ -4,7 +4,7 @@
 //! are numeric cells (the unit sits in its own column, 以上/見込み are number formats), so
 //! Excel can compute with them. The font is named, not embedded: Excel substitutes.
 
-use super::view::{decimals, Cell, RowKind, View, NONE, TABLE_HEAD, YEAR_SECTION};
+use super::view::{decimals, Cell, RowKind, View, NEGATIVE, NONE, TABLE_HEAD, YEAR_SECTION};
 use super::ReportError;
 use kiroku_projections::sheet::Sheet;
 use rust_xlsxwriter::{
@@ -95,7 +95,8 @@ impl Styles {
             format!("\"{literal}\"")
         };
         let format = if signed {
-            format!("+{digits}{suffix};-{digits}{suffix};0{suffix}")
+            // 増減 as in view::drift_text: `3人`, `△3人`, `0人`.
+            format!("{digits}{suffix};\"{NEGATIVE}\"{digits}{suffix};0{suffix}")
         } else {
             format!("{digits}{suffix}")
         };

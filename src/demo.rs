@@ -130,7 +130,7 @@ pub async fn load(ledger: &Ledger) -> Result<DemoSummary, DemoError> {
     let started = std::time::Instant::now();
     let (image, mut summary) = build().await?;
     let built = started.elapsed().as_secs_f64();
-    backup::restore(&ledger.backend, &image).await?;
+    backup::restore(&ledger.backend, image).await?;
     let restored = started.elapsed().as_secs_f64();
     ledger.projector.catch_up().await?;
     tracing::info!(

@@ -6,11 +6,14 @@
 //! (`"type": "personal_key"`), without which the names and free texts in the events could not
 //! be read on the other side. The export is therefore as confidential as the database.
 //!
-//! [`restore`] is the only place in Kiroku where a stored time is taken from outside, and it
-//! writes only into an empty ledger: in one transaction it checks every line (strictly
-//! increasing positions, `recorded_at` never decreasing and never in the future, every event
-//! readable by this version, every hash equal to the chain recomputed from the events) and
-//! inserts events, chain and keys, or nothing at all.
+//! [`restore`] and [`import_file`] are the only places in Kiroku where a stored time is taken
+//! from outside, and they write only into an empty ledger: in one transaction they check every
+//! line (strictly increasing positions, `recorded_at` never decreasing and never in the future,
+//! every event readable by this version, every hash equal to the chain recomputed from the
+//! events, the file holding what its header announces) and insert events, chain and keys, or
+//! nothing at all. A file is read and written a batch at a time inside that transaction, so a
+//! ledger of millions of events moves in the memory of one batch; a line found wrong rolls
+//! back what was written before it.
 
 use super::chain::{link, GENESIS};
 use super::log::{head, read_after, LogEvent};
@@ -248,85 +251,178 @@ async fn read_keys(backend: &Backend) -> Result<Vec<KeyLine>, BackupError> {
     })
 }
 
-/// Reads an export: the header first, then events, then keys. Checks the form of each line
-/// and that the file holds exactly what its header announces.
-pub fn read(input: impl BufRead) -> Result<LogImage, BackupError> {
-    let mut header: Option<Header> = None;
-    let mut image = LogImage::default();
-    let mut lines = 0;
-    for (index, text) in input.lines().enumerate() {
-        let number = index + 1;
-        let text = text?;
-        lines = number;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let line: Line = serde_json::from_str(&text)
-            .map_err(|e| invalid(number, format!("ログの行として読めません（{e}）")))?;
-        match (line, &header) {
-            (Line::Header(h), None) if number == 1 => {
-                if h.format != FORMAT || h.version != VERSION {
-                    return Err(invalid(
-                        number,
-                        format!(
-                            "形式 {} 版 {} には対応していません（{FORMAT} 版 {VERSION} のみ）",
-                            h.format, h.version
-                        ),
-                    ));
-                }
-                header = Some(h);
-            }
-            (_, None) => return Err(invalid(number, "1行目はヘッダーでなければなりません")),
-            (Line::Header(_), Some(_)) => {
-                return Err(invalid(number, "ヘッダーが2つあります"));
-            }
-            (Line::Event(event), Some(_)) => {
-                if !image.keys.is_empty() {
-                    return Err(invalid(number, "鍵の行の後にイベントがあります"));
-                }
-                image.events.push(event);
-            }
-            (Line::PersonalKey(key), Some(_)) => image.keys.push(key),
-        }
-    }
-    let header = header.ok_or_else(|| invalid(1, "空のファイルです"))?;
-    let last = image.events.last();
-    let complete = image.events.len() as u64 == header.events
-        && last.map_or(0, |e| e.position) == header.head_position
-        && last.map_or(GENESIS, |e| e.hash.as_str()) == header.head_hash;
-    if !complete {
-        return Err(invalid(
-            lines.max(1),
-            format!(
-                "ヘッダーの内容（イベント {} 件、末尾の位置 {}）とファイルの中身（{} 件）が一致しません。ファイルが途中で切れている可能性があります",
-                header.events,
-                header.head_position,
-                image.events.len()
-            ),
-        ));
-    }
-    Ok(image)
+/// One entry of a log being restored, with the line of the file it stands on.
+enum Entry {
+    Event(usize, EventLine),
+    Key(usize, KeyLine),
 }
 
-/// Checks a log image line by line without touching the database: what [`restore`] refuses.
-/// `first_line` is the file line of the first event (2 in an export file).
-pub fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
-    let now = now_ms();
-    let mut previous_hash = GENESIS.to_string();
-    let mut previous: Option<&EventLine> = None;
-    for (i, event) in image.events.iter().enumerate() {
-        let line = first_line + i;
-        if let Some(previous) = previous {
-            if event.position <= previous.position {
-                return Err(invalid(line, "位置が前の行より大きくありません"));
-            }
-            if event.recorded_at < previous.recorded_at {
-                return Err(invalid(line, "記録日時が前の行より前になっています"));
-            }
-        } else if event.position < 1 {
-            return Err(invalid(line, "位置は1以上でなければなりません"));
+/// Where a restore takes its entries from, one at a time: `None` at the end.
+trait Entries {
+    fn next_entry(&mut self) -> Result<Option<Entry>, BackupError>;
+}
+
+/// The entries of an export file, read line by line: the header first, then events, then
+/// keys. Checks the form of each line and, at the end, that the file held exactly what its
+/// header announces (a file cut short is refused).
+struct FileEntries<R> {
+    lines: std::iter::Enumerate<std::io::Lines<R>>,
+    header: Option<Header>,
+    events: u64,
+    /// Position and hash of the last event read.
+    last: Option<(i64, String)>,
+    in_keys: bool,
+    last_line: usize,
+}
+
+impl<R: BufRead> FileEntries<R> {
+    fn new(input: R) -> Self {
+        FileEntries {
+            lines: input.lines().enumerate(),
+            header: None,
+            events: 0,
+            last: None,
+            in_keys: false,
+            last_line: 0,
         }
-        if event.recorded_at > now {
+    }
+
+    /// Refuses a file that does not hold what its header announces.
+    fn complete(&self) -> Result<(), BackupError> {
+        let header = self
+            .header
+            .as_ref()
+            .ok_or_else(|| invalid(1, "空のファイルです"))?;
+        let (position, hash) = self
+            .last
+            .as_ref()
+            .map_or((0, GENESIS), |(p, h)| (*p, h.as_str()));
+        if self.events == header.events
+            && position == header.head_position
+            && hash == header.head_hash
+        {
+            return Ok(());
+        }
+        Err(invalid(
+            self.last_line.max(1),
+            format!(
+                "ヘッダーの内容（イベント {} 件、末尾の位置 {}）とファイルの中身（{} 件）が一致しません。ファイルが途中で切れている可能性があります",
+                header.events, header.head_position, self.events
+            ),
+        ))
+    }
+}
+
+impl<R: BufRead> Entries for FileEntries<R> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, BackupError> {
+        for (index, text) in self.lines.by_ref() {
+            let number = index + 1;
+            let text = text?;
+            self.last_line = number;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line: Line = serde_json::from_str(&text)
+                .map_err(|e| invalid(number, format!("ログの行として読めません（{e}）")))?;
+            match (line, &self.header) {
+                (Line::Header(h), None) if number == 1 => {
+                    if h.format != FORMAT || h.version != VERSION {
+                        return Err(invalid(
+                            number,
+                            format!(
+                                "形式 {} 版 {} には対応していません（{FORMAT} 版 {VERSION} のみ）",
+                                h.format, h.version
+                            ),
+                        ));
+                    }
+                    self.header = Some(h);
+                }
+                (_, None) => return Err(invalid(number, "1行目はヘッダーでなければなりません")),
+                (Line::Header(_), Some(_)) => {
+                    return Err(invalid(number, "ヘッダーが2つあります"));
+                }
+                (Line::Event(event), Some(_)) => {
+                    if self.in_keys {
+                        return Err(invalid(number, "鍵の行の後にイベントがあります"));
+                    }
+                    self.events += 1;
+                    self.last = Some((event.position, event.hash.clone()));
+                    return Ok(Some(Entry::Event(number, event)));
+                }
+                (Line::PersonalKey(key), Some(_)) => {
+                    self.in_keys = true;
+                    return Ok(Some(Entry::Key(number, key)));
+                }
+            }
+        }
+        self.complete()?;
+        Ok(None)
+    }
+}
+
+/// The entries of an image in memory, numbered as they would stand in an export file (the
+/// first event on line 2).
+struct ImageEntries {
+    events: std::vec::IntoIter<EventLine>,
+    keys: std::vec::IntoIter<KeyLine>,
+    line: usize,
+}
+
+impl ImageEntries {
+    fn new(image: LogImage) -> Self {
+        ImageEntries {
+            events: image.events.into_iter(),
+            keys: image.keys.into_iter(),
+            line: 1,
+        }
+    }
+}
+
+impl Entries for ImageEntries {
+    fn next_entry(&mut self) -> Result<Option<Entry>, BackupError> {
+        self.line += 1;
+        Ok(match self.events.next() {
+            Some(event) => Some(Entry::Event(self.line, event)),
+            None => self.keys.next().map(|key| Entry::Key(self.line, key)),
+        })
+    }
+}
+
+/// What a restore refuses, checked one line at a time: strictly increasing positions from 1,
+/// `recorded_at` never decreasing and never in the future, every event readable by this
+/// version, every hash the chain recomputed from the events, every key well formed.
+struct Checker {
+    now: i64,
+    /// Position and `recorded_at` of the event before.
+    previous: Option<(i64, i64)>,
+    hash: String,
+}
+
+impl Checker {
+    fn new() -> Checker {
+        Checker {
+            now: now_ms(),
+            previous: None,
+            hash: GENESIS.to_string(),
+        }
+    }
+
+    fn event(&mut self, line: usize, event: &EventLine) -> Result<(), BackupError> {
+        match self.previous {
+            Some((position, recorded_at)) => {
+                if event.position <= position {
+                    return Err(invalid(line, "位置が前の行より大きくありません"));
+                }
+                if event.recorded_at < recorded_at {
+                    return Err(invalid(line, "記録日時が前の行より前になっています"));
+                }
+            }
+            None if event.position < 1 => {
+                return Err(invalid(line, "位置は1以上でなければなりません"));
+            }
+            None => {}
+        }
+        if event.recorded_at > self.now {
             return Err(invalid(line, "記録日時が未来になっています"));
         }
         LedgerEvent::parse(&event.aggregate_type, &event.payload).map_err(|e| {
@@ -338,7 +434,7 @@ pub fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
                 ),
             )
         })?;
-        let expected = link(&previous_hash, &event.log_event());
+        let expected = link(&self.hash, &event.log_event());
         if expected != event.hash {
             return Err(invalid(
                 line,
@@ -348,24 +444,39 @@ pub fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
                 ),
             ));
         }
-        previous_hash = expected;
-        previous = Some(event);
+        self.hash = expected;
+        self.previous = Some((event.position, event.recorded_at));
+        Ok(())
     }
-    let key_line = first_line + image.events.len();
-    for (i, key) in image.keys.iter().enumerate() {
+
+    fn key(line: usize, key: &KeyLine) -> Result<(), BackupError> {
         if let Some(encoded) = &key.key {
             let bytes = BASE64
                 .decode(encoded)
-                .map_err(|_| invalid(key_line + i, "鍵が base64 ではありません"))?;
+                .map_err(|_| invalid(line, "鍵が base64 ではありません"))?;
             // Wrapped under the master key (72 bytes), or from an export made before keys
             // were wrapped (32 bytes; wrapped when the ledger next opens).
             if bytes.len() != 72 && bytes.len() != 32 {
                 return Err(invalid(
-                    key_line + i,
+                    line,
                     "鍵の長さが正しくありません（72 バイト、旧形式は 32 バイト）",
                 ));
             }
         }
+        Ok(())
+    }
+}
+
+/// Checks a log image line by line without touching the database: what [`restore`] refuses.
+/// `first_line` is the file line of the first event (2 in an export file).
+pub fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
+    let mut checker = Checker::new();
+    for (i, event) in image.events.iter().enumerate() {
+        checker.event(first_line + i, event)?;
+    }
+    let key_line = first_line + image.events.len();
+    for (i, key) in image.keys.iter().enumerate() {
+        Checker::key(key_line + i, key)?;
     }
     Ok(())
 }
@@ -380,8 +491,28 @@ pub struct Restored {
 }
 
 /// Restores `image` into an empty ledger, all or nothing (see the module docs).
-pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, BackupError> {
-    check(image, 2)?;
+pub async fn restore(backend: &Backend, image: LogImage) -> Result<Restored, BackupError> {
+    restore_from(backend, &mut ImageEntries::new(image)).await
+}
+
+/// Reads an export file and restores it into an empty ledger, all or nothing, a batch at a
+/// time (see the module docs).
+pub async fn import_file(
+    backend: &Backend,
+    path: &std::path::Path,
+) -> Result<Restored, BackupError> {
+    let file = std::fs::File::open(path)?;
+    restore_from(
+        backend,
+        &mut FileEntries::new(std::io::BufReader::new(file)),
+    )
+    .await
+}
+
+async fn restore_from(
+    backend: &Backend,
+    entries: &mut (impl Entries + Send),
+) -> Result<Restored, BackupError> {
     match backend {
         Backend::Sqlite(pool) => {
             // A restore runs before serving (the CLI, the demo's start): no caller drops it.
@@ -393,8 +524,13 @@ pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, Ba
             if events > 0 || keys > 0 {
                 return Err(BackupError::NotEmpty { events, keys });
             }
-            insert_all::<sqlx::Sqlite>(&mut tx, image, "").await?;
-            tx.commit().await?;
+            match write_entries::<sqlx::Sqlite>(&mut tx, entries, "").await {
+                Ok(restored) => {
+                    tx.commit().await?;
+                    Ok(restored)
+                }
+                Err(error) => Err(rolled_back(tx, error).await),
+            }
         }
         Backend::Postgres(pool) => {
             #[allow(clippy::disallowed_methods)]
@@ -414,31 +550,89 @@ pub async fn restore(backend: &Backend, image: &LogImage) -> Result<Restored, Ba
             )
             .execute(&mut *tx)
             .await?;
-            insert_all::<sqlx::Postgres>(&mut tx, image, "::json").await?;
+            let restored = match write_entries::<sqlx::Postgres>(&mut tx, entries, "::json").await {
+                Ok(restored) => restored,
+                Err(error) => return Err(rolled_back(tx, error).await),
+            };
             sqlx::query(
                 "ALTER TABLE events ENABLE TRIGGER events_begin_append, \
                  ENABLE TRIGGER events_assigned_only",
             )
             .execute(&mut *tx)
             .await?;
-            if let Some(last) = image.events.last() {
+            if restored.events > 0 {
                 sqlx::query("SELECT setval('events_position_seq', $1)")
-                    .bind(last.position)
+                    .bind(restored.head_position)
                     .execute(&mut *tx)
                     .await?;
             }
             tx.commit().await?;
+            Ok(restored)
         }
     }
-    Ok(Restored {
-        events: image.events.len(),
-        keys: image.keys.len(),
-        head_position: image.events.last().map_or(0, |e| e.position),
-        head_hash: image
-            .events
-            .last()
-            .map_or(GENESIS.to_string(), |e| e.hash.clone()),
-    })
+}
+
+/// Rolls `tx` back at once (not when the pool takes the connection back), keeping `error`:
+/// what a refused restore wrote before the line it was refused at goes.
+async fn rolled_back<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    error: BackupError,
+) -> BackupError {
+    if let Err(rollback) = tx.rollback().await {
+        tracing::warn!(%rollback, "rolling back a refused log import");
+    }
+    error
+}
+
+/// Checks and inserts the entries, [`BATCH`] events at a time, then the keys.
+async fn write_entries<DB>(
+    conn: &mut DB::Connection,
+    entries: &mut (impl Entries + Send),
+    json: &str,
+) -> Result<Restored, BackupError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut checker = Checker::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut keys = Vec::new();
+    let mut restored = Restored {
+        events: 0,
+        keys: 0,
+        head_position: 0,
+        head_hash: GENESIS.to_string(),
+    };
+    while let Some(entry) = entries.next_entry()? {
+        match entry {
+            Entry::Event(line, event) => {
+                checker.event(line, &event)?;
+                restored.events += 1;
+                restored.head_position = event.position;
+                restored.head_hash.clone_from(&event.hash);
+                batch.push(event);
+                if batch.len() == BATCH {
+                    insert_events::<DB>(conn, &batch, json).await?;
+                    batch.clear();
+                }
+            }
+            Entry::Key(line, key) => {
+                Checker::key(line, &key)?;
+                keys.push(key);
+            }
+        }
+    }
+    if !batch.is_empty() {
+        insert_events::<DB>(conn, &batch, json).await?;
+    }
+    insert_keys::<DB>(conn, &keys).await?;
+    restored.keys = keys.len();
+    Ok(restored)
 }
 
 async fn counts_in<DB>(conn: &mut DB::Connection) -> Result<(i64, i64), BackupError>
@@ -461,10 +655,11 @@ where
     Ok((events.max(chain), row.try_get(2)?))
 }
 
-/// Inserts events, chain and keys; `json` is the cast a JSON parameter needs (`::json`).
-async fn insert_all<DB>(
+/// Inserts the events of `chunk` and their links; `json` is the cast a JSON parameter needs
+/// (`::json`).
+async fn insert_events<DB>(
     conn: &mut DB::Connection,
-    image: &LogImage,
+    chunk: &[EventLine],
     json: &str,
 ) -> Result<(), BackupError>
 where
@@ -476,57 +671,69 @@ where
     for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    for chunk in image.events.chunks(BATCH) {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                let p = |n: usize| format!("${}", i * 9 + n);
-                format!(
-                    "({}, {}, {}, {}, {}, {}, {}, {}{json}, {}{json})",
-                    p(1),
-                    p(2),
-                    p(3),
-                    p(4),
-                    p(5),
-                    p(6),
-                    p(7),
-                    p(8),
-                    p(9)
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO events (position, recorded_at, aggregate_type, aggregate_id, sequence, \
-             event_type, event_version, payload, metadata) VALUES {}",
-            rows.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for e in chunk {
-            query = query
-                .bind(e.position)
-                .bind(e.recorded_at)
-                .bind(e.aggregate_type.clone())
-                .bind(e.aggregate_id.clone())
-                .bind(e.sequence)
-                .bind(e.event_type.clone())
-                .bind(e.event_version.clone())
-                .bind(e.payload.to_string())
-                .bind(e.metadata.to_string());
-        }
-        query.execute(&mut *conn).await?;
-        let links: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2))
-            .collect();
-        let sql = format!(
-            "INSERT INTO event_chain (position, hash) VALUES {}",
-            links.join(", ")
-        );
-        let mut query = sqlx::query(&sql);
-        for e in chunk {
-            query = query.bind(e.position).bind(e.hash.clone());
-        }
-        query.execute(&mut *conn).await?;
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|i| {
+            let p = |n: usize| format!("${}", i * 9 + n);
+            format!(
+                "({}, {}, {}, {}, {}, {}, {}, {}{json}, {}{json})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO events (position, recorded_at, aggregate_type, aggregate_id, sequence, \
+         event_type, event_version, payload, metadata) VALUES {}",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for e in chunk {
+        query = query
+            .bind(e.position)
+            .bind(e.recorded_at)
+            .bind(e.aggregate_type.clone())
+            .bind(e.aggregate_id.clone())
+            .bind(e.sequence)
+            .bind(e.event_type.clone())
+            .bind(e.event_version.clone())
+            .bind(e.payload.to_string())
+            .bind(e.metadata.to_string());
     }
-    for key in &image.keys {
+    query.execute(&mut *conn).await?;
+    let links: Vec<String> = (0..chunk.len())
+        .map(|i| format!("(${}, ${})", i * 2 + 1, i * 2 + 2))
+        .collect();
+    let sql = format!(
+        "INSERT INTO event_chain (position, hash) VALUES {}",
+        links.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for e in chunk {
+        query = query.bind(e.position).bind(e.hash.clone());
+    }
+    query.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Inserts the personal keys.
+async fn insert_keys<DB>(conn: &mut DB::Connection, keys: &[KeyLine]) -> Result<(), BackupError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for key in keys {
         let bytes = match &key.key {
             Some(encoded) => Some(BASE64.decode(encoded).map_err(|_| {
                 BackupError::Storage(StorageError::Corrupt(format!("key of {}", key.staff_id)))
@@ -557,20 +764,11 @@ pub fn rechain(events: &mut [EventLine]) {
     }
 }
 
-/// Reads an export file and restores it (see [`restore`]).
-pub async fn import_file(
-    backend: &Backend,
-    path: &std::path::Path,
-) -> Result<Restored, BackupError> {
-    let file = std::fs::File::open(path)?;
-    let image = read(std::io::BufReader::new(file))?;
-    restore(backend, &image).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::PathBuf;
 
     fn chained(times: &[i64]) -> LogImage {
         let mut events: Vec<EventLine> = times
@@ -602,6 +800,58 @@ mod tests {
             Err(BackupError::Invalid { line, message }) => format!("{line}: {message}"),
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    fn file(dir: &std::path::Path, name: &str, image: &LogImage, head_hash: &str) -> PathBuf {
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            events: image.events.len() as u64,
+            head_position: image.events.len() as i64,
+            head_hash: head_hash.into(),
+            exported_at: now_ms(),
+        };
+        let mut bytes = Vec::new();
+        write_line(&mut bytes, &Line::Header(header)).expect("header");
+        for event in &image.events {
+            write_line(&mut bytes, &Line::Event(event.clone())).expect("event");
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    /// A file is written a batch at a time inside one transaction: an event refused after two
+    /// batches went in (line 1,100 of 1,201) leaves the ledger empty, and the file as it was
+    /// restores whole.
+    #[tokio::test]
+    async fn a_refusal_after_batches_were_written_leaves_the_ledger_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        let backend = Backend::connect(&url).await.expect("ledger");
+        let image = chained(&[1_000; 1_200]);
+        let head = image.events[1_199].hash.clone();
+        let good = file(dir.path(), "good.ndjson", &image, &head);
+        let mut altered = image.clone();
+        altered.events[1_098].metadata = json!({"actor": "誰か"});
+        let bad = file(dir.path(), "bad.ndjson", &altered, &head);
+
+        match import_file(&backend, &bad).await {
+            Err(BackupError::Invalid { line, message }) => {
+                assert_eq!(line, 1_100);
+                assert!(message.contains("ハッシュ"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(super::super::log::count(&backend).await.expect("count"), 0);
+
+        let restored = import_file(&backend, &good).await.expect("restored");
+        assert_eq!(restored.events, 1_200);
+        assert_eq!(restored.head_hash, head);
+        assert_eq!(
+            super::super::log::count(&backend).await.expect("count"),
+            1_200
+        );
     }
 
     #[test]

@@ -1538,7 +1538,7 @@ both_backends!(
                     b["indicators"][0]["targets"] = json!({"R5": {"op": ">=", "value": 1}});
                     b
                 },
-                None,
+                Some((400, "validation_failed")),
             ),
             (
                 "actual for an unknown plan item",
@@ -1567,6 +1567,14 @@ both_backends!(
             if app.event_count().await != before {
                 failures.push(format!("POST {path} ({what}) appended events"));
             }
+        }
+        // A target year that is no year names the key and says how to write it.
+        let mut era = plan_item_body();
+        era["indicators"][0]["targets"] = json!({"R5": {"op": ">=", "value": 1}});
+        let reply = app.post(&hr, "/plan-items", &era).await;
+        let detail = reply.body["detail"].as_str().unwrap_or_default();
+        if !(detail.contains("\"R5\"") && detail.contains("2023")) {
+            failures.push(format!("target year R5: detail {detail:?}"));
         }
 
         // Raw bodies: (what, content type or None, body, expected).

@@ -63,7 +63,27 @@ struct IndicatorBody {
     source: IndicatorSource,
     baseline: Option<Baseline>,
     #[serde(default)]
-    targets: BTreeMap<FiscalYear, Target>,
+    #[schema(value_type = BTreeMap<i32, Target>)]
+    targets: BTreeMap<YearKey, Target>,
+}
+
+/// A fiscal year as a key of `targets` (`"2023"`). A key that is no year (`"R5"`) is refused
+/// as a wrong value naming it (`validation_failed`); a plain `FiscalYear` key made serde_json
+/// report it as a syntax error (`malformed_json`).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct YearKey(FiscalYear);
+
+impl<'de> Deserialize<'de> for YearKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let text = String::deserialize(deserializer)?;
+        let year: i32 = text.trim().parse().map_err(|_| {
+            D::Error::custom(format!(
+                "目標の年度 {text:?} は西暦の年で書いてください（令和5年度なら \"2023\"）"
+            ))
+        })?;
+        FiscalYear::new(year).map(YearKey).map_err(D::Error::custom)
+    }
 }
 
 impl From<IndicatorBody> for IndicatorPlan {
@@ -78,7 +98,11 @@ impl From<IndicatorBody> for IndicatorPlan {
                 source: body.source,
                 baseline: body.baseline,
             },
-            targets: body.targets,
+            targets: body
+                .targets
+                .into_iter()
+                .map(|(year, target)| (year.0, target))
+                .collect(),
         }
     }
 }

@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Personal keys and the master key that wraps them.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Checks the append-only hash chain, reading only; exits 1 and names the first bad
     /// position. With --digest, also proves the log still extends that signed digest.
     Verify {
@@ -170,6 +175,14 @@ pub enum ReportCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Wraps under the master key (KIROKU_MASTER_KEY) every personal key still wrapped under
+    /// the one before a rotation (KIROKU_MASTER_KEY_PREVIOUS), and checks that every key
+    /// opens under it; exits 1 if one does not. Touches the key table only.
+    Rewrap,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Creates a token and prints it on stdout (only its hash is stored).
     Create {
@@ -224,6 +237,34 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            command: KeysCommand::Rewrap,
+        } => {
+            use crate::storage::keys::{KeyStore, MasterKey};
+            let backend = crate::storage::Backend::connect(&cli.database)
+                .await
+                .map_err(|e| e.to_string())?;
+            let master = MasterKey::load().map_err(|e| e.to_string())?;
+            let source = master.source.clone();
+            match KeyStore::new(backend, master).prepare(true).await {
+                Ok(prepared) => {
+                    println!(
+                        "{} personal keys open under the master key ({source}); {} wrapped again from KIROKU_MASTER_KEY_PREVIOUS, {} stored unwrapped now wrapped",
+                        prepared.checked + prepared.wrapped,
+                        prepared.rewrapped,
+                        prepared.wrapped
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error @ crate::storage::StorageError::Crypto(_)) => {
+                    eprintln!(
+                        "kiroku: 個人鍵をマスター鍵で開けません（{error}）。鍵を替えた直後なら、前のマスター鍵を KIROKU_MASTER_KEY_PREVIOUS に指定してください"
+                    );
+                    Ok(ExitCode::from(1))
+                }
+                Err(error) => Err(error.to_string()),
+            }
         }
         Command::Token {
             command: TokenCommand::Create { role, name, staff },
@@ -525,7 +566,8 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 }
                 Err(
                     error @ (backup::BackupError::NotEmpty { .. }
-                    | backup::BackupError::Invalid { .. }),
+                    | backup::BackupError::Invalid { .. }
+                    | backup::BackupError::Io(_)),
                 ) => {
                     eprintln!("kiroku: {error}。何も取り込みませんでした");
                     Ok(ExitCode::from(1))

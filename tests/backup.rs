@@ -1,12 +1,13 @@
 //! `kiroku log export` and `kiroku log import`: the whole log moves from the embedded SQLite
 //! ledger to PostgreSQL (and back) with the same positions, times and hashes, so every sheet as
 //! of a past moment reads the same; a non-empty ledger and a tampered file are refused and
-//! nothing is written.
+//! nothing is written. And `kiroku keys rewrap`, which moves the personal keys to a new master
+//! key (the keys travel with an export as they are wrapped).
 
 mod support;
 
 use serde_json::json;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::{spawn_app, Db, TestApp};
 
@@ -287,6 +288,20 @@ async fn a_tampered_or_truncated_export_is_refused_and_nothing_is_written() {
     assert!(message.contains("ハッシュ"), "{message}");
     assert_eq!(verified(&target).0, "0", "nothing was written");
 
+    // A file cut among its keys (the last of four lost) is refused by the header's count of
+    // keys: those people's names could never be read again.
+    assert!(lines.last().is_some_and(|l| l.contains("\"personal_key\"")));
+    let cut = dir.path().join("cut-among-keys.ndjson");
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n")).expect("write");
+    let refused = import(&target, &cut);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = text(&refused.stderr);
+    assert!(
+        message.contains("鍵 4 件") && message.contains("鍵 3 件"),
+        "{message}"
+    );
+    assert_eq!(verified(&target).0, "0", "nothing was written");
+
     // A truncated file (the last event lost) is refused by the header's count.
     lines.retain(|l| !l.contains("\"personal_key\""));
     lines.pop();
@@ -305,4 +320,132 @@ async fn a_tampered_or_truncated_export_is_refused_and_nothing_is_written() {
     let restored = import(&target, &file);
     assert!(restored.status.success(), "{}", text(&restored.stderr));
     assert_eq!(verified(&target), verified(&app.database_url));
+}
+
+/// A file of `events` withdrawn incidents, chained, as an export writes it; and the same with
+/// the event at index `altered` changed after its hash was taken.
+fn incident_files(dir: &Path, events: usize, altered: usize) -> (PathBuf, PathBuf) {
+    use kiroku::storage::backup::{rechain, EventLine, Header, Line, FORMAT, VERSION};
+    let mut lines: Vec<EventLine> = (0..events)
+        .map(|i| EventLine {
+            position: i as i64 + 1,
+            recorded_at: 1_700_000_000_000 + i as i64,
+            aggregate_type: "ComplianceIncident".into(),
+            aggregate_id: format!("00000000-0000-0000-0000-{i:012}"),
+            sequence: 1,
+            event_type: "ComplianceIncidentWithdrawn".into(),
+            event_version: "1".into(),
+            payload: json!({"ComplianceIncidentWithdrawn": {
+                "incident_id": format!("00000000-0000-0000-0000-{i:012}"), "reason": "重複"}}),
+            metadata: json!({"actor": "人事課"}),
+            hash: String::new(),
+        })
+        .collect();
+    rechain(&mut lines);
+    let write = |name: &str, lines: &[EventLine]| {
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            events: lines.len() as u64,
+            head_position: lines.len() as i64,
+            head_hash: lines.last().map(|e| e.hash.clone()).unwrap_or_default(),
+            exported_at: 1_700_000_000_000,
+            keys: Some(0),
+        };
+        let mut text = serde_json::to_string(&Line::Header(header)).expect("header") + "\n";
+        for event in lines {
+            text += &(serde_json::to_string(&Line::Event(event.clone())).expect("event") + "\n");
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let good = write("good.ndjson", &lines);
+    let head = lines[events - 1].hash.clone();
+    lines[altered].metadata = json!({"actor": "誰か"});
+    lines[events - 1].hash = head;
+    let bad = write("bad.ndjson", &lines);
+    (good, bad)
+}
+
+/// On PostgreSQL, where the import switches the position triggers off inside its transaction:
+/// a file refused after two batches went in (line 1,100 of 1,201) leaves the ledger empty, and
+/// the file as it was then restores whole, and the next command continues the log (the
+/// triggers are on again, the sequence follows the last position).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_refusal_leaves_a_postgres_ledger_empty_and_the_log_continues_after_a_good_import() {
+    let Some(pg) = support::postgres_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (good, bad) = incident_files(dir.path(), 1_200, 1_098);
+
+    let refused = import(&pg, &bad);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = text(&refused.stderr);
+    assert!(message.contains("1100行目"), "{message}");
+    assert!(message.contains("何も取り込みませんでした"), "{message}");
+    assert_eq!(verified(&pg).0, "0", "nothing was written");
+
+    let restored = import(&pg, &good);
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
+    assert_eq!(verified(&pg).0, "1200");
+    let app =
+        support::spawn_app_at(Db::Postgres, pg.clone(), tempfile::tempdir().expect("dir")).await;
+    let reply = app
+        .post(
+            &app.hr,
+            "/staff",
+            &support::staff_body("C001", "総務課", 3, "2020-04-01"),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+    assert_eq!(reply.body["position"].as_i64(), Some(1_201));
+    assert_eq!(verified(&pg).0, "1201");
+}
+
+/// `kiroku keys rewrap` changes the master key: with the new key as the master key and the old
+/// one as the previous, every personal key is wrapped again; afterwards the new key alone
+/// opens them all, and the old one alone is refused (exit 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_master_key_is_changed_by_keys_rewrap() {
+    let Some(app) = spawn_app(Db::Sqlite).await else {
+        return;
+    };
+    let Ok(old) = std::env::var("KIROKU_MASTER_KEY") else {
+        return;
+    };
+    history(&app).await;
+    let new = "cd".repeat(32);
+    let rewrap = |master: &str, previous: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kiroku"));
+        command
+            .env("DATABASE_URL", &app.database_url)
+            .env("KIROKU_MASTER_KEY", master)
+            .env_remove("KIROKU_MASTER_KEY_PREVIOUS")
+            .args(["keys", "rewrap"]);
+        if let Some(previous) = previous {
+            command.env("KIROKU_MASTER_KEY_PREVIOUS", previous);
+        }
+        command.output().expect("run kiroku")
+    };
+
+    let rotated = rewrap(&new, Some(&old));
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let out = text(&rotated.stdout);
+    assert!(
+        out.starts_with("4 personal keys open") && out.contains("4 wrapped again"),
+        "{out}"
+    );
+    let again = rewrap(&new, None);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let out = text(&again.stdout);
+    assert!(
+        out.starts_with("4 personal keys open") && out.contains("0 wrapped again"),
+        "{out}"
+    );
+    let stale = rewrap(&old, None);
+    assert_eq!(stale.status.code(), Some(1));
+    let message = text(&stale.stderr);
+    assert!(message.contains("KIROKU_MASTER_KEY_PREVIOUS"), "{message}");
 }

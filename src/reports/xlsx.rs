@@ -96,7 +96,7 @@ impl Styles {
         };
         let format = if signed {
             // 増減 as in view::drift_text: `3人`, `△3人`, `0人`.
-            format!("{digits}{suffix};\"{NEGATIVE}\"{digits}{suffix};0{suffix}")
+            format!("{digits}{suffix};\"{NEGATIVE}\"{digits}{suffix};{digits}{suffix}")
         } else {
             format!("{digits}{suffix}")
         };

@@ -29,7 +29,8 @@ use std::io::{BufRead, Write};
 
 /// The `format` of the header line.
 pub const FORMAT: &str = "kiroku-log";
-pub const VERSION: u32 = 1;
+/// Version 2 adds the header's `keys`; a file of version 1 (without it) is still read.
+pub const VERSION: u32 = 2;
 const PAGE: i64 = 2000;
 /// Rows per multi-row INSERT (9 parameters each, well below both databases' limits).
 const BATCH: usize = 500;
@@ -51,6 +52,10 @@ pub struct Header {
     pub head_position: i64,
     pub head_hash: String,
     pub exported_at: i64,
+    /// How many personal keys follow the events (version 2 on): a file cut among its keys is
+    /// refused like one cut among its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,9 +174,13 @@ pub async fn export(backend: &Backend, out: &mut impl Write) -> Result<Header, B
             }
         }
     });
+    // Read after the head: a person's key is stored before their first event, so every event
+    // up to the head has its key here.
+    let keys = read_keys(backend).await?;
     let header = Header {
         format: FORMAT.to_string(),
         version: VERSION,
+        keys: Some(keys.len() as u64),
         events: count.max(0) as u64,
         head_position: last,
         head_hash,
@@ -195,7 +204,7 @@ pub async fn export(backend: &Backend, out: &mut impl Write) -> Result<Header, B
             write_line(out, &Line::Event(EventLine::from_log(event, hash)))?;
         }
     }
-    for key in read_keys(backend).await? {
+    for key in keys {
         write_line(out, &Line::PersonalKey(key))?;
     }
     out.flush()?;
@@ -264,11 +273,12 @@ trait Entries {
 
 /// The entries of an export file, read line by line: the header first, then events, then
 /// keys. Checks the form of each line and, at the end, that the file held exactly what its
-/// header announces (a file cut short is refused).
+/// header announces: a file cut short is refused (among its keys too, from version 2 on).
 struct FileEntries<R> {
     lines: std::iter::Enumerate<std::io::Lines<R>>,
     header: Option<Header>,
     events: u64,
+    keys: u64,
     /// Position and hash of the last event read.
     last: Option<(i64, String)>,
     in_keys: bool,
@@ -281,6 +291,7 @@ impl<R: BufRead> FileEntries<R> {
             lines: input.lines().enumerate(),
             header: None,
             events: 0,
+            keys: 0,
             last: None,
             in_keys: false,
             last_line: 0,
@@ -300,14 +311,19 @@ impl<R: BufRead> FileEntries<R> {
         if self.events == header.events
             && position == header.head_position
             && hash == header.head_hash
+            && header.keys.is_none_or(|keys| keys == self.keys)
         {
             return Ok(());
         }
         Err(invalid(
             self.last_line.max(1),
             format!(
-                "ヘッダーの内容（イベント {} 件、末尾の位置 {}）とファイルの中身（{} 件）が一致しません。ファイルが途中で切れている可能性があります",
-                header.events, header.head_position, self.events
+                "ヘッダーの内容（イベント {} 件、末尾の位置 {}、鍵 {} 件）とファイルの中身（イベント {} 件、鍵 {} 件）が一致しません。ファイルが途中で切れている可能性があります",
+                header.events,
+                header.head_position,
+                header.keys.map_or("不明".to_string(), |k| k.to_string()),
+                self.events,
+                self.keys
             ),
         ))
     }
@@ -326,14 +342,17 @@ impl<R: BufRead> Entries for FileEntries<R> {
                 .map_err(|e| invalid(number, format!("ログの行として読めません（{e}）")))?;
             match (line, &self.header) {
                 (Line::Header(h), None) if number == 1 => {
-                    if h.format != FORMAT || h.version != VERSION {
+                    if h.format != FORMAT || !(1..=VERSION).contains(&h.version) {
                         return Err(invalid(
                             number,
                             format!(
-                                "形式 {} 版 {} には対応していません（{FORMAT} 版 {VERSION} のみ）",
+                                "形式 {} 版 {} には対応していません（{FORMAT} 版 1〜{VERSION} のみ）",
                                 h.format, h.version
                             ),
                         ));
+                    }
+                    if h.version >= 2 && h.keys.is_none() {
+                        return Err(invalid(number, "ヘッダーに鍵の数（keys）がありません"));
                     }
                     self.header = Some(h);
                 }
@@ -341,9 +360,19 @@ impl<R: BufRead> Entries for FileEntries<R> {
                 (Line::Header(_), Some(_)) => {
                     return Err(invalid(number, "ヘッダーが2つあります"));
                 }
-                (Line::Event(event), Some(_)) => {
+                (Line::Event(event), Some(header)) => {
                     if self.in_keys {
                         return Err(invalid(number, "鍵の行の後にイベントがあります"));
+                    }
+                    // Refused at once rather than written and rolled back at the end.
+                    if self.events >= header.events || event.position > header.head_position {
+                        return Err(invalid(
+                            number,
+                            format!(
+                                "ヘッダーの内容（イベント {} 件、末尾の位置 {}）より先のイベントがあります",
+                                header.events, header.head_position
+                            ),
+                        ));
                     }
                     self.events += 1;
                     self.last = Some((event.position, event.hash.clone()));
@@ -351,6 +380,7 @@ impl<R: BufRead> Entries for FileEntries<R> {
                 }
                 (Line::PersonalKey(key), Some(_)) => {
                     self.in_keys = true;
+                    self.keys += 1;
                     return Ok(Some(Entry::Key(number, key)));
                 }
             }
@@ -810,6 +840,7 @@ mod tests {
             head_position: image.events.len() as i64,
             head_hash: head_hash.into(),
             exported_at: now_ms(),
+            keys: Some(0),
         };
         let mut bytes = Vec::new();
         write_line(&mut bytes, &Line::Header(header)).expect("header");
@@ -852,6 +883,37 @@ mod tests {
             super::super::log::count(&backend).await.expect("count"),
             1_200
         );
+    }
+
+    /// An export of version 1 (no count of keys in its header) is still read; one of version 2
+    /// without the count is refused.
+    #[tokio::test]
+    async fn a_version_1_export_is_still_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let image = chained(&[1_000, 2_000]);
+        let head = image.events[1].hash.clone();
+        let path = file(dir.path(), "v2.ndjson", &image, &head);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let (first, rest) = text.split_once('\n').expect("a header line");
+        let mut header: Value = serde_json::from_str(first).expect("header");
+        header["version"] = json!(1);
+        header.as_object_mut().expect("object").remove("keys");
+        let v1 = dir.path().join("v1.ndjson");
+        std::fs::write(&v1, format!("{header}\n{rest}")).expect("write");
+        header["version"] = json!(2);
+        let v2 = dir.path().join("v2-without-keys.ndjson");
+        std::fs::write(&v2, format!("{header}\n{rest}")).expect("write");
+
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        let backend = Backend::connect(&url).await.expect("ledger");
+        match import_file(&backend, &v2).await {
+            Err(BackupError::Invalid { line: 1, message }) => {
+                assert!(message.contains("鍵の数"), "{message}");
+            }
+            other => panic!("expected a refusal of line 1, got {other:?}"),
+        }
+        let restored = import_file(&backend, &v1).await.expect("a version 1 file");
+        assert_eq!(restored.events, 2);
     }
 
     #[test]

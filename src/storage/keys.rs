@@ -9,7 +9,8 @@
 //!
 //! The personal keys are stored *wrapped* under a master key kept outside the database
 //! ([`MasterKey`]): a dump or backup of the database alone opens nothing. A key stored
-//! unwrapped by an earlier version (32 bytes) is wrapped when the ledger opens.
+//! unwrapped by an earlier version (32 bytes) is wrapped when the ledger opens, and so is a
+//! key still wrapped under the master key before a rotation (`KIROKU_MASTER_KEY_PREVIOUS`).
 
 use super::{now_ms, Backend, StorageError};
 use crate::with_pool;
@@ -37,9 +38,15 @@ const WRAPPED_LEN: usize = 24 + 32 + 16;
 /// The key-encryption key that wraps every personal key. It lives outside the database:
 /// `KIROKU_MASTER_KEY` (64 hex digits), else the file `KIROKU_MASTER_KEY_FILE`, else
 /// `./kiroku-master.key`, created (mode 0600) when missing.
+///
+/// To rotate it, start Kiroku with the new key as the master key and the old one as
+/// `KIROKU_MASTER_KEY_PREVIOUS`: keys still wrapped under the old one open under it and are
+/// wrapped again under the new one when the ledger opens (or by `kiroku keys rewrap`).
 #[derive(Clone)]
 pub struct MasterKey {
     key: Key,
+    /// The master key before a rotation, while keys may still be wrapped under it.
+    previous: Option<Key>,
     /// Where it came from, for messages (never the key itself).
     pub source: String,
     /// Whether it was just created.
@@ -55,19 +62,17 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     pub const DEFAULT_FILE: &'static str = "kiroku-master.key";
 
-    /// The master key from the environment or its file (see the type).
+    /// The master key from the environment or its file, and the previous one if given (see
+    /// the type).
     pub fn load() -> Result<MasterKey, StorageError> {
-        if let Ok(hex_key) = std::env::var("KIROKU_MASTER_KEY") {
-            let key: Key = hex::decode(hex_key.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    StorageError::Crypto(
-                        "KIROKU_MASTER_KEY は 64 桁の16進数（32 バイト）で指定してください".into(),
-                    )
-                })?;
+        let previous = match std::env::var("KIROKU_MASTER_KEY_PREVIOUS") {
+            Ok(text) => Some(hex_key(&text, "KIROKU_MASTER_KEY_PREVIOUS")?),
+            Err(_) => None,
+        };
+        if let Ok(text) = std::env::var("KIROKU_MASTER_KEY") {
             return Ok(MasterKey {
-                key,
+                key: hex_key(&text, "KIROKU_MASTER_KEY")?,
+                previous,
                 source: "KIROKU_MASTER_KEY".into(),
                 created: false,
             });
@@ -78,6 +83,7 @@ impl MasterKey {
             .map_err(|e| StorageError::Crypto(format!("master key: {e}")))?;
         Ok(MasterKey {
             key,
+            previous,
             source: path,
             created,
         })
@@ -102,31 +108,79 @@ impl MasterKey {
         Ok(wrapped)
     }
 
-    fn unwrap(&self, staff_id: Uuid, wrapped: &[u8]) -> Result<Key, StorageError> {
-        let mismatch = || {
-            StorageError::Crypto(format!(
-                "the master key ({}) does not open the personal key of {staff_id}: \
-                 start Kiroku with the master key this ledger was written with",
-                self.source
-            ))
-        };
+    /// The personal key `wrapped` holds, and whether it was wrapped under the previous
+    /// master key (so that it should be wrapped again).
+    fn unwrap(&self, staff_id: Uuid, wrapped: &[u8]) -> Result<(Key, Wrapped), StorageError> {
         if wrapped.len() != WRAPPED_LEN {
             return Err(StorageError::Corrupt(format!("key of {staff_id}")));
         }
-        let (nonce, sealed) = wrapped.split_at(24);
-        let aad = format!("personal-key:{staff_id}");
-        let cipher = XChaCha20Poly1305::new(&self.key.into());
-        let key = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| mismatch())?;
-        Key::try_from(key.as_slice()).map_err(|_| mismatch())
+        if let Some(key) = unwrap_under(&self.key, staff_id, wrapped) {
+            return Ok((key, Wrapped::Current));
+        }
+        if let Some(key) = self
+            .previous
+            .and_then(|previous| unwrap_under(&previous, staff_id, wrapped))
+        {
+            return Ok((key, Wrapped::Previous));
+        }
+        Err(StorageError::Crypto(format!(
+            "the master key ({}) does not open the personal key of {staff_id}: \
+             start Kiroku with the master key this ledger was written with{}",
+            self.source,
+            if self.previous.is_some() {
+                " (nor does KIROKU_MASTER_KEY_PREVIOUS)"
+            } else {
+                ""
+            }
+        )))
     }
+}
+
+/// Under which master key a stored personal key was wrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrapped {
+    Current,
+    Previous,
+}
+
+/// A 32-byte key written as 64 hex digits, from the variable `name`.
+fn hex_key(text: &str, name: &str) -> Result<Key, StorageError> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            StorageError::Crypto(format!(
+                "{name} は 64 桁の16進数（32 バイト）で指定してください"
+            ))
+        })
+}
+
+/// The personal key `wrapped` holds under `master`, or `None` if it does not open under it.
+fn unwrap_under(master: &Key, staff_id: Uuid, wrapped: &[u8]) -> Option<Key> {
+    let (nonce, sealed) = wrapped.split_at(24);
+    let aad = format!("personal-key:{staff_id}");
+    let cipher = XChaCha20Poly1305::new(&(*master).into());
+    let key = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: aad.as_bytes(),
+            },
+        )
+        .ok()?;
+    Key::try_from(key.as_slice()).ok()
+}
+
+/// What [`KeyStore::prepare`] found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prepared {
+    /// Keys checked to open under the master key (all of them, or the first only).
+    pub checked: usize,
+    /// Keys wrapped again, from the previous master key to the current one.
+    pub rewrapped: usize,
+    /// Keys an earlier version stored unwrapped, now wrapped.
+    pub wrapped: usize,
 }
 
 pub struct KeyStore {
@@ -145,9 +199,15 @@ impl KeyStore {
         }
     }
 
-    /// Wraps every key an earlier version stored unwrapped, then checks that the master key
-    /// opens the stored keys: a ledger never runs under the wrong master key.
-    pub async fn prepare(&self) -> Result<(), StorageError> {
+    /// Wraps every key an earlier version stored unwrapped, wraps again under the master key
+    /// every key still wrapped under the previous one, and checks that the master key opens
+    /// the stored keys: a ledger never runs under the wrong master key. `every`: check every
+    /// key, not only the first (always so while a previous master key is given).
+    ///
+    /// Each key is swapped on its own, and only if it is still the bytes that were read (an
+    /// erasure or another process in between wins): a ledger left half rotated by a crash
+    /// opens with both keys given, and the next start finishes it.
+    pub async fn prepare(&self, every: bool) -> Result<Prepared, StorageError> {
         let rows: Vec<(String, Vec<u8>)> = with_pool!(&self.backend, pool => {
             sqlx::query("SELECT staff_id, key FROM personal_keys WHERE key IS NOT NULL")
                 .fetch_all(pool)
@@ -156,27 +216,46 @@ impl KeyStore {
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()?
         });
-        let mut checked = false;
+        let every = every || self.master.previous.is_some();
+        let mut prepared = Prepared::default();
         for (id, stored) in rows {
             let staff_id = Uuid::parse_str(&id)
                 .map_err(|_| StorageError::Corrupt(format!("personal key id {id}")))?;
-            if stored.len() == 32 {
-                let key = Key::try_from(stored.as_slice())
-                    .map_err(|_| StorageError::Corrupt(format!("key of {staff_id}")))?;
-                let wrapped = self.master.wrap(staff_id, &key)?;
-                with_pool!(&self.backend, pool => {
-                    sqlx::query("UPDATE personal_keys SET key = $1 WHERE staff_id = $2")
-                        .bind(wrapped)
-                        .bind(&id)
-                        .execute(pool)
-                        .await?;
-                });
-            } else if !checked {
-                self.master.unwrap(staff_id, &stored)?;
-                checked = true;
-            }
+            let key = if stored.len() == 32 {
+                prepared.wrapped += 1;
+                Key::try_from(stored.as_slice())
+                    .map_err(|_| StorageError::Corrupt(format!("key of {staff_id}")))?
+            } else if every || prepared.checked == 0 {
+                prepared.checked += 1;
+                match self.master.unwrap(staff_id, &stored)? {
+                    (_, Wrapped::Current) => continue,
+                    (key, Wrapped::Previous) => {
+                        prepared.rewrapped += 1;
+                        key
+                    }
+                }
+            } else {
+                continue;
+            };
+            let wrapped = self.master.wrap(staff_id, &key)?;
+            with_pool!(&self.backend, pool => {
+                sqlx::query("UPDATE personal_keys SET key = $1 WHERE staff_id = $2 AND key = $3")
+                    .bind(wrapped)
+                    .bind(&id)
+                    .bind(&stored)
+                    .execute(pool)
+                    .await?;
+            });
         }
-        Ok(())
+        if prepared.rewrapped > 0 || prepared.wrapped > 0 {
+            tracing::info!(
+                rewrapped = prepared.rewrapped,
+                wrapped = prepared.wrapped,
+                "personal keys wrapped under the master key ({})",
+                self.master.source
+            );
+        }
+        Ok(prepared)
     }
 
     /// Destroys the person's key: every sealed text about them becomes unreadable for good.
@@ -261,7 +340,7 @@ impl KeyStore {
                 Key::try_from(bytes.as_slice())
                     .map_err(|_| StorageError::Corrupt(format!("key of {staff_id}")))?,
             ),
-            Some(bytes) => Some(self.master.unwrap(staff_id, &bytes)?),
+            Some(bytes) => Some(self.master.unwrap(staff_id, &bytes)?.0),
             None => None,
         };
         self.remember(staff_id, key);
@@ -331,5 +410,68 @@ impl KeyStore {
         String::from_utf8(clear)
             .map(Some)
             .map_err(|e| StorageError::Crypto(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn master(key: u8, previous: Option<u8>) -> MasterKey {
+        MasterKey {
+            key: [key; 32],
+            previous: previous.map(|p| [p; 32]),
+            source: format!("test key {key}"),
+            created: false,
+        }
+    }
+
+    /// A rotation: the new master key with the old one as the previous reads every name and
+    /// wraps every key again; then the new key alone reads them, and the old one alone is
+    /// refused. An erased person stays erased.
+    #[tokio::test]
+    async fn the_master_key_is_rotated_with_the_previous_one_given() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+        let backend = Backend::connect(&url).await.expect("ledger");
+        let (ann, bob, erased) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+
+        let old = KeyStore::new(backend.clone(), master(1, None));
+        let sealed_ann = old.seal(ann, "山田 花子").await.expect("seal");
+        let sealed_bob = old.seal(bob, "佐藤 一郎").await.expect("seal");
+        old.seal(erased, "消される人").await.expect("seal");
+        assert!(old.destroy(erased).await.expect("destroy"));
+
+        let rotating = KeyStore::new(backend.clone(), master(2, Some(1)));
+        let prepared = rotating.prepare(false).await.expect("rotated");
+        assert_eq!(
+            prepared,
+            Prepared {
+                checked: 2,
+                rewrapped: 2,
+                wrapped: 0
+            }
+        );
+        let again = KeyStore::new(backend.clone(), master(2, Some(1)));
+        assert_eq!(again.prepare(false).await.expect("again").rewrapped, 0);
+
+        let new = KeyStore::new(backend.clone(), master(2, None));
+        assert_eq!(new.prepare(true).await.expect("new").checked, 2);
+        let opened = new.open(ann, &sealed_ann).await.expect("open");
+        assert_eq!(opened.as_deref(), Some("山田 花子"));
+        let opened = new.open(bob, &sealed_bob).await.expect("open");
+        assert_eq!(opened.as_deref(), Some("佐藤 一郎"));
+        assert_eq!(new.key_for_reading(erased).await.expect("erased"), None);
+
+        let stale = KeyStore::new(backend.clone(), master(1, None));
+        assert!(matches!(
+            stale.prepare(false).await,
+            Err(StorageError::Crypto(_))
+        ));
+        let wrong = KeyStore::new(backend, master(3, Some(4)));
+        assert!(matches!(
+            wrong.prepare(false).await,
+            Err(StorageError::Crypto(_))
+        ));
     }
 }

@@ -247,8 +247,13 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             let master = MasterKey::load().map_err(|e| e.to_string())?;
             let source = master.source.clone();
-            match KeyStore::new(backend, master).prepare(true).await {
+            match KeyStore::new(backend, master).prepare().await {
                 Ok(prepared) => {
+                    if prepared.checked + prepared.wrapped == 0 {
+                        eprintln!(
+                            "kiroku: この台帳には個人鍵が1件もありません。指定したデータベースが正しいか確かめてください"
+                        );
+                    }
                     println!(
                         "{} personal keys open under the master key ({source}); {} wrapped again from KIROKU_MASTER_KEY_PREVIOUS, {} stored unwrapped now wrapped",
                         prepared.checked + prepared.wrapped,

@@ -195,7 +195,7 @@ impl Ledger {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             backend,
         };
-        ledger.keys.prepare(false).await?;
+        ledger.keys.prepare().await?;
         ledger.projector.catch_up().await?;
         if let Err(error) = ledger.projector.checkpoint_if_far().await {
             // Optional: the first tick writes it instead.

@@ -444,8 +444,28 @@ async fn the_master_key_is_changed_by_keys_rewrap() {
         out.starts_with("4 personal keys open") && out.contains("0 wrapped again"),
         "{out}"
     );
+    // A rotation whose new key file is missing is refused, not given a random new key.
+    let missing = dir_missing_key(&app, &old);
+    assert_eq!(missing.status.code(), Some(2));
+    let message = text(&missing.stderr);
+    assert!(message.contains("新しいマスター鍵のファイル"), "{message}");
+
     let stale = rewrap(&old, None);
     assert_eq!(stale.status.code(), Some(1));
     let message = text(&stale.stderr);
     assert!(message.contains("KIROKU_MASTER_KEY_PREVIOUS"), "{message}");
+}
+
+/// `kiroku keys rewrap` with the old key as the previous and no new key: neither
+/// `KIROKU_MASTER_KEY` nor an existing key file.
+fn dir_missing_key(app: &TestApp, old: &str) -> Output {
+    let dir = tempfile::tempdir().expect("dir");
+    Command::new(env!("CARGO_BIN_EXE_kiroku"))
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("KIROKU_MASTER_KEY")
+        .env("KIROKU_MASTER_KEY_FILE", dir.path().join("new-master.key"))
+        .env("KIROKU_MASTER_KEY_PREVIOUS", old)
+        .args(["keys", "rewrap"])
+        .output()
+        .expect("run kiroku")
 }

@@ -79,6 +79,13 @@ impl MasterKey {
         }
         let path = std::env::var("KIROKU_MASTER_KEY_FILE")
             .unwrap_or_else(|_| Self::DEFAULT_FILE.to_string());
+        // A rotation names its new key: a key file missing there (a wrong directory, a lost
+        // volume) is refused rather than created, or a random key would become the new one.
+        if previous.is_some() && !std::path::Path::new(&path).exists() {
+            return Err(StorageError::Crypto(format!(
+                "KIROKU_MASTER_KEY_PREVIOUS が指定されていますが、新しいマスター鍵のファイル {path} がありません。新しい鍵を KIROKU_MASTER_KEY か KIROKU_MASTER_KEY_FILE で指定してください"
+            )));
+        }
         let (key, created) = super::secret::load_or_create(std::path::Path::new(&path))
             .map_err(|e| StorageError::Crypto(format!("master key: {e}")))?;
         Ok(MasterKey {
@@ -175,7 +182,7 @@ fn unwrap_under(master: &Key, staff_id: Uuid, wrapped: &[u8]) -> Option<Key> {
 /// What [`KeyStore::prepare`] found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Prepared {
-    /// Keys checked to open under the master key (all of them, or the first only).
+    /// Wrapped keys checked to open under the master key (or the previous one): all of them.
     pub checked: usize,
     /// Keys wrapped again, from the previous master key to the current one.
     pub rewrapped: usize,
@@ -201,13 +208,14 @@ impl KeyStore {
 
     /// Wraps every key an earlier version stored unwrapped, wraps again under the master key
     /// every key still wrapped under the previous one, and checks that the master key opens
-    /// the stored keys: a ledger never runs under the wrong master key. `every`: check every
-    /// key, not only the first (always so while a previous master key is given).
+    /// every stored key: a ledger never runs under the wrong master key, nor under a new one
+    /// that opens only part of them (a rotation left half done). One decryption of 32 bytes
+    /// per person.
     ///
     /// Each key is swapped on its own, and only if it is still the bytes that were read (an
     /// erasure or another process in between wins): a ledger left half rotated by a crash
     /// opens with both keys given, and the next start finishes it.
-    pub async fn prepare(&self, every: bool) -> Result<Prepared, StorageError> {
+    pub async fn prepare(&self) -> Result<Prepared, StorageError> {
         let rows: Vec<(String, Vec<u8>)> = with_pool!(&self.backend, pool => {
             sqlx::query("SELECT staff_id, key FROM personal_keys WHERE key IS NOT NULL")
                 .fetch_all(pool)
@@ -216,36 +224,39 @@ impl KeyStore {
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()?
         });
-        let every = every || self.master.previous.is_some();
         let mut prepared = Prepared::default();
         for (id, stored) in rows {
             let staff_id = Uuid::parse_str(&id)
                 .map_err(|_| StorageError::Corrupt(format!("personal key id {id}")))?;
-            let key = if stored.len() == 32 {
-                prepared.wrapped += 1;
-                Key::try_from(stored.as_slice())
-                    .map_err(|_| StorageError::Corrupt(format!("key of {staff_id}")))?
-            } else if every || prepared.checked == 0 {
+            let (key, unwrapped) = if stored.len() == 32 {
+                let key = Key::try_from(stored.as_slice())
+                    .map_err(|_| StorageError::Corrupt(format!("key of {staff_id}")))?;
+                (key, true)
+            } else {
                 prepared.checked += 1;
                 match self.master.unwrap(staff_id, &stored)? {
                     (_, Wrapped::Current) => continue,
-                    (key, Wrapped::Previous) => {
-                        prepared.rewrapped += 1;
-                        key
-                    }
+                    (key, Wrapped::Previous) => (key, false),
                 }
-            } else {
-                continue;
             };
             let wrapped = self.master.wrap(staff_id, &key)?;
-            with_pool!(&self.backend, pool => {
+            let swapped = with_pool!(&self.backend, pool => {
                 sqlx::query("UPDATE personal_keys SET key = $1 WHERE staff_id = $2 AND key = $3")
                     .bind(wrapped)
                     .bind(&id)
                     .bind(&stored)
                     .execute(pool)
-                    .await?;
+                    .await?
+                    .rows_affected()
             });
+            // Another process that swapped it first, or an erasure, leaves nothing to count.
+            if swapped == 1 {
+                if unwrapped {
+                    prepared.wrapped += 1;
+                } else {
+                    prepared.rewrapped += 1;
+                }
+            }
         }
         if prepared.rewrapped > 0 || prepared.wrapped > 0 {
             tracing::info!(
@@ -443,7 +454,7 @@ mod tests {
         assert!(old.destroy(erased).await.expect("destroy"));
 
         let rotating = KeyStore::new(backend.clone(), master(2, Some(1)));
-        let prepared = rotating.prepare(false).await.expect("rotated");
+        let prepared = rotating.prepare().await.expect("rotated");
         assert_eq!(
             prepared,
             Prepared {
@@ -453,10 +464,10 @@ mod tests {
             }
         );
         let again = KeyStore::new(backend.clone(), master(2, Some(1)));
-        assert_eq!(again.prepare(false).await.expect("again").rewrapped, 0);
+        assert_eq!(again.prepare().await.expect("again").rewrapped, 0);
 
         let new = KeyStore::new(backend.clone(), master(2, None));
-        assert_eq!(new.prepare(true).await.expect("new").checked, 2);
+        assert_eq!(new.prepare().await.expect("new").checked, 2);
         let opened = new.open(ann, &sealed_ann).await.expect("open");
         assert_eq!(opened.as_deref(), Some("山田 花子"));
         let opened = new.open(bob, &sealed_bob).await.expect("open");
@@ -465,12 +476,24 @@ mod tests {
 
         let stale = KeyStore::new(backend.clone(), master(1, None));
         assert!(matches!(
-            stale.prepare(false).await,
+            stale.prepare().await,
             Err(StorageError::Crypto(_))
         ));
+        // Keys under two master keys (a rotation left half done, or a server still running
+        // with the old key): neither key alone opens the ledger; both given finish it.
+        let carol = Uuid::new_v4();
+        let old_server = KeyStore::new(backend.clone(), master(1, None));
+        old_server.seal(carol, "鈴木 三郎").await.expect("seal");
+        let half = KeyStore::new(backend.clone(), master(2, None));
+        assert!(matches!(half.prepare().await, Err(StorageError::Crypto(_))));
+        let finished = KeyStore::new(backend.clone(), master(2, Some(1)));
+        assert_eq!(finished.prepare().await.expect("finished").rewrapped, 1);
+        let whole = KeyStore::new(backend.clone(), master(2, None));
+        assert_eq!(whole.prepare().await.expect("whole").checked, 3);
+
         let wrong = KeyStore::new(backend, master(3, Some(4)));
         assert!(matches!(
-            wrong.prepare(false).await,
+            wrong.prepare().await,
             Err(StorageError::Crypto(_))
         ));
     }

@@ -97,22 +97,11 @@ impl MasterKey {
     }
 
     fn wrap(&self, staff_id: Uuid, key: &Key) -> Result<Vec<u8>, StorageError> {
-        let cipher = XChaCha20Poly1305::new(&self.key.into());
-        let mut nonce = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = format!("personal-key:{staff_id}");
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: key,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|e| StorageError::Crypto(e.to_string()))?;
-        let mut wrapped = nonce.to_vec();
-        wrapped.extend_from_slice(&sealed);
-        Ok(wrapped)
+        encrypt(
+            &self.key,
+            key,
+            format!("personal-key:{staff_id}").as_bytes(),
+        )
     }
 
     /// The personal key `wrapped` holds, and whether it was wrapped under the previous
@@ -164,19 +153,38 @@ fn hex_key(text: &str, name: &str) -> Result<Key, StorageError> {
 
 /// The personal key `wrapped` holds under `master`, or `None` if it does not open under it.
 fn unwrap_under(master: &Key, staff_id: Uuid, wrapped: &[u8]) -> Option<Key> {
-    let (nonce, sealed) = wrapped.split_at(24);
-    let aad = format!("personal-key:{staff_id}");
-    let cipher = XChaCha20Poly1305::new(&(*master).into());
-    let key = cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: sealed,
-                aad: aad.as_bytes(),
-            },
-        )
-        .ok()?;
+    let key = decrypt(
+        master,
+        wrapped,
+        format!("personal-key:{staff_id}").as_bytes(),
+    )?;
     Key::try_from(key.as_slice()).ok()
+}
+
+/// `msg` sealed under `key` (XChaCha20-Poly1305): a fresh random nonce (24 bytes) followed by
+/// the ciphertext and its tag. Personal keys under the master key and texts under a person's
+/// key alike.
+fn encrypt(key: &Key, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let mut nonce = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let sealed = XChaCha20Poly1305::new(&(*key).into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
+        .map_err(|e| StorageError::Crypto(e.to_string()))?;
+    let mut envelope = nonce.to_vec();
+    envelope.extend_from_slice(&sealed);
+    Ok(envelope)
+}
+
+/// What [`encrypt`] sealed, or `None` if it does not open under `key` with `aad` (or is too
+/// short to hold a nonce).
+fn decrypt(key: &Key, envelope: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    if envelope.len() < 24 {
+        return None;
+    }
+    let (nonce, sealed) = envelope.split_at(24);
+    XChaCha20Poly1305::new(&(*key).into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .ok()
 }
 
 /// What [`KeyStore::prepare`] found and did.
@@ -364,21 +372,7 @@ impl KeyStore {
             .key_for_writing(staff_id)
             .await?
             .ok_or_else(|| StorageError::Crypto(format!("the key of {staff_id} was destroyed")))?;
-        let cipher = XChaCha20Poly1305::new(&key.into());
-        let mut nonce = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let aad = staff_id.to_string();
-        let ciphertext = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: text.as_bytes(),
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|e| StorageError::Crypto(e.to_string()))?;
-        let mut envelope = nonce.to_vec();
-        envelope.extend_from_slice(&ciphertext);
+        let envelope = encrypt(&key, text.as_bytes(), staff_id.to_string().as_bytes())?;
         Ok(Sealed {
             enc: ENVELOPE.to_string(),
             ct: BASE64.encode(envelope),
@@ -403,21 +397,11 @@ impl KeyStore {
         let bytes = BASE64
             .decode(&sealed.ct)
             .map_err(|e| StorageError::Crypto(e.to_string()))?;
-        if bytes.len() < 24 {
-            return Err(StorageError::Crypto("envelope too short".into()));
-        }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let aad = staff_id.to_string();
-        let cipher = XChaCha20Poly1305::new(&key.into());
-        let clear = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|e| StorageError::Crypto(e.to_string()))?;
+        let clear = decrypt(&key, &bytes, staff_id.to_string().as_bytes()).ok_or_else(|| {
+            StorageError::Crypto(format!(
+                "a sealed text about {staff_id} does not open under their key"
+            ))
+        })?;
         String::from_utf8(clear)
             .map(Some)
             .map_err(|e| StorageError::Crypto(e.to_string()))

@@ -302,6 +302,45 @@ mod one_transaction {
             .expect("session id")
     }
 
+    /// `count` staff registered by 8 clients at once, numbered `{prefix}0000`…, in that order
+    /// as `(number, id)`.
+    async fn register_many(app: &TestApp, prefix: &str, count: usize) -> Vec<(usize, Uuid)> {
+        let mut tasks = Vec::new();
+        for first in 0..8 {
+            let (client, url, token) = (app.client.clone(), app.url("/staff"), app.hr.clone());
+            let prefix = prefix.to_string();
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in (first..count).step_by(8) {
+                    let body =
+                        support::staff_body(&format!("{prefix}{i:04}"), "総務課", 2, "2015-04-01");
+                    let reply: Value = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await
+                        .expect("register")
+                        .json()
+                        .await
+                        .expect("json");
+                    let id: Uuid = reply["id"]
+                        .as_str()
+                        .and_then(|id| id.parse().ok())
+                        .expect("id");
+                    ids.push((i, id));
+                }
+                ids
+            }));
+        }
+        let mut staff = Vec::new();
+        for task in tasks {
+            staff.extend(task.await.expect("registered"));
+        }
+        staff.sort();
+        staff
+    }
+
     /// The commits of `commands`, decided as an import decides them and held back.
     async fn hold(app: &TestApp, commands: Vec<Command>) -> Vec<kiroku::storage::append::Part> {
         let principal = Principal {
@@ -418,38 +457,7 @@ mod one_transaction {
             let reply = app.post(&app.hr, "/sessions", &body).await;
             assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
             let session_id = reply.id();
-            let mut tasks = Vec::new();
-            for first in 0..8 {
-                let (client, url, token) = (app.client.clone(), app.url("/staff"), app.hr.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut ids = Vec::new();
-                    for i in (first..=rows).step_by(8) {
-                        let body =
-                            support::staff_body(&format!("B{i:04}"), "総務課", 2, "2015-04-01");
-                        let reply: Value = client
-                            .post(&url)
-                            .bearer_auth(&token)
-                            .json(&body)
-                            .send()
-                            .await
-                            .expect("register")
-                            .json()
-                            .await
-                            .expect("json");
-                        let id: Uuid = reply["id"]
-                            .as_str()
-                            .and_then(|id| id.parse().ok())
-                            .expect("id");
-                        ids.push((i, id));
-                    }
-                    ids
-                }));
-            }
-            let mut staff = Vec::new();
-            for task in tasks {
-                staff.extend(task.await.expect("registered"));
-            }
-            staff.sort();
+            let staff = register_many(&app, "B", rows + 1).await;
             let (sheet_staff, other) = (&staff[..rows], staff[rows].1);
 
             // Held back, then someone else enrols in the session: the bulk commit is
@@ -714,6 +722,69 @@ mod one_transaction {
             );
             assert_eq!(app.event_count().await, before + 4);
             assert_eq!(trainings(&app, staff).await, Some(2));
+        }
+    );
+
+    both_backends!(
+        a_streamed_sheet_abandoned_after_thousands_of_events_records_nothing,
+        |app: TestApp| async move {
+            // 1,001 rows in one session: 2,002 events, so on PostgreSQL the first piece of
+            // the `COPY` has gone to the server when the unit is abandoned.
+            let rows = 1_001;
+            let mut body = support::session_body(rows as u32);
+            body["starts_on"] = json!("2023-06-01");
+            body["ends_on"] = json!("2023-06-01");
+            let reply = app.post(&app.hr, "/sessions", &body).await;
+            assert_eq!(reply.status.as_u16(), 201, "{:?}", reply.body);
+            let session_id = reply.id();
+            let later = session(&app, "2023-07-03").await;
+            let staff = register_many(&app, "A", rows).await;
+            let before = app.event_count().await;
+            let commands = || {
+                vec![
+                    Command::Session {
+                        session_id,
+                        command: SessionCommand::RecordAttendances(
+                            staff
+                                .iter()
+                                .map(|(_, staff_id)| Attendance {
+                                    staff_id: *staff_id,
+                                    staff_registered: true,
+                                    completed_on: "2023-06-01".parse::<Date>().expect("date"),
+                                    understanding: None,
+                                })
+                                .collect(),
+                        ),
+                    },
+                    attendance(later, staff[0].1, "2023-07-03"),
+                ]
+            };
+
+            let (decided, committed) = stream(&app, commands(), true).await;
+            assert!(decided.is_err());
+            assert!(
+                matches!(&committed, Err(CommandError::Storage(detail)) if detail.contains("abandoned")),
+                "{committed:?}"
+            );
+            assert_eq!(app.event_count().await, before, "nothing of the unit");
+            assert_eq!(trainings(&app, staff[0].1).await, Some(0));
+
+            // The appender and the log go on: a command, then the same unit ended well.
+            let other = app.register("A9999", "総務課", 2).await;
+            enrol(&app, later, other).await;
+            let (decided, committed) = stream(&app, commands(), false).await;
+            decided.expect("decided");
+            let events = committed.expect("committed");
+            assert_eq!(events.len(), 2 * rows + 2);
+            assert!(events
+                .windows(2)
+                .all(|w| w[1].position == w[0].position + 1));
+            assert!(
+                events.iter().all(|e| e.hash.is_some()),
+                "every event sealed"
+            );
+            assert_eq!(app.event_count().await, before + 2 + 2 * rows as i64 + 2);
+            assert_eq!(trainings(&app, staff[0].1).await, Some(2));
         }
     );
 

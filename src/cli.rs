@@ -177,8 +177,9 @@ pub enum ReportCommand {
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
     /// Wraps under the master key (KIROKU_MASTER_KEY) every personal key still wrapped under
-    /// the one before a rotation (KIROKU_MASTER_KEY_PREVIOUS), and checks that every key
-    /// opens under it; exits 1 if one does not. Touches the key table only.
+    /// the one before a rotation (KIROKU_MASTER_KEY_PREVIOUS), checks that every key opens
+    /// under it (exits 1 if one does not), and destroys the key of anyone the log records as
+    /// erased whose key is still there. Writes nothing but the key table.
     Rewrap,
 }
 
@@ -254,8 +255,15 @@ async fn execute(cli: Cli) -> Result<ExitCode, String> {
                             "kiroku: この台帳には個人鍵が1件もありません。指定したデータベースが正しいか確かめてください"
                         );
                     }
+                    // Opening the ledger completes every erasure the log records whose key a
+                    // crash left (the event written, the key not yet destroyed), as a server's
+                    // start does: a rotation after an erasure must not hand that key on.
+                    let ledger = Ledger::open(&cli.database)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let erased = ledger.projector.erased().map_err(|e| e.to_string())?.len();
                     println!(
-                        "{} personal keys open under the master key ({source}); {} wrapped again from KIROKU_MASTER_KEY_PREVIOUS, {} stored unwrapped now wrapped",
+                        "{} personal keys open under the master key ({source}); {} wrapped again from KIROKU_MASTER_KEY_PREVIOUS, {} stored unwrapped now wrapped; the keys of {erased} erased people are destroyed",
                         prepared.checked + prepared.wrapped,
                         prepared.rewrapped,
                         prepared.wrapped

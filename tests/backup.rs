@@ -416,6 +416,28 @@ async fn the_master_key_is_changed_by_keys_rewrap() {
         return;
     };
     history(&app).await;
+    // A fifth person, erased; then, as a crash between the erasure's event and the key's
+    // destruction would leave it, their key is back in the table.
+    let erased = app.register("E001", "総務課", 2).await;
+    app.sql("CREATE TABLE saved_keys AS SELECT * FROM personal_keys")
+        .await
+        .expect("save");
+    let reply = app
+        .post(
+            &app.hr,
+            &format!("/staff/{erased}/erasure"),
+            &json!({"reason": "本人の申出"}),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "{:?}", reply.body);
+    let restored = app
+        .sql(&format!(
+            "UPDATE personal_keys SET erased_at = NULL, key = \
+             (SELECT key FROM saved_keys WHERE staff_id = '{erased}') WHERE staff_id = '{erased}'"
+        ))
+        .await
+        .expect("restore the key");
+    assert_eq!(restored, 1);
     let new = "cd".repeat(32);
     let rewrap = |master: &str, previous: Option<&str>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kiroku"));
@@ -434,14 +456,26 @@ async fn the_master_key_is_changed_by_keys_rewrap() {
     assert!(rotated.status.success(), "{}", text(&rotated.stderr));
     let out = text(&rotated.stdout);
     assert!(
-        out.starts_with("4 personal keys open") && out.contains("4 wrapped again"),
+        out.starts_with("5 personal keys open")
+            && out.contains("5 wrapped again")
+            && out.contains("the keys of 1 erased people are destroyed"),
         "{out}"
     );
+    let destroyed = app
+        .sql(&format!(
+            "UPDATE personal_keys SET staff_id = staff_id \
+             WHERE staff_id = '{erased}' AND key IS NULL AND erased_at IS NOT NULL"
+        ))
+        .await
+        .expect("look");
+    assert_eq!(destroyed, 1, "the erased person's key is destroyed again");
     let again = rewrap(&new, None);
     assert!(again.status.success(), "{}", text(&again.stderr));
     let out = text(&again.stdout);
     assert!(
-        out.starts_with("4 personal keys open") && out.contains("0 wrapped again"),
+        out.starts_with("4 personal keys open")
+            && out.contains("0 wrapped again")
+            && out.contains("the keys of 1 erased people are destroyed"),
         "{out}"
     );
     // A rotation whose new key file is missing is refused, not given a random new key.

@@ -685,6 +685,39 @@ mod one_transaction {
         tokio::join!(deciding, app.ledger.commit_streamed(receiver))
     }
 
+    /// What [`stream`] gave for a unit abandoned midway: refused as abandoned.
+    fn abandoned(
+        (decided, committed): (
+            Result<(), kiroku::application::AppError>,
+            Result<Vec<kiroku::storage::log::LogEvent>, CommandError>,
+        ),
+    ) {
+        assert!(decided.is_err());
+        assert!(
+            matches!(&committed, Err(CommandError::Storage(detail)) if detail.contains("abandoned")),
+            "{committed:?}"
+        );
+    }
+
+    /// What [`stream`] gave for a unit ended well: its events, sealed at consecutive positions.
+    fn written_whole(
+        (decided, committed): (
+            Result<(), kiroku::application::AppError>,
+            Result<Vec<kiroku::storage::log::LogEvent>, CommandError>,
+        ),
+    ) -> Vec<kiroku::storage::log::LogEvent> {
+        decided.expect("decided");
+        let events = committed.expect("committed");
+        assert!(events
+            .windows(2)
+            .all(|w| w[1].position == w[0].position + 1));
+        assert!(
+            events.iter().all(|e| e.hash.is_some()),
+            "every event sealed"
+        );
+        events
+    }
+
     both_backends!(
         a_streamed_sheet_abandoned_midway_records_nothing,
         |app: TestApp| async move {
@@ -699,27 +732,13 @@ mod one_transaction {
                 ]
             };
 
-            let (decided, committed) = stream(&app, commands(), true).await;
-            assert!(decided.is_err());
-            assert!(
-                matches!(&committed, Err(CommandError::Storage(detail)) if detail.contains("abandoned")),
-                "{committed:?}"
-            );
+            abandoned(stream(&app, commands(), true).await);
             assert_eq!(app.event_count().await, before, "nothing of the unit");
             assert_eq!(trainings(&app, staff).await, Some(0));
 
             // The same unit, ended well: written whole, sealed, at consecutive positions.
-            let (decided, committed) = stream(&app, commands(), false).await;
-            decided.expect("decided");
-            let events = committed.expect("committed");
+            let events = written_whole(stream(&app, commands(), false).await);
             assert_eq!(events.len(), 4, "an enrolment and a completion per session");
-            assert!(events
-                .windows(2)
-                .all(|w| w[1].position == w[0].position + 1));
-            assert!(
-                events.iter().all(|e| e.hash.is_some()),
-                "every event sealed"
-            );
             assert_eq!(app.event_count().await, before + 4);
             assert_eq!(trainings(&app, staff).await, Some(2));
         }
@@ -760,29 +779,15 @@ mod one_transaction {
                 ]
             };
 
-            let (decided, committed) = stream(&app, commands(), true).await;
-            assert!(decided.is_err());
-            assert!(
-                matches!(&committed, Err(CommandError::Storage(detail)) if detail.contains("abandoned")),
-                "{committed:?}"
-            );
+            abandoned(stream(&app, commands(), true).await);
             assert_eq!(app.event_count().await, before, "nothing of the unit");
             assert_eq!(trainings(&app, staff[0].1).await, Some(0));
 
             // The appender and the log go on: a command, then the same unit ended well.
             let other = app.register("A9999", "総務課", 2).await;
             enrol(&app, later, other).await;
-            let (decided, committed) = stream(&app, commands(), false).await;
-            decided.expect("decided");
-            let events = committed.expect("committed");
+            let events = written_whole(stream(&app, commands(), false).await);
             assert_eq!(events.len(), 2 * rows + 2);
-            assert!(events
-                .windows(2)
-                .all(|w| w[1].position == w[0].position + 1));
-            assert!(
-                events.iter().all(|e| e.hash.is_some()),
-                "every event sealed"
-            );
             assert_eq!(app.event_count().await, before + 2 + 2 * rows as i64 + 2);
             assert_eq!(trainings(&app, staff[0].1).await, Some(2));
         }

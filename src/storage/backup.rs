@@ -499,7 +499,8 @@ impl Checker {
 
 /// Checks a log image line by line without touching the database: what [`restore`] refuses.
 /// `first_line` is the file line of the first event (2 in an export file).
-pub fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
+#[cfg(test)]
+fn check(image: &LogImage, first_line: usize) -> Result<(), BackupError> {
     let mut checker = Checker::new();
     for (i, event) in image.events.iter().enumerate() {
         checker.event(first_line + i, event)?;
